@@ -1,0 +1,1 @@
+"""Batch jobs: filled in by the batch issue."""

@@ -1,0 +1,405 @@
+"""The catalog: databases and governed Delta tables over a metadata store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable
+
+from catalog import recovery
+from catalog.errors import (
+    DatabaseNotFound,
+    InvalidArgument,
+    LakeError,
+    TableExists,
+    TableNotFound,
+    UnsupportedFeature,
+)
+from catalog.names import check_ident, split_name
+from catalog.settings import Settings
+from catalog.snapshot import Snapshot
+from catalog.store import DatabaseInfo, MetadataStore, TableInfo
+from catalog.txn import Transaction
+
+
+def _schema_json(schema: pa.Schema) -> str:
+    return json.dumps(
+        [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+    )
+
+
+class Catalog:
+    """Databases and tables of one lake; every table is a Delta table under ACID governance."""
+
+    def __init__(self, root: Path, store: MetadataStore, settings: Settings | None = None):
+        self.root = Path(root)
+        self.store = store
+        self.settings = settings or Settings()
+        self._writers: dict[str, DeltaTable] = {}
+        self._writers_lock = threading.Lock()
+
+    # databases ---------------------------------------------------------------------------------
+    def create_database(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        owner: str = "",
+        tags: Mapping[str, str] | None = None,
+        exist_ok: bool = False,
+    ) -> DatabaseInfo:
+        """Create a database (a namespace of tables)."""
+        name = check_ident(name, "database")
+        existing = self.store.get_database(name)
+        if existing is not None:
+            if exist_ok:
+                return existing
+        self.store.create_database(DatabaseInfo(name, description, owner, dict(tags or {})))
+        return self.store.get_database(name)  # type: ignore[return-value]
+
+    def list_databases(self) -> list[DatabaseInfo]:
+        """All databases, by name."""
+        return self.store.list_databases()
+
+    def get_database(self, name: str) -> DatabaseInfo:
+        """One database; DatabaseNotFound if missing."""
+        info = self.store.get_database(check_ident(name, "database"))
+        if info is None:
+            raise DatabaseNotFound(f"database {name!r} not found")
+        return info
+
+    def drop_database(self, name: str, *, cascade: bool = False, purge: bool = False) -> None:
+        """Drop an empty database, or with cascade=True its tables too."""
+        db = self.get_database(name).name
+        tables = self.store.list_tables(db)
+        if tables and not cascade:
+            raise InvalidArgument(
+                f"database {db!r} has {len(tables)} table(s); drop them or pass cascade=True"
+            )
+        for t in tables:
+            self.drop_table(t.full_name, purge=purge)
+        self.store.drop_database(db)
+
+    # tables ------------------------------------------------------------------------------------
+    def table(self, name: str) -> TableInfo:
+        """Look a table up by 'database.table'; TableNotFound if missing."""
+        db, tbl = split_name(name)
+        info = self.store.get_table(db, tbl)
+        if info is None:
+            raise TableNotFound(f"table {db}.{tbl} not found")
+        return info
+
+    def _new_location(self, db: str, table: str) -> Path:
+        base = self.root / db / table
+        if not base.exists() or not any(base.iterdir()):
+            return base
+        return self.root / db / f"{table}-{uuid.uuid4().hex[:8]}"
+
+    def create_table(
+        self,
+        name: str,
+        schema: pa.Schema,
+        *,
+        partition_by: Sequence[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        owner: str = "",
+        properties: Mapping[str, str] | None = None,
+        user: str = "",
+        exist_ok: bool = False,
+    ) -> TableInfo:
+        """Create an empty governed Delta table under the lake root."""
+        db, tbl = split_name(name)
+        self.get_database(db)
+        existing = self.store.get_table(db, tbl)
+        if existing is not None:
+            if exist_ok:
+                return existing
+            raise TableExists(f"table {db}.{tbl} already exists")
+        if not isinstance(schema, pa.Schema):
+            try:
+                schema = pa.schema(schema)
+            except (TypeError, ValueError) as e:
+                raise InvalidArgument(f"schema must be a pyarrow.Schema: {e}") from None
+        if len(schema) == 0:
+            raise InvalidArgument("a table needs at least one column")
+        if len(set(schema.names)) != len(schema.names):
+            raise InvalidArgument("column names must be unique")
+        parts = list(partition_by or [])
+        missing = [p for p in parts if p not in schema.names]
+        if missing:
+            raise InvalidArgument(f"partition column(s) {missing} are not in the schema")
+        if parts and len(parts) == len(schema):
+            raise InvalidArgument(
+                "a table needs at least one column that is not a partition column"
+            )
+        location = self._new_location(db, tbl)
+        location.mkdir(parents=True, exist_ok=True)
+        try:
+            DeltaTable.create(
+                str(location),
+                schema,
+                partition_by=parts or None,
+                name=tbl,
+                description=description or None,
+                commit_properties=CommitProperties(
+                    custom_metadata={"lakeward.user": user, "lakeward.operation": "CREATE TABLE"}
+                ),
+            )
+        except Exception as e:
+            shutil.rmtree(location, ignore_errors=True)
+            raise InvalidArgument(f"cannot create {db}.{tbl}: {e}") from None
+        info = TableInfo(
+            id=0,
+            database=db,
+            name=tbl,
+            location=str(location),
+            table_type="GOVERNED",
+            schema_json=_schema_json(schema),
+            partition_by=tuple(parts),
+            description=description,
+            tags=dict(tags or {}),
+            owner=owner or user,
+            created_at=datetime.now(timezone.utc),
+            version=0,
+            properties=dict(properties or {}),
+        )
+        try:
+            return self.store.create_table(info, user, "CREATE TABLE")
+        except TableExists:
+            shutil.rmtree(location, ignore_errors=True)
+            raise
+
+    def register_table(
+        self,
+        name: str,
+        location: str | Path,
+        *,
+        governed: bool = False,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        user: str = "",
+    ) -> TableInfo:
+        """Adopt an existing Delta table in place.
+
+        governed=False (default): an EXTERNAL table, read-only in Lakeward, reads follow its log.
+        governed=True: Lakeward becomes its writer; versions past the adopted one are Lakeward's.
+        """
+        db, tbl = split_name(name)
+        self.get_database(db)
+        if self.store.get_table(db, tbl) is not None:
+            raise TableExists(f"table {db}.{tbl} already exists")
+        loc = Path(location).expanduser().resolve()
+        if not (loc / "_delta_log").is_dir():
+            raise TableNotFound(f"no Delta table at {loc} (no _delta_log folder)")
+        version = recovery.latest_version(str(loc))
+        if version < 0:
+            raise TableNotFound(f"no Delta table at {loc} (empty _delta_log)")
+        snap = Snapshot.load(
+            str(loc), version
+        )  # refuses features we cannot read, before registering
+        info = TableInfo(
+            id=0,
+            database=db,
+            name=tbl,
+            location=str(loc),
+            table_type="GOVERNED" if governed else "EXTERNAL",
+            schema_json=_schema_json(snap.schema),
+            partition_by=tuple(snap.partition_columns),
+            description=description,
+            tags=dict(tags or {}),
+            owner=owner or user,
+            created_at=datetime.now(timezone.utc),
+            version=version,
+        )
+        return self.store.create_table(info, user, "REGISTER TABLE")
+
+    def list_tables(self, database: str | None = None) -> list[TableInfo]:
+        """Tables of one database, or of all."""
+        if database is not None:
+            database = self.get_database(database).name
+        return self.store.list_tables(database)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Everything the catalog knows about a table, with its current schema and size."""
+        info = self.table(name)
+        snap = self.snapshot(info)
+        files = snap.files
+        return {
+            "name": info.full_name,
+            "type": info.table_type,
+            "location": info.location,
+            "version": snap.version,
+            "columns": [
+                {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in snap.schema
+            ],
+            "partition_by": list(snap.partition_columns),
+            "description": info.description,
+            "tags": dict(info.tags),
+            "owner": info.owner,
+            "created_at": info.created_at.isoformat(),
+            "properties": dict(info.properties),
+            "num_files": files.num_rows,
+            "size_bytes": int(pa.compute.sum(files["size_bytes"]).as_py() or 0)
+            if files.num_rows
+            else 0,
+            "num_rows": int(pa.compute.sum(files["num_records"]).as_py() or 0)
+            if files.num_rows
+            else 0,
+        }
+
+    def drop_table(self, name: str, *, purge: bool = False) -> None:
+        """Remove a table from the catalog; its files stay unless purge=True (GOVERNED only)."""
+        info = self.table(name)
+        self.store.drop_table(info.id)
+        with self._writers_lock:
+            self._writers.pop(info.location, None)
+        if purge:
+            if info.table_type != "GOVERNED":
+                raise InvalidArgument(
+                    "purge=True deletes files only of GOVERNED tables; the entry is dropped"
+                )
+            shutil.rmtree(info.location, ignore_errors=True)
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Ratified versions, newest first, with the user, operation and transaction of each."""
+        info = self.table(name)
+        return [
+            {
+                "version": c.version,
+                "timestamp": c.committed_at,
+                "user": c.user,
+                "operation": c.operation,
+                "transaction": c.txn_id or None,
+                "parameters": dict(c.params),
+            }
+            for c in self.store.commits(info.id, limit)
+        ]
+
+    # versions ----------------------------------------------------------------------------------
+    def current_version(self, info: TableInfo) -> int:
+        """The version a reader outside a transaction sees now."""
+        if info.table_type == "EXTERNAL":
+            return recovery.latest_version(info.location)
+        return self.store.pointers([info.id])[info.id]
+
+    def version_as_of(
+        self, info: TableInfo, *, version: int | None = None, timestamp: datetime | None = None
+    ) -> int:
+        """Resolve time travel to a ratified version; InvalidArgument if there is none."""
+        current = self.current_version(info)
+        if version is not None:
+            if not isinstance(version, int) or version < 0 or version > current:
+                raise InvalidArgument(
+                    f"{info.full_name} has no version {version}; its versions are 0..{current}"
+                )
+            return version
+        if timestamp is not None:
+            if timestamp.tzinfo is None:
+                timestamp = timestamp.replace(tzinfo=timezone.utc)
+            if info.table_type == "EXTERNAL":
+                dt = DeltaTable(info.location)
+                for h in dt.history():
+                    if h["timestamp"] / 1000 <= timestamp.timestamp():
+                        return int(h["version"])
+                v = None
+            else:
+                v = self.store.version_at_time(info.id, timestamp)
+            if v is None:
+                raise InvalidArgument(f"{info.full_name} did not exist at {timestamp.isoformat()}")
+            return v
+        return current
+
+    def snapshot(
+        self, info: TableInfo, version: int | None = None, *, tentative: bool = False
+    ) -> Snapshot:
+        """The table's Delta snapshot at a ratified version (default: current)."""
+        v = self.current_version(info) if version is None else version
+        try:
+            if tentative:
+                return Snapshot.load(info.location, v, cache=False)
+            return Snapshot.load(info.location, v)
+        except LakeError:
+            raise
+        except Exception as e:
+            raise UnsupportedFeature(f"cannot read {info.full_name} at version {v}: {e}") from None
+
+    # writes ------------------------------------------------------------------------------------
+    def transaction(self, user: str, *, timeout_s: float | None = None) -> Transaction:
+        """Begin an explicit transaction (Lake Formation's StartTransaction)."""
+        self.reap()
+        return Transaction(self, user, timeout_s=timeout_s)
+
+    def implicit(self, user: str) -> Transaction:
+        """A one-write transaction that commits itself."""
+        return Transaction(self, user, implicit=True)
+
+    def writer_table(self, location: str, pointer: int) -> DeltaTable:
+        """A DeltaTable at exactly the ratified version, for a writer that holds the table lock."""
+        recovery.rollback_past(location, pointer)
+        with self._writers_lock:
+            dt = self._writers.get(location)
+        try:
+            if dt is None or dt.version() > pointer:
+                dt = DeltaTable(location, version=pointer)
+            elif dt.version() < pointer:
+                dt.update_incremental()
+        except Exception:
+            dt = DeltaTable(location, version=pointer)
+        if dt.version() != pointer:
+            dt = DeltaTable(location, version=pointer)
+        with self._writers_lock:
+            self._writers[location] = dt
+        return dt
+
+    def after_commit(self, info: TableInfo, dt: DeltaTable, old: int, new: int) -> None:
+        """Post-commit work that is safe to lose: checkpoints, cached writer state."""
+        interval = self.settings.checkpoint_interval
+        if interval and new // interval > old // interval:
+            try:
+                dt.create_checkpoint()
+            except Exception:
+                pass  # a missing checkpoint only slows log replay
+        with self._writers_lock:
+            self._writers[info.location] = dt
+
+    def reap(self) -> int:
+        """Abort transactions idle past their timeout and roll back what they left; returns how many."""
+        n = 0
+        for t in self.store.expired_txns():
+            self.store.end_txn(t.id, "ABORTED")
+            n += 1
+        return n
+
+    def recover(self) -> dict[str, list[int]]:
+        """Roll back unratified Delta versions of every governed table no live writer holds."""
+        from catalog import locks
+
+        done = {}
+        for info in self.store.list_tables():
+            if info.table_type != "GOVERNED":
+                continue
+            token = uuid.uuid4().hex
+            try:
+                locks.acquire(self.store, info.id, token, 60.0, wait_s=0.0)
+            except LakeError:
+                continue  # a live writer holds it and will roll back on its own
+            try:
+                pointer = self.store.pointers([info.id]).get(info.id)
+                removed = (
+                    recovery.rollback_past(info.location, pointer) if pointer is not None else []
+                )
+            finally:
+                self.store.unlock(token, [info.id])
+            if removed:
+                done[info.full_name] = removed
+        return done

@@ -1,0 +1,280 @@
+"""Deletion vectors: which live data files carry one, and which rows of the file it deletes.
+
+delta-rs replays the log but does not expose the deletion-vector descriptor of an add action, so
+`descriptors` replays just the `add`/`remove` actions' `deletionVector` fields (checkpoint, then
+JSON commits). `deleted_rows` decodes one descriptor (Delta protocol, "Deletion Vector Format").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import threading
+import uuid
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pyarrow.parquet as pq
+from pyroaring import BitMap64
+
+from catalog.errors import UnsupportedFeature
+
+_Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+_Z85_VALUE = {c: i for i, c in enumerate(_Z85)}
+_MAGIC = 1681511377  # RoaringBitmapArray, "portable" serialization
+_COMMIT = re.compile(r"^(\d{20})\.json$")
+_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.(\d{10})\.(\d{10}))?\.parquet$")
+_V2_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint\.[0-9a-fA-F-]{36}\.(?:json|parquet)$")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """The `deletionVector` field of an add action."""
+
+    storage_type: str
+    path_or_inline_dv: str
+    offset: int | None
+    size_in_bytes: int
+    cardinality: int
+
+    @classmethod
+    def parse(cls, d: dict[str, Any]) -> Descriptor:
+        """From the action's JSON (or checkpoint struct) form."""
+        offset = d.get("offset")
+        return cls(
+            str(d["storageType"]),
+            str(d["pathOrInlineDv"]),
+            None if offset is None else int(offset),
+            int(d["sizeInBytes"]),
+            int(d["cardinality"]),
+        )
+
+
+def z85_decode(text: str) -> bytes:
+    """Decode Z85 (the base85 variant Delta uses); the length must be a multiple of 5."""
+    if len(text) % 5:
+        raise ValueError(f"Z85 text of length {len(text)} is not a multiple of 5")
+    out = bytearray()
+    for i in range(0, len(text), 5):
+        n = 0
+        for c in text[i : i + 5]:
+            n = n * 85 + _Z85_VALUE[c]
+        out += n.to_bytes(4, "big")
+    return bytes(out)
+
+
+def _local_path(uri_or_path: str, where: str) -> str:
+    parsed = urlparse(uri_or_path)
+    if parsed.scheme in ("", "file"):
+        return unquote(parsed.path) if parsed.scheme else uri_or_path
+    raise UnsupportedFeature(
+        f"{where}: deletion vector on remote storage ({parsed.scheme}://) is not supported"
+    )
+
+
+def dv_file(root: str, d: Descriptor, where: str) -> str | None:
+    """Local path of the file holding the deletion vector (None if stored inline)."""
+    if d.storage_type == "i":
+        return None
+    if d.storage_type == "p":
+        return _local_path(d.path_or_inline_dv, where)
+    if d.storage_type == "u":
+        encoded = d.path_or_inline_dv
+        if len(encoded) < 20:
+            raise UnsupportedFeature(f"{where}: invalid deletion vector path {encoded!r}")
+        prefix, uid = encoded[:-20], uuid.UUID(bytes=z85_decode(encoded[-20:]))
+        return os.path.join(root, prefix, f"deletion_vector_{uid}.bin")
+    raise UnsupportedFeature(f"{where}: unknown deletion vector storage type {d.storage_type!r}")
+
+
+def _read_stored(path: str, d: Descriptor, where: str) -> bytes:
+    with open(path, "rb") as f:
+        if f.read(1) != b"\x01":
+            raise UnsupportedFeature(
+                f"{where}: deletion vector file {path} has an unknown format version"
+            )
+        f.seek(1 if d.offset is None else d.offset)
+        head = f.read(4)
+        (size,) = struct.unpack(">I", head) if len(head) == 4 else (-1,)
+        if size != d.size_in_bytes:
+            raise UnsupportedFeature(
+                f"{where}: deletion vector in {path} has size {size}, "
+                f"the log says {d.size_in_bytes}"
+            )
+        data = f.read(size)
+        tail = f.read(4)
+    if len(data) != size or len(tail) != 4 or struct.unpack(">I", tail)[0] != zlib.crc32(data):
+        raise UnsupportedFeature(
+            f"{where}: deletion vector in {path} is truncated or fails its checksum"
+        )
+    return data
+
+
+def deleted_rows(root: str, d: Descriptor, where: str) -> np.ndarray:
+    """Sorted row indexes (uint64) the deletion vector removes from its data file."""
+    path = dv_file(root, d, where)
+    if path is None:
+        data = z85_decode(d.path_or_inline_dv)[: d.size_in_bytes]
+    else:
+        data = _read_stored(path, d, where)
+    if len(data) < 4 or struct.unpack("<I", data[:4])[0] != _MAGIC:
+        raise UnsupportedFeature(f"{where}: deletion vector uses an unknown serialization")
+    bitmap = BitMap64.deserialize(data[4:])
+    if len(bitmap) != d.cardinality:
+        raise UnsupportedFeature(
+            f"{where}: deletion vector holds {len(bitmap)} rows, the log says {d.cardinality}"
+        )
+    return np.frombuffer(bitmap.to_array(), dtype=np.uint64)
+
+
+def ranges_text(rows: np.ndarray) -> str:
+    """Runs of consecutive row indexes as 'start:stop' (stop exclusive), comma separated."""
+    if rows.size == 0:
+        return ""
+    rows = rows.astype(np.int64)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = rows[np.concatenate(([0], breaks))]
+    stops = rows[np.concatenate((breaks - 1, [rows.size - 1]))] + 1
+    return ",".join(f"{a}:{b}" for a, b in zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+# log replay -------------------------------------------------------------------------------------
+class _Log:
+    """The commit and checkpoint files of one `_delta_log`."""
+
+    def __init__(self, location: str):
+        self.dir = os.path.join(location, "_delta_log")
+        self.commits: dict[int, str] = {}
+        parts: dict[tuple[int, int], set[int]] = {}
+        self.checkpoints: dict[int, list[str]] = {}
+        self.v2: set[int] = set()
+        for name in os.listdir(self.dir):
+            if m := _COMMIT.match(name):
+                self.commits[int(m.group(1))] = name
+            elif m := _CHECKPOINT.match(name):
+                v = int(m.group(1))
+                if m.group(2) is None:
+                    self.checkpoints[v] = [name]
+                else:
+                    parts.setdefault((v, int(m.group(3))), set()).add(int(m.group(2)))
+            elif m := _V2_CHECKPOINT.match(name):
+                self.v2.add(int(m.group(1)))
+        for (v, n), got in parts.items():
+            if v not in self.checkpoints and got == set(range(1, n + 1)):
+                self.checkpoints[v] = [
+                    f"{v:020d}.checkpoint.{i:010d}.{n:010d}.parquet" for i in range(1, n + 1)
+                ]
+
+    def checkpoint_at_most(self, version: int) -> int | None:
+        """Newest complete classic or multi-part checkpoint at or below `version`."""
+        found = [v for v in self.checkpoints if v <= version]
+        return max(found) if found else None
+
+
+def _read_checkpoint(log: _Log, version: int, where: str) -> dict[str, Descriptor]:
+    out: dict[str, Descriptor] = {}
+    for name in log.checkpoints[version]:
+        path = os.path.join(log.dir, name)
+        schema = pq.read_schema(path)
+        if "sidecar" in schema.names or "checkpointMetadata" in schema.names:
+            raise UnsupportedFeature(
+                f"{where}: v2 checkpoints with sidecars and deletion vectors are not supported"
+            )
+        if "add" not in schema.names:
+            continue
+        add_type = schema.field("add").type
+        if add_type.get_field_index("deletionVector") < 0:
+            continue
+        table = pq.read_table(path, columns=["add.path", "add.deletionVector"])
+        dvs = table.column("deletionVector").combine_chunks()
+        mask = dvs.is_valid()
+        paths = table.column("path").combine_chunks().filter(mask).to_pylist()
+        for p, d in zip(paths, dvs.filter(mask).to_pylist(), strict=True):
+            out[unquote(p)] = Descriptor.parse(d)
+    return out
+
+
+def _apply_commit(state: dict[str, Descriptor], path: str) -> None:
+    removes, adds = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if '"add"' not in line and '"remove"' not in line:
+                continue
+            action = json.loads(line)
+            if "add" in action:
+                adds.append(action["add"])
+            elif "remove" in action:
+                removes.append(action["remove"])
+    # Within one commit a file's remove (old DV) and add (new DV) are unordered: the add wins.
+    for r in removes:
+        state.pop(unquote(r["path"]), None)
+    for a in adds:
+        key = unquote(a["path"])
+        if a.get("deletionVector"):
+            state[key] = Descriptor.parse(a["deletionVector"])
+        else:
+            state.pop(key, None)
+
+
+def commit_stamp(location: str, version: int) -> tuple[int, int, int] | None:
+    """Identity of a commit file, to notice a version rewritten after a rollback or a table
+    re-created at the same place (None if the commit file is gone)."""
+    try:
+        st = os.stat(os.path.join(location, "_delta_log", f"{version:020d}.json"))
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def latest_commit(location: str) -> int:
+    """The newest version with a commit file in the table's `_delta_log` (-1 if none)."""
+    return max(_Log(location).commits, default=-1)
+
+
+_cache: OrderedDict[str, tuple[int, Any, dict[str, Descriptor]]] = OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 64
+
+
+def descriptors(location: str, version: int, *, remember: bool = True) -> dict[str, Descriptor]:
+    """Deletion-vector descriptor of every live file that has one at `version`, keyed by the
+    file's URL-decoded log path. `remember=False` for versions that may yet be rolled back."""
+    where = f"Delta table {location} version {version}"
+    with _cache_lock:
+        cached = _cache.get(location)
+    log = _Log(location)
+    start, state = -1, {}
+    if (
+        cached
+        and cached[0] <= version
+        and cached[1] == commit_stamp(location, cached[0])
+        and all(v in log.commits for v in range(cached[0] + 1, version + 1))
+    ):
+        start, state = cached[0], dict(cached[2])
+    else:
+        cp = log.checkpoint_at_most(version)
+        if cp is not None:
+            start, state = cp, _read_checkpoint(log, cp, where)
+        elif log.v2 and min(log.v2) <= version:
+            raise UnsupportedFeature(
+                f"{where}: v2 checkpoints with deletion vectors are not supported"
+            )
+    for v in range(start + 1, version + 1):
+        if v not in log.commits:
+            raise UnsupportedFeature(
+                f"{where}: commit {v} is missing from the log, cannot find the deletion vectors"
+            )
+        _apply_commit(state, os.path.join(log.dir, log.commits[v]))
+    if remember:
+        with _cache_lock:
+            _cache[location] = (version, commit_stamp(location, version), state)
+            _cache.move_to_end(location)
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+    return dict(state)

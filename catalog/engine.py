@@ -1,0 +1,103 @@
+"""The locked-down DuckDB that runs every query: it can read the lake's files and nothing else."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from catalog.errors import AccessDenied, SQLError
+
+_SETTINGS = {
+    "python_enable_replacements": False,  # a query cannot reach Python variables
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+}
+
+
+def _dir(path: str | Path) -> str:
+    s = str(Path(path).resolve())
+    return s if s.endswith("/") else s + "/"
+
+
+class Engine:
+    """One DuckDB database with external access disabled except for the allowed folders.
+
+    `lock_configuration` freezes the settings, so when a table outside the allowed folders is
+    registered a new locked database is built rather than widening this one.
+    """
+
+    def __init__(self, root: Path, memory_limit: str | None = None, threads: int | None = None):
+        self.root = Path(root)
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._allowed: frozenset[str] = frozenset()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._local = threading.local()
+        self._generation = 0
+
+    def _build(self, allowed: frozenset[str]) -> duckdb.DuckDBPyConnection:
+        tmp = self.root / "_lakeward" / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(":memory:", config=dict(_SETTINGS))
+        dirs = sorted(allowed | {_dir(tmp)})
+        con.execute("SET allowed_directories = $1", [dirs])
+        con.execute("SET temp_directory = $1", [str(tmp)])
+        if self.memory_limit:
+            con.execute("SET memory_limit = $1", [self.memory_limit])
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con
+
+    def allow(self, folders: Iterable[str | Path]) -> None:
+        """Make sure the engine may read these folders (rebuilds the database if it may not)."""
+        wanted = frozenset(_dir(f) for f in folders)
+        if self._con is not None and wanted <= self._allowed:
+            return
+        with self._lock:
+            if self._con is not None and wanted <= self._allowed:
+                return
+            allowed = self._allowed | wanted | {_dir(self.root)}
+            self._con = self._build(frozenset(allowed))
+            self._allowed = frozenset(allowed)
+            self._generation += 1
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self.allow([])
+        cur = getattr(self._local, "cur", None)
+        if cur is None or getattr(self._local, "gen", -1) != self._generation:
+            cur = self._con.cursor()  # a cursor per thread: connections are not thread-safe
+            self._local.cur, self._local.gen = cur, self._generation
+        return cur
+
+    def run(self, sql: str) -> pa.Table:
+        """Execute one already-governed query and return its result as Arrow."""
+        cur = self._cursor()
+        try:
+            rel = cur.sql(sql)
+            if rel is None:
+                raise SQLError("not a query")
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        except duckdb.PermissionException as e:
+            raise AccessDenied(f"query refused by the engine: {_clean(e)}") from None
+        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
+            raise SQLError(_clean(e)) from None
+        except duckdb.Error as e:
+            raise SQLError(_clean(e)) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+
+def _clean(e: Exception) -> str:
+    return str(e).split("\n\nLINE", 1)[0].strip()

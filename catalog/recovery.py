@@ -1,0 +1,66 @@
+"""Roll a Delta log back to the catalog's ratified version.
+
+Versions past the catalog pointer were written by a commit that never reached its commit point
+(the store transaction in `MetadataStore.ratify`), so no reader ever used them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+_VERSIONED = re.compile(r"^(\d{20})\.")
+
+
+def log_versions(location: str) -> list[int]:
+    """Versions that have a commit file in the table's `_delta_log`."""
+    log = Path(location) / "_delta_log"
+    out = []
+    with os.scandir(log) as it:
+        for entry in it:
+            name = entry.name
+            if name.endswith(".json") and len(name) == 25 and name[:20].isdigit():
+                out.append(int(name[:20]))
+    return sorted(out)
+
+
+def latest_version(location: str) -> int:
+    """The newest version in the table's `_delta_log` (-1 if it has none)."""
+    versions = log_versions(location)
+    return versions[-1] if versions else -1
+
+
+def rollback_past(location: str, pointer: int) -> list[int]:
+    """Delete every log file of a version newer than `pointer`; returns the versions removed.
+
+    Newest first, so an interrupted rollback leaves a contiguous log that a later call finishes.
+    Orphaned data files are left for vacuum.
+    """
+    log = Path(location) / "_delta_log"
+    doomed: dict[int, list[Path]] = {}
+    with os.scandir(log) as it:
+        for entry in it:
+            m = _VERSIONED.match(entry.name)
+            if m and int(m.group(1)) > pointer:
+                doomed.setdefault(int(m.group(1)), []).append(Path(entry.path))
+            elif re.match(r"^\d{20}\.\d{20}\.compacted\.json$", entry.name):
+                # A compacted log file spanning past the pointer summarises unratified commits.
+                hi = int(entry.name.split(".")[1])
+                if hi > pointer:
+                    doomed.setdefault(hi, []).append(Path(entry.path))
+    last = log / "_last_checkpoint"
+    if doomed and last.exists():
+        try:
+            if int(json.loads(last.read_text())["version"]) > pointer:
+                last.unlink()
+        except (ValueError, KeyError, OSError):
+            last.unlink(missing_ok=True)
+    for version in sorted(doomed, reverse=True):
+        # The commit JSON goes last: while it exists the version still looks whole to a lister.
+        for path in sorted(
+            doomed[version], key=lambda p: p.name.endswith(".json") and p.name.count(".") == 1
+        ):
+            path.unlink(missing_ok=True)
+    return sorted(doomed)

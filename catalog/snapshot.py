@@ -1,0 +1,624 @@
+"""One version of a Delta table: its live files with typed statistics, and a DuckDB relation that
+reads it exactly as the Delta protocol defines.
+
+delta-rs replays the log; DuckDB reads the Parquet files with `read_parquet`. Everything between
+them is here: column mapping, partition values, deletion vectors, schema evolution and type
+conversion. A table using a reader feature this cannot honour is refused, never read wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundError
+
+from catalog import deletion_vectors as dvs
+from catalog import delta_types as types
+from catalog.errors import InvalidArgument, LakeError, TableNotFound, UnsupportedFeature
+
+# Variant features change nothing for other columns, and a variant column is refused by type.
+_READER_FEATURES = frozenset(
+    {
+        "columnMapping",
+        "deletionVectors",
+        "timestampNtz",
+        "typeWidening",
+        "typeWidening-preview",
+        "vacuumProtocolCheck",
+        "v2Checkpoint",
+        "variantType",
+        "variantType-preview",
+        "variantShredding-preview",
+    }
+)
+_SNAPSHOTS = 256
+_SNAPSHOT_FILES = 2_000_000  # bounds the memory of cached snapshots of very large tables
+_FOOTERS = 200_000
+_DV_RANGES = 4096
+_MASKS = 32
+# DuckDB shadows its virtual columns with a file column of the same name.
+_FILE_INDEX, _ROW_NUMBER = "file_index", "file_row_number"
+
+
+# small caches shared by all snapshots -------------------------------------------------------------
+class _Lru:
+    """A thread-safe mapping bounded in entries and total weight; forgets the least recently
+    used entries first."""
+
+    def __init__(self, size: int, max_weight: int | None = None):
+        self.size, self.max_weight = size, max_weight
+        self.items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self.weight = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        """The value for `key`, or None."""
+        with self.lock:
+            hit = self.items.get(key)
+            if hit is None:
+                return None
+            self.items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: Any, value: Any, weight: int = 1) -> None:
+        """Remember `value` under `key`."""
+        with self.lock:
+            old = self.items.pop(key, None)
+            self.weight += weight - (old[1] if old else 0)
+            self.items[key] = (value, weight)
+            limit = self.max_weight if self.max_weight is not None else self.weight
+            while len(self.items) > 1 and (len(self.items) > self.size or self.weight > limit):
+                self.weight -= self.items.popitem(last=False)[1][1]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self.lock:
+            self.items.clear()
+            self.weight = 0
+
+
+@dataclass(frozen=True)
+class _Footer:
+    schema: pa.Schema  # as DuckDB sees the file: UTC-adjusted timestamps carry a time zone
+    num_rows: int
+    key: str  # identity of the schema, field ids included
+
+
+_snapshots = _Lru(_SNAPSHOTS, _SNAPSHOT_FILES)
+_footers = _Lru(_FOOTERS)
+_dv_ranges = _Lru(_DV_RANGES)
+_tables: dict[str, tuple[DeltaTable, Any]] = {}
+_table_locks: dict[str, threading.Lock] = {}
+_tables_lock = threading.Lock()
+_schemas: dict[str, pa.Schema] = {}  # one object per distinct file schema, shared by footers
+
+
+def _location_lock(location: str) -> threading.Lock:
+    with _tables_lock:
+        return _table_locks.setdefault(location, threading.Lock())
+
+
+# the snapshot -------------------------------------------------------------------------------------
+class Snapshot:
+    """One immutable version of a Delta table, ready to scan with DuckDB."""
+
+    location: str
+    version: int
+    schema: pa.Schema
+    partition_columns: list[str]
+    files: pa.Table
+
+    def __init__(
+        self,
+        location: str,
+        version: int,
+        fields: list[dict[str, Any]],
+        partition_columns: list[str],
+        files: pa.Table,
+        plan: _Plan,
+    ):
+        self.location, self.version = location, version
+        self.schema = pa.schema([types.arrow_field(f) for f in fields])
+        self.partition_columns = partition_columns
+        self.files = files
+        self._fields = fields
+        self._duckdb_types = {f["name"]: types.duckdb_type(f["type"]) for f in fields}
+        self._plan = plan
+        self._sql_all: str | None = None
+        self._masks = _Lru(_MASKS)
+
+    @classmethod
+    def load(cls, location: str, version: int | None = None, *, cache: bool = True) -> Snapshot:
+        """The table at `location` as of `version` (default: latest). Snapshots are cached per
+        (location, version); `cache=False` for a version that may still be rolled back."""
+        location = _local_root(location)
+        if version is not None and (not isinstance(version, int) or version < 0):
+            raise InvalidArgument(f"a Delta version is an integer >= 0, not {version!r}")
+        if not os.path.isdir(os.path.join(location, "_delta_log")):
+            raise TableNotFound(f"no Delta table at {location} (no _delta_log folder)")
+        if version is not None and cache:
+            hit = _cached_snapshot(location, version)
+            if hit is not None:
+                return hit
+        if not cache:
+            return _build(location, _open(location, version), remember=False)
+        with _location_lock(location):
+            dt = _table_at(location, version)
+            v = dt.version()
+            hit = _cached_snapshot(location, v)
+            if hit is None:
+                hit = _build(location, dt, remember=True)
+                stamp = dvs.commit_stamp(location, v)
+                _snapshots.put((location, v), (stamp, hit), weight=1 + hit.files.num_rows)
+            return hit
+
+    def relation_sql(self, keep: Any = None) -> str:
+        """A DuckDB `SELECT` yielding exactly the logical columns, in schema order, with Delta
+        types and values, over the files where `keep` (a boolean mask aligned with `files`,
+        or None for all) is True."""
+        if keep is None:
+            if self._sql_all is None:
+                self._sql_all = self._sql(np.arange(self.files.num_rows))
+            return self._sql_all
+        mask = _as_mask(keep, self.files.num_rows)
+        key = np.packbits(mask).tobytes()
+        sql = self._masks.get(key)
+        if sql is None:
+            sql = self._sql(np.flatnonzero(mask))
+            self._masks.put(key, sql)
+        return sql
+
+    def duckdb_type(self, column: str) -> str:
+        """The DuckDB SQL type text of a logical column."""
+        try:
+            return self._duckdb_types[column]
+        except KeyError:
+            raise InvalidArgument(f"{self.location} has no column {column!r}") from None
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.location!r}, version={self.version}, files={self.files.num_rows})"
+
+    # SQL ------------------------------------------------------------------------------------------
+    def _sql(self, idx: np.ndarray) -> str:
+        if idx.size == 0:
+            cols = ", ".join(
+                f"{types.null_of(f['type'])} AS {types.quote_ident(f['name'])}"
+                for f in self._fields
+            )
+            return f"SELECT {cols} WHERE false"
+        groups = self._plan.group_of[idx]
+        branches = []
+        for g in dict.fromkeys(groups.tolist()):
+            branches.append(self._branch(g, idx[groups == g].tolist()))
+        return " UNION ALL ".join(branches)
+
+    def _branch(self, g: int, idx: list[int]) -> str:
+        plan = self._plan
+        if len(idx) > 1 and plan.shadows_index[g]:
+            return " UNION ALL ".join(self._branch(g, [i]) for i in idx)
+        cols, side = [], []
+        for k in range(len(self.partition_columns)):
+            values = [plan.partition_literals[k][i] for i in idx]
+            if values.count(values[0]) == len(values):
+                cols.append(values[0])
+            else:
+                cols.append(f"p.p{k}")
+                side.append(f"unnest([{', '.join(values)}]) AS p{k}")
+        exprs = plan.groups[g]
+        select = []
+        for j, f in enumerate(self._fields):
+            sql = (
+                exprs[j] if exprs[j] is not None else cols[self.partition_columns.index(f["name"])]
+            )
+            select.append(f"{sql} AS {types.quote_ident(f['name'])}")
+        paths = ", ".join(plan.path_literals[i] for i in idx)
+        sql = f"SELECT {', '.join(select)} FROM read_parquet([{paths}], hive_partitioning = false) AS t"
+        if side:
+            sql += (
+                f" JOIN (SELECT unnest(CAST(range({len(idx)}) AS UBIGINT[])) AS i, {', '.join(side)})"
+                " AS p ON t.file_index = p.i"
+            )
+        deleted = [(n, plan.deleted_ranges[i]) for n, i in enumerate(idx) if plan.deleted_ranges[i]]
+        if deleted:
+            sql += " ANTI JOIN " + _deleted_rows_sql(deleted, len(idx) > 1)
+        return sql
+
+
+def _deleted_rows_sql(deleted: list[tuple[int, str]], many: bool) -> str:
+    """Rows to drop, as (file index, row number) pairs decoded from compact range text: a long
+    literal string parses far faster than the same numbers as SQL tokens."""
+    rows = (
+        "unnest(range(CAST(split_part(s, ':', 1) AS BIGINT), "
+        "CAST(split_part(s, ':', 2) AS BIGINT))) AS r"
+    )
+    if not many:
+        text = types.quote_str(deleted[0][1])
+        return (
+            f"(SELECT {rows} FROM (SELECT unnest(string_split({text}, ',')) AS s)) AS d "
+            "ON t.file_row_number = d.r"
+        )
+    text = types.quote_str(";".join(f"{n}|{ranges}" for n, ranges in deleted))
+    return (
+        f"(SELECT i, {rows} FROM (SELECT CAST(split_part(x, '|', 1) AS UBIGINT) AS i, "
+        "unnest(string_split(split_part(x, '|', 2), ',')) AS s "
+        f"FROM (SELECT unnest(string_split({text}, ';')) AS x))) AS d "
+        "ON t.file_index = d.i AND t.file_row_number = d.r"
+    )
+
+
+def _as_mask(keep: Any, n: int) -> np.ndarray:
+    if isinstance(keep, pa.ChunkedArray):
+        keep = keep.combine_chunks()
+    if isinstance(keep, pa.Array):
+        if not pa.types.is_boolean(keep.type):
+            raise InvalidArgument(f"keep must be a boolean mask, not {keep.type}")
+        mask = keep.fill_null(False).to_numpy(zero_copy_only=False)
+    else:
+        mask = np.asarray(keep)
+        if mask.dtype != np.bool_:
+            raise InvalidArgument(f"keep must be a boolean mask, not {mask.dtype}")
+    if mask.shape != (n,):
+        raise InvalidArgument(f"keep has {mask.size} entries, the snapshot has {n} files")
+    return mask
+
+
+# loading ------------------------------------------------------------------------------------------
+def _local_root(location: str) -> str:
+    parsed = urlparse(str(location))
+    if parsed.scheme == "file":
+        location = unquote(parsed.path)
+    elif len(parsed.scheme) > 1:  # one letter: a Windows drive
+        raise UnsupportedFeature(f"{location}: only tables on the local file system can be read")
+    return os.path.abspath(os.path.expanduser(str(location))).rstrip(os.sep) or os.sep
+
+
+def _cached_snapshot(location: str, version: int) -> Snapshot | None:
+    hit = _snapshots.get((location, version))
+    if hit is None or hit[0] != dvs.commit_stamp(location, version):
+        return None
+    return hit[1]
+
+
+def _open(location: str, version: int | None) -> DeltaTable:
+    try:
+        return DeltaTable(location) if version is None else DeltaTable(location, version=version)
+    except TableNotFoundError as e:
+        raise TableNotFound(f"no Delta table at {location}: {e}") from None
+    except DeltaProtocolError as e:
+        raise UnsupportedFeature(f"Delta table {location}: {e}") from None
+    except DeltaError as e:
+        raise _version_error(location, version, e) from None
+
+
+def _version_error(location: str, version: int | None, e: Exception) -> LakeError:
+    latest = dvs.latest_commit(location)
+    if version is not None and version > latest:
+        return InvalidArgument(
+            f"Delta table {location} has no version {version} (latest is {latest})"
+        )
+    return UnsupportedFeature(f"cannot read Delta table {location} at version {version}: {e}")
+
+
+def _table_at(location: str, version: int | None) -> DeltaTable:
+    """The location's cached DeltaTable moved to `version` (latest if None); the caller holds
+    the location lock."""
+    cached = _tables.get(location)
+    if cached is not None and cached[1] != dvs.commit_stamp(location, cached[0].version()):
+        cached = None  # that version was rewritten, or the table re-created: start afresh
+    if cached is None:
+        dt = _open(location, version)
+    else:
+        dt = cached[0]
+        try:
+            if version is None:
+                dt.update_incremental()
+            elif dt.version() != version:
+                dt.load_as_version(version)
+        except DeltaError as e:
+            _tables.pop(location, None)  # its state is uncertain now
+            if isinstance(e, DeltaProtocolError):
+                raise UnsupportedFeature(f"Delta table {location}: {e}") from None
+            raise _version_error(location, version, e) from None
+    _tables[location] = (dt, dvs.commit_stamp(location, dt.version()))
+    return dt
+
+
+def _check_protocol(dt: DeltaTable, where: str) -> set[str]:
+    """Refuse reader features we cannot honour; returns the reader features in use."""
+    protocol = dt.protocol()
+    if protocol.min_reader_version > 3:
+        raise UnsupportedFeature(
+            f"{where} needs Delta reader version {protocol.min_reader_version}; "
+            "Lakeward reads up to version 3"
+        )
+    features = set(protocol.reader_features or []) if protocol.min_reader_version == 3 else set()
+    unknown = features - _READER_FEATURES
+    if unknown:
+        raise UnsupportedFeature(
+            f"{where} uses Delta reader features Lakeward cannot read: {', '.join(sorted(unknown))}"
+        )
+    if {"v2Checkpoint", "deletionVectors"} <= features:
+        raise UnsupportedFeature(
+            f"{where} combines v2 checkpoints with deletion vectors, which Lakeward cannot read yet"
+        )
+    return features
+
+
+def _column_mapping(dt: DeltaTable, where: str) -> str:
+    mode = (dt.metadata().configuration or {}).get("delta.columnMapping.mode") or "none"
+    if mode not in ("none", "name", "id"):
+        raise UnsupportedFeature(f"{where} uses column mapping mode {mode!r}")
+    return mode
+
+
+def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
+    version = dt.version()
+    where = f"Delta table {location} version {version}"
+    features = _check_protocol(dt, where)
+    mode = _column_mapping(dt, where)
+    fields = json.loads(dt.schema().to_json())["fields"]
+    for f in fields:
+        types.check_type(f["type"], f"{where}: column {f['name']!r}")
+    partitions = list(dt.metadata().partition_columns)
+    actions = pa.table(dt.get_add_actions(flatten=False))
+    raw_paths = actions.column("path").to_pylist()
+    paths = [_data_path(location, p, where) for p in raw_paths]
+    sizes = actions.column("size_bytes").to_pylist()
+    footers = _read_footers(paths, sizes, where)
+    descriptors = (
+        dvs.descriptors(location, version, remember=remember)
+        if "deletionVectors" in features
+        else {}
+    )
+    file_dvs = [descriptors.get(unquote(p)) for p in raw_paths]
+    ranges = [
+        None if d is None else _deleted_ranges(location, d, f, path, where)
+        for d, f, path in zip(file_dvs, footers, paths, strict=True)
+    ]
+    by_name = {f["name"]: f for f in fields}
+    part_arrays = [_partition_values(actions, by_name[c], mode, where) for c in partitions]
+    files = _files_table(paths, actions, footers, file_dvs, fields, partitions, part_arrays, mode)
+    plan = _make_plan(fields, partitions, mode, paths, footers, part_arrays, ranges, where)
+    return Snapshot(location, version, fields, partitions, files, plan)
+
+
+def _data_path(root: str, path: str, where: str) -> str:
+    parsed = urlparse(path)
+    if parsed.scheme == "file":
+        return unquote(parsed.path)
+    if len(parsed.scheme) > 1:
+        raise UnsupportedFeature(f"{where}: data file {path} is not on the local file system")
+    return os.path.join(root, unquote(path))
+
+
+def _read_footers(paths: list[str], sizes: list[int], where: str) -> list[_Footer]:
+    out: list[_Footer | None] = [_footers.get((p, s)) for p, s in zip(paths, sizes, strict=True)]
+    missing = [i for i, f in enumerate(out) if f is None]
+
+    def read(i: int) -> _Footer:
+        try:
+            meta = pq.read_metadata(paths[i])
+        except (OSError, pa.ArrowException) as e:
+            raise UnsupportedFeature(f"{where}: cannot read data file {paths[i]}: {e}") from None
+        schema = meta.schema.to_arrow_schema().remove_metadata()
+        key = schema.to_string(show_field_metadata=True)
+        if len(_schemas) > 10_000:
+            _schemas.clear()
+        schema = _schemas.setdefault(key, schema)
+        footer = _Footer(schema, meta.num_rows, key)
+        _footers.put((paths[i], sizes[i]), footer)
+        return footer
+
+    if len(missing) > 8:
+        with ThreadPoolExecutor(max_workers=min(16, len(missing))) as pool:
+            for i, footer in zip(missing, pool.map(read, missing), strict=True):
+                out[i] = footer
+    else:
+        for i in missing:
+            out[i] = read(i)
+    return out  # type: ignore[return-value]
+
+
+def _deleted_ranges(root: str, d: dvs.Descriptor, footer: _Footer, path: str, where: str) -> str:
+    key = (root, d.storage_type, d.path_or_inline_dv, d.offset)
+    text = _dv_ranges.get(key)
+    if text is None:
+        rows = dvs.deleted_rows(root, d, f"{where}, file {path}")
+        if rows.size and int(rows[-1]) >= footer.num_rows:
+            raise UnsupportedFeature(
+                f"{where}: deletion vector of {path} deletes row {int(rows[-1])} "
+                f"of a file of {footer.num_rows} rows"
+            )
+        text = dvs.ranges_text(rows)
+        _dv_ranges.put(key, text)
+    return text
+
+
+# the files table ----------------------------------------------------------------------------------
+def _struct_child(actions: pa.Table, column: str, names: list[str]) -> pa.Array | None:
+    """A child of a struct column of the add actions, nulls of the struct included."""
+    if column not in actions.column_names:
+        return None
+    arr = actions.column(column).combine_chunks()
+    if not pa.types.is_struct(arr.type):
+        return None
+    for name in names:
+        i = arr.type.get_field_index(name)
+        if i >= 0:
+            return arr.flatten()[i]
+    return None
+
+
+def _physical(field: dict[str, Any], mode: str) -> str:
+    return (
+        (field.get("metadata") or {}).get(types.PHYSICAL_NAME, field["name"])
+        if mode != "none"
+        else field["name"]
+    )
+
+
+def _partition_values(actions: pa.Table, field: dict[str, Any], mode: str, where: str) -> pa.Array:
+    typ = types.arrow_type(field["type"])
+    arr = _struct_child(actions, "partition", [field["name"], _physical(field, mode)])
+    if arr is None:
+        if actions.num_rows:
+            raise UnsupportedFeature(
+                f"{where}: delta-rs gives no values for partition column {field['name']!r}"
+            )
+        return pa.array([], typ)
+    try:
+        return arr.cast(typ)
+    except pa.ArrowException as e:
+        raise UnsupportedFeature(f"{where}: partition values of {field['name']!r}: {e}") from None
+
+
+def _files_table(
+    paths: list[str],
+    actions: pa.Table,
+    footers: list[_Footer],
+    file_dvs: list[dvs.Descriptor | None],
+    fields: list[dict[str, Any]],
+    partitions: list[str],
+    part_arrays: list[pa.Array],
+    mode: str,
+) -> pa.Table:
+    records = actions.column("num_records").combine_chunks().cast(pa.int64())
+    records = pc.if_else(
+        records.is_null(), pa.array([f.num_rows for f in footers], pa.int64()), records
+    )
+    cols: dict[str, pa.Array] = {
+        "path": pa.array(paths, pa.string()),
+        "size_bytes": actions.column("size_bytes").combine_chunks().cast(pa.int64()),
+        "num_records": records,
+        "deleted_records": pa.array(
+            [0 if d is None else d.cardinality for d in file_dvs], pa.int64()
+        ),
+    }
+    for name, arr in zip(partitions, part_arrays, strict=True):
+        cols[f"partition.{name}"] = arr
+    stats = [f for f in fields if f["name"] not in partitions and types.is_primitive(f["type"])]
+    for kind, prefix in (("min", "min."), ("max", "max."), ("null_count", "null_count.")):
+        for f in stats:
+            arr = _stat(actions, kind, f, mode)
+            if arr is not None:
+                cols[prefix + f["name"]] = arr
+    return pa.table(cols)
+
+
+def _stat(actions: pa.Table, kind: str, field: dict[str, Any], mode: str) -> pa.Array | None:
+    arr = _struct_child(actions, kind, [_physical(field, mode), field["name"]])
+    if arr is None:
+        return None
+    typ = pa.int64() if kind == "null_count" else types.arrow_type(field["type"])
+    try:
+        arr = arr.cast(typ)
+        if kind == "max" and field["type"] in ("timestamp", "timestamp_ntz"):
+            # Writers such as Spark truncate timestamp statistics to milliseconds.
+            arr = pc.add_checked(arr, pa.scalar(999, pa.duration("us")))
+    except pa.ArrowException:
+        return None
+    return arr
+
+
+# the reading plan ---------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """What `relation_sql` needs per file, precomputed so that it only joins strings."""
+
+    path_literals: list[str]
+    group_of: np.ndarray  # files sharing a group are read by one read_parquet call
+    groups: list[list[str | None]]  # per group, the SQL of each column (None: partition column)
+    shadows_index: list[bool]  # the group's files have a column named file_index
+    partition_literals: list[list[str]]  # per partition column, per file
+    deleted_ranges: list[str | None]  # per file, the rows its deletion vector drops
+
+
+def _glob_escaped(path: str) -> str:
+    # read_parquet expands glob patterns; brackets make each special character literal.
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+def _make_plan(
+    fields: list[dict[str, Any]],
+    partitions: list[str],
+    mode: str,
+    paths: list[str],
+    footers: list[_Footer],
+    part_arrays: list[pa.Array],
+    ranges: list[str | None],
+    where: str,
+) -> _Plan:
+    by_schema: dict[str, int] = {}
+    group_keys: dict[tuple, int] = {}
+    groups: list[list[str | None]] = []
+    shadows_index: list[bool] = []
+    group_of = np.zeros(len(paths), dtype=np.int64)
+    for i, footer in enumerate(footers):
+        g = by_schema.get(footer.key)
+        if g is None:
+            key, exprs = _read_columns(
+                fields, partitions, mode, footer.schema, f"{where}, file {paths[i]}"
+            )
+            g = group_keys.setdefault(key, len(groups))
+            if g == len(groups):
+                groups.append(exprs)
+                shadows_index.append(False)
+            by_schema[footer.key] = g
+        names = {n.lower() for n in footer.schema.names}
+        shadows_index[g] = shadows_index[g] or _FILE_INDEX in names
+        if ranges[i] and _ROW_NUMBER in names:
+            raise UnsupportedFeature(
+                f"{where}: {paths[i]} has a deletion vector and a column named "
+                f"{_ROW_NUMBER!r}, which Lakeward cannot read yet"
+            )
+        group_of[i] = g
+    by_name = {f["name"]: f for f in fields}
+    return _Plan(
+        path_literals=[types.quote_str(_glob_escaped(p)) for p in paths],
+        group_of=group_of,
+        groups=groups,
+        shadows_index=shadows_index,
+        partition_literals=[
+            types.literals(arr, by_name[c]["type"])
+            for c, arr in zip(partitions, part_arrays, strict=True)
+        ],
+        deleted_ranges=ranges,
+    )
+
+
+def _read_columns(
+    fields: list[dict[str, Any]], partitions: list[str], mode: str, schema: pa.Schema, where: str
+) -> tuple[tuple, list[str | None]]:
+    """The SQL reading each logical column from files of this physical schema, and a key that
+    is equal for files one read_parquet call can read together (same columns, same types)."""
+    exprs: list[str | None] = []
+    used = []
+    file_fields = list(schema)
+    for f in fields:
+        if f["name"] in partitions:
+            exprs.append(None)
+            continue
+        found = types.find_field(file_fields, f, mode)
+        if found is None:
+            exprs.append(types.null_of(f["type"]))  # written before the column was added
+            continue
+        try:
+            exprs.append(
+                types.read_as(f"t.{types.quote_ident(found.name)}", found.type, f["type"], mode)
+            )
+        except types.Mismatch as e:
+            raise UnsupportedFeature(f"{where}: column {f['name']!r}: {e}") from None
+        used.append((found.name, str(found.type)))
+    return (tuple(exprs), tuple(used)), exprs

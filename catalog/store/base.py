@@ -1,0 +1,148 @@
+"""The metadata store interface: one small abstract class, backends chosen from a URL."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    name: str
+    description: str = ""
+    owner: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    id: int
+    database: str
+    name: str
+    location: str
+    table_type: str  # GOVERNED (Lakeward writes it) or EXTERNAL (read-only, follows its log)
+    schema_json: str
+    partition_by: tuple[str, ...]
+    description: str
+    tags: Mapping[str, str]
+    owner: str
+    created_at: datetime
+    version: int  # the ratified Delta version: readers never see past it
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.database}.{self.name}"
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    table_id: int
+    version: int
+    seq: int
+    txn_id: str
+    user: str
+    operation: str
+    committed_at: datetime
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TxnInfo:
+    id: str
+    user: str
+    state: str  # ACTIVE COMMITTED CANCELLED ABORTED
+    started_at: datetime
+    last_active: datetime
+    timeout_s: float
+    snapshot_seq: int
+
+
+@dataclass(frozen=True)
+class Ratify:
+    """One table's move in a commit: the pointer goes from `expected` to `new`."""
+
+    table_id: int
+    expected: int
+    new: int
+    operations: tuple[tuple[int, str, Mapping[str, Any]], ...]  # (version, operation, params)
+
+
+class MetadataStore(abc.ABC):
+    """Databases, tables, ratified versions, transactions and table locks.
+
+    The commit point of every write is `ratify`: one store transaction that moves the pointers of
+    all tables a Lakeward transaction touched, or none of them.
+    """
+
+    url: str
+
+    # databases
+    @abc.abstractmethod
+    def create_database(self, info: DatabaseInfo) -> None: ...
+    @abc.abstractmethod
+    def get_database(self, name: str) -> DatabaseInfo | None: ...
+    @abc.abstractmethod
+    def list_databases(self) -> list[DatabaseInfo]: ...
+    @abc.abstractmethod
+    def drop_database(self, name: str) -> None: ...
+
+    # tables
+    @abc.abstractmethod
+    def create_table(self, info: TableInfo, user: str, operation: str) -> TableInfo: ...
+    @abc.abstractmethod
+    def get_table(self, database: str, name: str) -> TableInfo | None: ...
+    @abc.abstractmethod
+    def get_table_by_id(self, table_id: int) -> TableInfo | None: ...
+    @abc.abstractmethod
+    def list_tables(self, database: str | None = None) -> list[TableInfo]: ...
+    @abc.abstractmethod
+    def drop_table(self, table_id: int) -> None: ...
+    @abc.abstractmethod
+    def update_table(self, table_id: int, **fields: Any) -> None: ...
+
+    # versions
+    @abc.abstractmethod
+    def pointers(self, table_ids: Iterable[int]) -> dict[int, int]: ...
+    @abc.abstractmethod
+    def current_seq(self) -> int: ...
+    @abc.abstractmethod
+    def versions_at(self, table_ids: Iterable[int], seq: int) -> dict[int, int]: ...
+    @abc.abstractmethod
+    def commits(self, table_id: int, limit: int | None = None) -> list[CommitInfo]: ...
+    @abc.abstractmethod
+    def version_at_time(self, table_id: int, when: datetime) -> int | None: ...
+    @abc.abstractmethod
+    def ratify(
+        self, moves: list[Ratify], txn_id: str, user: str, lock_token: str, close_txn: bool
+    ) -> int: ...
+
+    # transactions
+    @abc.abstractmethod
+    def begin_txn(self, txn_id: str, user: str, timeout_s: float) -> TxnInfo: ...
+    @abc.abstractmethod
+    def get_txn(self, txn_id: str) -> TxnInfo | None: ...
+    @abc.abstractmethod
+    def touch_txn(self, txn_id: str, timeout_s: float | None = None) -> TxnInfo: ...
+    @abc.abstractmethod
+    def end_txn(self, txn_id: str, state: str) -> None: ...
+    @abc.abstractmethod
+    def expired_txns(self) -> list[TxnInfo]: ...
+
+    # table locks
+    @abc.abstractmethod
+    def try_lock(self, table_id: int, token: str, owner: str, lease_s: float) -> str | None: ...
+    @abc.abstractmethod
+    def steal_lock(
+        self, table_id: int, old_token: str, token: str, owner: str, lease_s: float
+    ) -> bool: ...
+    @abc.abstractmethod
+    def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None: ...
+    @abc.abstractmethod
+    def lock_holder(self, table_id: int) -> dict[str, Any] | None: ...
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,133 @@
+"""Metadata store tables (SQLAlchemy Core) and their versioned migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "lake_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+databases = sa.Table(
+    "databases",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("owner", sa.String(255), nullable=False, default=""),
+    sa.Column("tags", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+tables = sa.Table(
+    "tables",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("database", sa.String(255), sa.ForeignKey("databases.name"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("table_type", sa.String(16), nullable=False),
+    sa.Column("schema_json", sa.Text, nullable=False),
+    sa.Column("partition_by", sa.JSON, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.JSON, nullable=False, default=dict),
+    sa.Column("owner", sa.String(255), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("database", "name", name="uq_tables_name"),
+)
+
+commits = sa.Table(
+    "commits",
+    metadata,
+    sa.Column("table_id", sa.Integer, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("txn_id", sa.String(64), nullable=False),
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False, default=dict),
+    sa.PrimaryKeyConstraint("table_id", "version", name="pk_commits"),
+    sa.Index("ix_commits_seq", "table_id", "seq"),
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_active", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("timeout_s", sa.Float, nullable=False),
+    sa.Column("snapshot_seq", sa.BigInteger, nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_transactions_state", "state"),
+)
+
+locks = sa.Table(
+    "table_locks",
+    metadata,
+    sa.Column("table_id", sa.Integer, primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_table_locks_token", "token"),
+)
+
+properties = sa.Table(
+    "table_properties",
+    metadata,
+    sa.Column("table_id", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("table_id", "key", name="pk_table_properties"),
+)
+
+V1 = (meta, databases, tables, commits, transactions, locks)
+
+
+def _v1(conn: sa.Connection) -> None:
+    for t in V1:
+        t.create(conn, checkfirst=True)
+    conn.execute(sa.insert(meta).values(key="commit_seq", value=0))
+
+
+def _v2(conn: sa.Connection) -> None:
+    properties.create(conn, checkfirst=True)
+
+
+# Append only: a migration, once released, never changes; index + 1 is the schema version.
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sa.Connection) -> int:
+    """Bring the store schema up to SCHEMA_VERSION inside the caller's transaction."""
+    insp = sa.inspect(conn)
+    current = 0
+    if insp.has_table(meta.name):
+        row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
+        current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"metadata store schema v{current} is newer than this Lakeward (v{SCHEMA_VERSION}); "
+            "upgrade Lakeward"
+        )
+    for step in MIGRATIONS[current:]:
+        step(conn)
+    if current == 0:
+        conn.execute(sa.insert(meta).values(key="schema_version", value=SCHEMA_VERSION))
+    elif current < SCHEMA_VERSION:
+        conn.execute(
+            sa.update(meta).where(meta.c.key == "schema_version").values(value=SCHEMA_VERSION)
+        )
+    return SCHEMA_VERSION

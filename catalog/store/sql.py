@@ -1,0 +1,512 @@
+"""SQLAlchemy backend of the metadata store: SQLite by default, PostgreSQL with the same code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from catalog.errors import DatabaseExists, TableExists, TransactionError
+from catalog.store import schema as s
+from catalog.store.base import (
+    CommitInfo,
+    DatabaseInfo,
+    MetadataStore,
+    Ratify,
+    TableInfo,
+    TxnInfo,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; every time in the store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
+    """A writer engine whose transactions start with BEGIN IMMEDIATE, and a plain reader engine.
+
+    IMMEDIATE takes SQLite's write lock up front, so two writers never deadlock on a lock
+    upgrade; readers stay on deferred transactions and never block in WAL mode.
+    """
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    engines = []
+    for begin in ("BEGIN IMMEDIATE", "BEGIN"):
+        eng = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=8)
+        sa.event.listen(eng, "connect", on_connect)
+        sa.event.listen(eng, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))
+        engines.append(eng)
+    return engines[0], engines[1]
+
+
+class SqlStore(MetadataStore):
+    """Metadata store on any SQLAlchemy database (tested on SQLite; written for PostgreSQL too)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith("sqlite"):
+            self._w, self._r = _sqlite_engines(url)
+        else:
+            self._w = sa.create_engine(url, pool_pre_ping=True)
+            self._r = self._w
+        with self._w.begin() as conn:
+            s.migrate(conn)
+
+    def close(self) -> None:
+        self._w.dispose()
+        if self._r is not self._w:
+            self._r.dispose()
+
+    # databases ---------------------------------------------------------------------------
+    def create_database(self, info: DatabaseInfo) -> None:
+        with self._w.begin() as conn:
+            if conn.execute(
+                sa.select(s.databases.c.name).where(s.databases.c.name == info.name)
+            ).first():
+                raise DatabaseExists(f"database {info.name!r} already exists")
+            conn.execute(
+                sa.insert(s.databases).values(
+                    name=info.name,
+                    description=info.description,
+                    owner=info.owner,
+                    tags=dict(info.tags),
+                    created_at=utcnow(),
+                )
+            )
+
+    def _db_info(self, row: Any) -> DatabaseInfo:
+        return DatabaseInfo(
+            row.name, row.description, row.owner, dict(row.tags or {}), _aware(row.created_at)
+        )
+
+    def get_database(self, name: str) -> DatabaseInfo | None:
+        with self._r.connect() as conn:
+            row = conn.execute(sa.select(s.databases).where(s.databases.c.name == name)).first()
+        return self._db_info(row) if row else None
+
+    def list_databases(self) -> list[DatabaseInfo]:
+        with self._r.connect() as conn:
+            rows = conn.execute(sa.select(s.databases).order_by(s.databases.c.name)).all()
+        return [self._db_info(r) for r in rows]
+
+    def drop_database(self, name: str) -> None:
+        with self._w.begin() as conn:
+            conn.execute(sa.delete(s.databases).where(s.databases.c.name == name))
+
+    # tables ------------------------------------------------------------------------------
+    def _table_info(self, row: Any, props: dict[str, str] | None = None) -> TableInfo:
+        return TableInfo(
+            id=row.id,
+            database=row.database,
+            name=row.name,
+            location=row.location,
+            table_type=row.table_type,
+            schema_json=row.schema_json,
+            partition_by=tuple(row.partition_by or ()),
+            description=row.description,
+            tags=dict(row.tags or {}),
+            owner=row.owner,
+            created_at=_aware(row.created_at),
+            version=int(row.version),
+            properties=props or {},
+        )
+
+    def _props(self, conn: sa.Connection, table_id: int) -> dict[str, str]:
+        rows = conn.execute(
+            sa.select(s.properties.c.key, s.properties.c.value).where(
+                s.properties.c.table_id == table_id
+            )
+        ).all()
+        return {k: v for k, v in rows}
+
+    def create_table(self, info: TableInfo, user: str, operation: str) -> TableInfo:
+        """Insert the table and ratify its existing versions in one transaction."""
+        with self._w.begin() as conn:
+            exists = conn.execute(
+                sa.select(s.tables.c.id).where(
+                    (s.tables.c.database == info.database) & (s.tables.c.name == info.name)
+                )
+            ).first()
+            if exists:
+                raise TableExists(f"table {info.full_name!r} already exists")
+            now = utcnow()
+            table_id = conn.execute(
+                sa.insert(s.tables).values(
+                    database=info.database,
+                    name=info.name,
+                    location=info.location,
+                    table_type=info.table_type,
+                    schema_json=info.schema_json,
+                    partition_by=list(info.partition_by),
+                    description=info.description,
+                    tags=dict(info.tags),
+                    owner=info.owner,
+                    created_at=now,
+                    version=info.version,
+                )
+            ).inserted_primary_key[0]
+            for key, value in info.properties.items():
+                conn.execute(
+                    sa.insert(s.properties).values(table_id=table_id, key=key, value=value)
+                )
+            seq = self._next_seq(conn)
+            conn.execute(
+                sa.insert(s.commits),
+                [
+                    dict(
+                        table_id=table_id,
+                        version=v,
+                        seq=seq,
+                        txn_id="",
+                        user=user,
+                        operation=operation if v == info.version else "ADOPTED",
+                        committed_at=now,
+                        params={},
+                    )
+                    for v in range(0, info.version + 1)
+                ],
+            )
+            row = conn.execute(sa.select(s.tables).where(s.tables.c.id == table_id)).one()
+            return self._table_info(row, self._props(conn, table_id))
+
+    def get_table(self, database: str, name: str) -> TableInfo | None:
+        with self._r.connect() as conn:
+            row = conn.execute(
+                sa.select(s.tables).where(
+                    (s.tables.c.database == database) & (s.tables.c.name == name)
+                )
+            ).first()
+            return self._table_info(row, self._props(conn, row.id)) if row else None
+
+    def get_table_by_id(self, table_id: int) -> TableInfo | None:
+        with self._r.connect() as conn:
+            row = conn.execute(sa.select(s.tables).where(s.tables.c.id == table_id)).first()
+            return self._table_info(row, self._props(conn, row.id)) if row else None
+
+    def list_tables(self, database: str | None = None) -> list[TableInfo]:
+        q = sa.select(s.tables).order_by(s.tables.c.database, s.tables.c.name)
+        if database is not None:
+            q = q.where(s.tables.c.database == database)
+        with self._r.connect() as conn:
+            return [self._table_info(r) for r in conn.execute(q).all()]
+
+    def drop_table(self, table_id: int) -> None:
+        with self._w.begin() as conn:
+            for t in (s.commits, s.locks, s.properties):
+                conn.execute(sa.delete(t).where(t.c.table_id == table_id))
+            conn.execute(sa.delete(s.tables).where(s.tables.c.id == table_id))
+
+    def update_table(self, table_id: int, **fields: Any) -> None:
+        props = fields.pop("properties", None)
+        with self._w.begin() as conn:
+            if fields:
+                conn.execute(sa.update(s.tables).where(s.tables.c.id == table_id).values(**fields))
+            for key, value in (props or {}).items():
+                conn.execute(
+                    sa.delete(s.properties).where(
+                        (s.properties.c.table_id == table_id) & (s.properties.c.key == key)
+                    )
+                )
+                if value is not None:
+                    conn.execute(
+                        sa.insert(s.properties).values(table_id=table_id, key=key, value=str(value))
+                    )
+
+    # versions ----------------------------------------------------------------------------
+    def pointers(self, table_ids: Iterable[int]) -> dict[int, int]:
+        ids = list(table_ids)
+        with self._r.connect() as conn:
+            rows = conn.execute(
+                sa.select(s.tables.c.id, s.tables.c.version).where(s.tables.c.id.in_(ids))
+            ).all()
+        return {r.id: int(r.version) for r in rows}
+
+    def current_seq(self) -> int:
+        with self._r.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(s.meta.c.value).where(s.meta.c.key == "commit_seq")
+                ).scalar_one()
+            )
+
+    def versions_at(self, table_ids: Iterable[int], seq: int) -> dict[int, int]:
+        ids = list(table_ids)
+        q = (
+            sa.select(s.commits.c.table_id, sa.func.max(s.commits.c.version))
+            .where(s.commits.c.table_id.in_(ids) & (s.commits.c.seq <= seq))
+            .group_by(s.commits.c.table_id)
+        )
+        with self._r.connect() as conn:
+            return {tid: int(v) for tid, v in conn.execute(q).all()}
+
+    def commits(self, table_id: int, limit: int | None = None) -> list[CommitInfo]:
+        q = (
+            sa.select(s.commits)
+            .where(s.commits.c.table_id == table_id)
+            .order_by(s.commits.c.version.desc())
+        )
+        if limit:
+            q = q.limit(limit)
+        with self._r.connect() as conn:
+            rows = conn.execute(q).all()
+        return [
+            CommitInfo(
+                r.table_id,
+                int(r.version),
+                int(r.seq),
+                r.txn_id,
+                r.user,
+                r.operation,
+                _aware(r.committed_at),
+                dict(r.params or {}),
+            )
+            for r in rows
+        ]
+
+    def version_at_time(self, table_id: int, when: datetime) -> int | None:
+        q = sa.select(sa.func.max(s.commits.c.version)).where(
+            (s.commits.c.table_id == table_id) & (s.commits.c.committed_at <= when)
+        )
+        with self._r.connect() as conn:
+            v = conn.execute(q).scalar()
+        return None if v is None else int(v)
+
+    def _next_seq(self, conn: sa.Connection) -> int:
+        # One counter row: its row lock orders every ratification, so a snapshot taken between
+        # two commits sees all of one and none of the other (also on PostgreSQL).
+        conn.execute(
+            sa.update(s.meta).where(s.meta.c.key == "commit_seq").values(value=s.meta.c.value + 1)
+        )
+        return int(
+            conn.execute(sa.select(s.meta.c.value).where(s.meta.c.key == "commit_seq")).scalar_one()
+        )
+
+    def ratify(
+        self, moves: list[Ratify], txn_id: str, user: str, lock_token: str, close_txn: bool
+    ) -> int:
+        """Move every pointer or none: the commit point of a Lakeward write or transaction."""
+        from catalog.errors import CommitConflict
+
+        with self._w.begin() as conn:
+            if close_txn:
+                state = conn.execute(
+                    sa.select(s.transactions.c.state).where(s.transactions.c.id == txn_id)
+                ).scalar()
+                if state != "ACTIVE":
+                    raise TransactionError(
+                        f"transaction {txn_id} is {state or 'unknown'}, not ACTIVE"
+                    )
+            seq = self._next_seq(conn)
+            now = utcnow()
+            for m in moves:
+                holder = conn.execute(
+                    sa.select(s.locks.c.token).where(s.locks.c.table_id == m.table_id)
+                ).scalar()
+                if holder != lock_token:
+                    raise CommitConflict("lost the table lock before commit (lease expired); retry")
+                res = conn.execute(
+                    sa.update(s.tables)
+                    .where((s.tables.c.id == m.table_id) & (s.tables.c.version == m.expected))
+                    .values(version=m.new)
+                )
+                if res.rowcount != 1:
+                    raise CommitConflict("table changed under the commit; retry")
+                conn.execute(
+                    sa.insert(s.commits),
+                    [
+                        dict(
+                            table_id=m.table_id,
+                            version=v,
+                            seq=seq,
+                            txn_id=txn_id,
+                            user=user,
+                            operation=op,
+                            committed_at=now,
+                            params=json.loads(json.dumps(p, default=str)),
+                        )
+                        for v, op, p in m.operations
+                    ],
+                )
+            conn.execute(sa.delete(s.locks).where(s.locks.c.token == lock_token))
+            if close_txn:
+                conn.execute(
+                    sa.update(s.transactions)
+                    .where(s.transactions.c.id == txn_id)
+                    .values(state="COMMITTED", ended_at=now, last_active=now)
+                )
+        return seq
+
+    # transactions ------------------------------------------------------------------------
+    def _txn(self, row: Any) -> TxnInfo:
+        return TxnInfo(
+            row.id,
+            row.user,
+            row.state,
+            _aware(row.started_at),
+            _aware(row.last_active),
+            float(row.timeout_s),
+            int(row.snapshot_seq),
+        )
+
+    def begin_txn(self, txn_id: str, user: str, timeout_s: float) -> TxnInfo:
+        with self._w.begin() as conn:
+            seq = int(
+                conn.execute(
+                    sa.select(s.meta.c.value).where(s.meta.c.key == "commit_seq")
+                ).scalar_one()
+            )
+            now = utcnow()
+            conn.execute(
+                sa.insert(s.transactions).values(
+                    id=txn_id,
+                    user=user,
+                    state="ACTIVE",
+                    started_at=now,
+                    last_active=now,
+                    timeout_s=timeout_s,
+                    snapshot_seq=seq,
+                )
+            )
+            return self._txn(
+                conn.execute(sa.select(s.transactions).where(s.transactions.c.id == txn_id)).one()
+            )
+
+    def get_txn(self, txn_id: str) -> TxnInfo | None:
+        with self._r.connect() as conn:
+            row = conn.execute(
+                sa.select(s.transactions).where(s.transactions.c.id == txn_id)
+            ).first()
+        return self._txn(row) if row else None
+
+    def touch_txn(self, txn_id: str, timeout_s: float | None = None) -> TxnInfo:
+        """Record activity (and optionally a new idle timeout); refuses a transaction past its timeout."""
+        with self._w.begin() as conn:
+            row = conn.execute(
+                sa.select(s.transactions).where(s.transactions.c.id == txn_id)
+            ).first()
+            if row is None:
+                raise TransactionError(f"no transaction {txn_id}")
+            info = self._txn(row)
+            now = utcnow()
+            if info.state == "ABORTED":
+                raise TransactionError(
+                    f"transaction {txn_id} was aborted: idle past its {info.timeout_s:g} s timeout or "
+                    "its table lock was taken over; start a new one"
+                )
+            if info.state != "ACTIVE":
+                raise TransactionError(f"transaction {txn_id} is {info.state}")
+            if now > info.last_active + timedelta(seconds=info.timeout_s):
+                conn.execute(
+                    sa.update(s.transactions)
+                    .where(s.transactions.c.id == txn_id)
+                    .values(state="ABORTED", ended_at=now)
+                )
+                raise TransactionError(
+                    f"transaction {txn_id} was idle longer than its {info.timeout_s:g} s timeout and "
+                    "was aborted; start a new one"
+                )
+            values: dict[str, Any] = {"last_active": now}
+            if timeout_s is not None:
+                values["timeout_s"] = timeout_s
+            conn.execute(
+                sa.update(s.transactions).where(s.transactions.c.id == txn_id).values(**values)
+            )
+            conn.execute(
+                sa.update(s.locks)
+                .where(s.locks.c.token == txn_id)
+                .values(expires_at=now + timedelta(seconds=values.get("timeout_s", info.timeout_s)))
+            )
+        return self.get_txn(txn_id)  # type: ignore[return-value]
+
+    def end_txn(self, txn_id: str, state: str) -> None:
+        with self._w.begin() as conn:
+            conn.execute(
+                sa.update(s.transactions)
+                .where((s.transactions.c.id == txn_id) & (s.transactions.c.state == "ACTIVE"))
+                .values(state=state, ended_at=utcnow())
+            )
+            conn.execute(sa.delete(s.locks).where(s.locks.c.token == txn_id))
+
+    def expired_txns(self) -> list[TxnInfo]:
+        with self._r.connect() as conn:
+            rows = conn.execute(
+                sa.select(s.transactions).where(s.transactions.c.state == "ACTIVE")
+            ).all()
+        now = utcnow()
+        infos = [self._txn(r) for r in rows]
+        return [t for t in infos if now > t.last_active + timedelta(seconds=t.timeout_s)]
+
+    # locks -------------------------------------------------------------------------------
+    def try_lock(self, table_id: int, token: str, owner: str, lease_s: float) -> str | None:
+        """Take the table's write lock; returns None on success, else the holder's token."""
+        with self._w.begin() as conn:
+            row = conn.execute(sa.select(s.locks).where(s.locks.c.table_id == table_id)).first()
+            if row is not None:
+                return None if row.token == token else row.token
+            now = utcnow()
+            conn.execute(
+                sa.insert(s.locks).values(
+                    table_id=table_id,
+                    token=token,
+                    owner=owner,
+                    acquired_at=now,
+                    expires_at=now + timedelta(seconds=lease_s),
+                )
+            )
+        return None
+
+    def steal_lock(
+        self, table_id: int, old_token: str, token: str, owner: str, lease_s: float
+    ) -> bool:
+        now = utcnow()
+        with self._w.begin() as conn:
+            res = conn.execute(
+                sa.update(s.locks)
+                .where((s.locks.c.table_id == table_id) & (s.locks.c.token == old_token))
+                .values(
+                    token=token,
+                    owner=owner,
+                    acquired_at=now,
+                    expires_at=now + timedelta(seconds=lease_s),
+                )
+            )
+            if res.rowcount == 1:
+                conn.execute(
+                    sa.update(s.transactions)
+                    .where(
+                        (s.transactions.c.id == old_token) & (s.transactions.c.state == "ACTIVE")
+                    )
+                    .values(state="ABORTED", ended_at=now)
+                )
+            return res.rowcount == 1
+
+    def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None:
+        with self._w.begin() as conn:
+            q = sa.delete(s.locks).where(s.locks.c.token == token)
+            if table_ids is not None:
+                q = q.where(s.locks.c.table_id.in_(list(table_ids)))
+            conn.execute(q)
+
+    def lock_holder(self, table_id: int) -> dict[str, Any] | None:
+        with self._r.connect() as conn:
+            row = conn.execute(sa.select(s.locks).where(s.locks.c.table_id == table_id)).first()
+        if row is None:
+            return None
+        return {"token": row.token, "owner": row.owner, "expires_at": _aware(row.expires_at)}

@@ -1,0 +1,439 @@
+"""Transactions over governed tables: catalog-managed commits (see docs/transactions.md).
+
+Each write becomes a tentative Delta commit made by delta-rs while the writer holds the table's
+lock; the commit point is one metadata-store transaction that moves every touched table's
+pointer (`MetadataStore.ratify`). Readers use only ratified versions; a lock taker rolls back
+anything past the pointer, which is all a crash can leave behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
+
+from catalog import locks, recovery
+from catalog.data import check_schema, to_arrow
+from catalog.errors import (
+    CommitConflict,
+    InvalidArgument,
+    LakeError,
+    SchemaMismatch,
+    SQLError,
+    TransactionError,
+)
+from catalog.store import Ratify, TableInfo
+
+if TYPE_CHECKING:
+    from catalog.catalog import Catalog
+
+_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+
+
+@dataclass
+class _Locked:
+    info: TableInfo
+    pointer: int  # ratified version when the lock was taken
+    dt: DeltaTable
+    changed_since_snapshot: bool
+    ops: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+
+
+class Transaction:
+    """A unit of work over one or more governed tables: all of it commits, or none of it.
+
+    Use as `with lk.transaction(user=...) as tx:` or explicitly with `commit()` / `cancel()`.
+    Reads inside see the snapshot taken at `begin` plus the transaction's own writes.
+    """
+
+    def __init__(
+        self, catalog: Catalog, user: str, *, timeout_s: float | None = None, implicit: bool = False
+    ):
+        if not user or not isinstance(user, str):
+            raise InvalidArgument("a transaction needs the user it acts for")
+        self.catalog = catalog
+        self.user = user
+        self.id = uuid.uuid4().hex
+        self.implicit = implicit
+        self.timeout_s = float(timeout_s or catalog.settings.txn_timeout_s)
+        self.snapshot_seq: int | None = None
+        if not implicit:
+            self.snapshot_seq = catalog.store.begin_txn(self.id, user, self.timeout_s).snapshot_seq
+        self.state = "ACTIVE"
+        self._locked: dict[int, _Locked] = {}
+        self._read: set[int] = set()
+
+    # context manager -------------------------------------------------------------------------
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.state != "ACTIVE":
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.cancel()
+
+    # state -----------------------------------------------------------------------------------
+    def _check_active(self) -> None:
+        if self.state != "ACTIVE":
+            raise TransactionError(f"transaction {self.id} is {self.state}")
+        if not self.implicit:
+            try:
+                self.catalog.store.touch_txn(self.id)
+            except TransactionError:
+                self._abandon("ABORTED")
+                raise
+
+    def extend(self, timeout_s: float | None = None) -> None:
+        """Keep the transaction alive (Lake Formation's ExtendTransaction); optionally a new timeout."""
+        if self.implicit:
+            return
+        self._check_active()
+        self.catalog.store.touch_txn(self.id, timeout_s)
+        if timeout_s:
+            self.timeout_s = float(timeout_s)
+
+    # reads -----------------------------------------------------------------------------------
+    def read_version(self, info: TableInfo) -> tuple[int, bool]:
+        """(version, tentative) this transaction reads of a table; tentative = own writes."""
+        self._read.add(info.id)
+        locked = self._locked.get(info.id)
+        if locked is not None and locked.ops:
+            return locked.ops[-1][0], True
+        if self.snapshot_seq is None:
+            return self.catalog.store.pointers([info.id])[info.id], False
+        v = self.catalog.store.versions_at([info.id], self.snapshot_seq).get(info.id)
+        if v is None:
+            raise TransactionError(
+                f"table {info.full_name} did not exist when the transaction began"
+            )
+        return v, False
+
+    # locking ---------------------------------------------------------------------------------
+    def _lock(self, info: TableInfo, reads_table: bool) -> _Locked:
+        locked = self._locked.get(info.id)
+        if locked is None:
+            if info.table_type != "GOVERNED":
+                raise InvalidArgument(
+                    f"{info.full_name} is an external table and read-only in Lakeward; register it "
+                    "with governed=True to write it"
+                )
+            s = self.catalog.settings
+            lease = self.timeout_s if not self.implicit else s.write_lease_s
+            locks.acquire(self.catalog.store, info.id, self.id, lease, s.lock_wait_s)
+            try:
+                pointer = self.catalog.store.pointers([info.id]).get(info.id)
+                if pointer is None:
+                    raise CommitConflict(f"table {info.full_name} was dropped")
+                dt = self.catalog.writer_table(info.location, pointer)
+                changed = False
+                if self.snapshot_seq is not None:
+                    at_snap = self.catalog.store.versions_at([info.id], self.snapshot_seq).get(
+                        info.id
+                    )
+                    changed = at_snap != pointer
+            except BaseException:
+                self.catalog.store.unlock(self.id, [info.id])
+                raise
+            locked = _Locked(info, pointer, dt, changed)
+            self._locked[info.id] = locked
+        if locked.changed_since_snapshot and (reads_table or info.id in self._read):
+            raise CommitConflict(
+                f"{info.full_name} was changed by another commit after this transaction began; "
+                "retry the transaction"
+            )
+        return locked
+
+    def _run(
+        self,
+        name: str,
+        operation: str,
+        params: dict[str, Any],
+        reads_table: bool,
+        fn: Callable[[DeltaTable, CommitProperties], Any],
+    ) -> Any:
+        self._check_active()
+        info = self.catalog.table(name)
+        locked = self._lock(info, reads_table)
+        before = locked.dt.version()
+        props = CommitProperties(
+            custom_metadata={
+                "lakeward.user": self.user,
+                "lakeward.txn": self.id,
+                "lakeward.operation": operation,
+            },
+            max_commit_retries=0,
+        )
+        try:
+            result = fn(locked.dt, props)
+        except BaseException as e:
+            self._undo_to(locked, before)
+            if self.implicit:
+                self._abandon("CANCELLED")
+            translated = _translate(e, info.full_name, operation)
+            if translated is e:
+                raise
+            raise translated from e
+        after = locked.dt.version()
+        if after != before:
+            for v in range(before + 1, after + 1):
+                locked.ops.append((v, operation, params if v == after else {}))
+        if self.implicit:
+            self.commit()
+        return result
+
+    def _holds_lock(self, table_id: int) -> bool:
+        # Rolling back is only ours to do while the lock is, with margin: after a takeover the
+        # versions past our pointer may be someone else's ratified commits.
+        holder = self.catalog.store.lock_holder(table_id)
+        return (
+            holder is not None
+            and holder["token"] == self.id
+            and holder["expires_at"] > datetime.now(timezone.utc) + timedelta(seconds=2)
+        )
+
+    def _undo_to(self, locked: _Locked, version: int) -> None:
+        if self._holds_lock(locked.info.id):
+            recovery.rollback_past(locked.info.location, version)
+            locked.dt = DeltaTable(locked.info.location, version=version)
+
+    # writes ----------------------------------------------------------------------------------
+    def write(
+        self,
+        name: str,
+        data: Any,
+        mode: str = "append",
+        *,
+        schema_mode: str | None = None,
+        where: str | None = None,
+    ) -> None:
+        """Append or overwrite rows; `where` limits an overwrite to matching rows (replaceWhere)."""
+        if mode not in ("append", "overwrite"):
+            raise InvalidArgument(f"mode must be 'append' or 'overwrite', not {mode!r}")
+        if schema_mode not in (None, "merge"):
+            raise InvalidArgument(f"schema_mode must be None or 'merge', not {schema_mode!r}")
+        if where is not None and mode != "overwrite":
+            raise InvalidArgument("where= applies only to mode='overwrite'")
+        table = to_arrow(data)
+        info = self.catalog.table(name)
+        if schema_mode is None:
+            check_schema(table.schema, info_schema(self.catalog, info), info.full_name)
+
+        def op(dt: DeltaTable, props: CommitProperties) -> None:
+            write_deltalake(
+                dt,
+                table,
+                mode=mode,
+                schema_mode=schema_mode,
+                predicate=where,
+                commit_properties=props,
+                post_commithook_properties=_HOOKS,
+            )
+
+        reads = mode == "overwrite"
+        self._run(name, "WRITE" if mode == "append" else "OVERWRITE", {"mode": mode}, reads, op)
+
+    def delete(self, name: str, where: str | None = None) -> dict[str, Any]:
+        """Delete the rows matching `where` (a SQL predicate); all rows when None."""
+        _check_predicate(where)
+
+        def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
+            return dt.delete(where, commit_properties=props, post_commithook_properties=_HOOKS)
+
+        return self._run(name, "DELETE", {"where": where}, True, op)
+
+    def update(self, name: str, set: Mapping[str, str], where: str | None = None) -> dict[str, Any]:
+        """Set columns to SQL expressions (`{"amount": "amount * 2"}`) on rows matching `where`."""
+        if not set or not isinstance(set, Mapping):
+            raise InvalidArgument("update needs set={'column': 'SQL expression', ...}")
+        _check_predicate(where)
+        for expr in set.values():
+            _check_predicate(str(expr))
+        info = self.catalog.table(name)
+        columns = {f.name for f in info_schema(self.catalog, info)}
+        unknown = [c for c in set if c not in columns]
+        if unknown:
+            raise SQLError(
+                f"update of unknown column(s) {', '.join(map(repr, unknown))} in {info.full_name}"
+            )
+
+        def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
+            return dt.update(
+                updates=dict(set),
+                predicate=where,
+                commit_properties=props,
+                post_commithook_properties=_HOOKS,
+            )
+
+        return self._run(name, "UPDATE", {"set": dict(set), "where": where}, True, op)
+
+    def merge(
+        self,
+        name: str,
+        source: Any,
+        on: str | Sequence[str],
+        *,
+        when_matched: str | Mapping[str, str] | None = "update",
+        when_not_matched: str | Mapping[str, str] | None = "insert",
+        when_not_matched_by_source: str | None = None,
+    ) -> dict[str, Any]:
+        """Upsert `source` into the table, matching rows on key columns (or a predicate over t. and s.).
+
+        when_matched: "update" (all columns), {"col": "s.col + t.col"}, "delete" or None.
+        when_not_matched: "insert" (all columns), {"col": "s.col"} or None.
+        when_not_matched_by_source: "delete" or None.
+        """
+        src = to_arrow(source)
+        if isinstance(src, pa.RecordBatchReader):
+            src = src.read_all()
+        info = self.catalog.table(name)
+        check_schema(src.schema, info_schema(self.catalog, info), info.full_name)
+        if isinstance(on, str) and not _is_ident(on):
+            predicate = on
+        else:
+            keys = [on] if isinstance(on, str) else list(on)
+            if not keys:
+                raise InvalidArgument("merge needs at least one key column in on=")
+            missing = [k for k in keys if k not in src.schema.names]
+            if missing:
+                raise InvalidArgument(f"merge key(s) {missing} are not columns of the source")
+            predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        for choice, allowed in (
+            (when_matched, ("update", "delete", None)),
+            (when_not_matched, ("insert", None)),
+            (when_not_matched_by_source, ("delete", None)),
+        ):
+            if not isinstance(choice, Mapping) and choice not in allowed:
+                raise InvalidArgument(
+                    f"merge action {choice!r} is not one of {allowed} or a mapping"
+                )
+
+        def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
+            m = dt.merge(
+                src,
+                predicate,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=props,
+                post_commithook_properties=_HOOKS,
+            )
+            if when_matched == "update":
+                m = m.when_matched_update_all()
+            elif when_matched == "delete":
+                m = m.when_matched_delete()
+            elif isinstance(when_matched, Mapping):
+                m = m.when_matched_update(updates=dict(when_matched))
+            if when_not_matched == "insert":
+                m = m.when_not_matched_insert_all()
+            elif isinstance(when_not_matched, Mapping):
+                m = m.when_not_matched_insert(updates=dict(when_not_matched))
+            if when_not_matched_by_source == "delete":
+                m = m.when_not_matched_by_source_delete()
+            return m.execute()
+
+        return self._run(name, "MERGE", {"on": predicate}, True, op)
+
+    def run_maintenance(
+        self,
+        name: str,
+        operation: str,
+        params: dict[str, Any],
+        fn: Callable[[DeltaTable, CommitProperties], Any],
+    ) -> Any:
+        """Run a table-maintenance commit (compact, ...) under the same protocol."""
+        return self._run(name, operation, params, True, fn)
+
+    # end -------------------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Make every write of this transaction visible at once, or none (raises CommitConflict)."""
+        if self.state != "ACTIVE":
+            raise TransactionError(f"transaction {self.id} is {self.state}")
+        moves = [
+            Ratify(l.info.id, l.pointer, l.ops[-1][0], tuple(l.ops))
+            for l in self._locked.values()
+            if l.ops
+        ]
+        try:
+            if moves or not self.implicit:
+                self.catalog.store.ratify(
+                    moves, self.id, self.user, self.id, close_txn=not self.implicit
+                )
+            self.catalog.store.unlock(self.id)
+        except BaseException:
+            self._abandon("ABORTED")
+            raise
+        self.state = "COMMITTED"
+        for l in self._locked.values():
+            if l.ops:
+                self.catalog.after_commit(l.info, l.dt, l.pointer, l.ops[-1][0])
+        self._locked.clear()
+
+    def cancel(self) -> None:
+        """Roll back every write of this transaction (Lake Formation's CancelTransaction)."""
+        if self.state != "ACTIVE":
+            return
+        self._abandon("CANCELLED")
+
+    def _abandon(self, state: str) -> None:
+        for l in self._locked.values():
+            if l.ops and self._holds_lock(l.info.id):
+                try:
+                    recovery.rollback_past(l.info.location, l.pointer)
+                except OSError:
+                    pass  # the next lock holder rolls it back
+        self._locked.clear()
+        if self.implicit:
+            self.catalog.store.unlock(self.id)
+        else:
+            self.catalog.store.end_txn(self.id, state)
+        self.state = state
+
+
+def info_schema(catalog: Catalog, info: TableInfo) -> pa.Schema:
+    """The table's current logical schema."""
+    return catalog.snapshot(info).schema
+
+
+def _is_ident(text: str) -> bool:
+    return text.replace("_", "a").isalnum()
+
+
+def _check_predicate(sql: str | None) -> None:
+    if sql is None:
+        return
+    if not isinstance(sql, str) or not sql.strip():
+        raise InvalidArgument("a predicate must be a non-empty SQL string")
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb", into=exp.Condition)
+    except ParseError as e:
+        raise SQLError(
+            f"cannot parse {sql!r}: {e.errors[0]['description'] if e.errors else e}"
+        ) from None
+    if tree.find(exp.Select, exp.Subquery):
+        raise SQLError("predicates and update expressions may not contain subqueries")
+
+
+def _translate(e: BaseException, table: str, operation: str) -> BaseException:
+    if isinstance(e, LakeError):
+        return e
+    if isinstance(e, CommitFailedError):
+        return CommitConflict(f"concurrent commit on {table}; retry ({e})")
+    if isinstance(e, SchemaMismatchError) or isinstance(e, DeltaError) or type(e) is Exception:
+        msg = str(e).replace("Generic DeltaTable error: ", "").replace("External error: ", "")
+        writes_data = operation in ("WRITE", "OVERWRITE", "MERGE")
+        if writes_data and ("Schema" in msg or "cast" in msg.lower()):
+            return SchemaMismatch(f"data does not match the schema of {table}: {msg}")
+        return SQLError(f"{operation} on {table} failed: {msg}")
+    return e

@@ -1,0 +1,1 @@
+"""Governance: who may read what, and the SQL rewrite pipeline that enforces it."""

@@ -1,0 +1,38 @@
+"""What the rewrite passes need to know about the world, passed in rather than looked up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from catalog.snapshot import Snapshot
+from catalog.store import TableInfo
+from governance.access import Access, OpenAccess
+
+
+@dataclass(frozen=True)
+class TimeTravel:
+    version: int | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass
+class TableRead:
+    """One catalog table a query read: which version, through which relation."""
+
+    table: TableInfo
+    version: int
+    files_total: int
+    files_scanned: int
+    rules: tuple[str, ...] = ()
+
+
+@dataclass
+class QueryContext:
+    user: str
+    lookup: Callable[[str, str], TableInfo]  # (database, table) -> info; raises TableNotFound
+    snapshot: Callable[[TableInfo, TimeTravel | None], Snapshot]
+    pin: Callable[[list[TableInfo]], None] = lambda infos: None  # fix versions of all at once
+    access: Access = field(default_factory=OpenAccess)
+    reads: list[TableRead] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""SQL rewrite passes: pure `Expression -> Expression` functions, one module each."""
