@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class Catalog:
         self.settings = settings or Settings()
         self._writers: dict[str, DeltaTable] = {}
         self._writers_lock = threading.Lock()
+        self._infos: dict[tuple[str, str], TableInfo] = {}
 
     # databases ---------------------------------------------------------------------------------
     def create_database(
@@ -59,9 +61,8 @@ class Catalog:
         """Create a database (a namespace of tables)."""
         name = check_ident(name, "database")
         existing = self.store.get_database(name)
-        if existing is not None:
-            if exist_ok:
-                return existing
+        if existing is not None and exist_ok:
+            return existing
         self.store.create_database(DatabaseInfo(name, description, owner, dict(tags or {})))
         return self.store.get_database(name)  # type: ignore[return-value]
 
@@ -89,13 +90,26 @@ class Catalog:
         self.store.drop_database(db)
 
     # tables ------------------------------------------------------------------------------------
-    def table(self, name: str) -> TableInfo:
-        """Look a table up by 'database.table'; TableNotFound if missing."""
+    def table(self, name: str, *, cached: bool = False) -> TableInfo:
+        """Look a table up by 'database.table'; TableNotFound if missing.
+
+        cached=True may return an entry of a table dropped since; only writers use it, and they
+        re-check under the table lock.
+        """
         db, tbl = split_name(name)
+        if cached:
+            hit = self._infos.get((db, tbl))
+            if hit is not None:
+                return hit
         info = self.store.get_table(db, tbl)
         if info is None:
             raise TableNotFound(f"table {db}.{tbl} not found")
+        self._infos[(db, tbl)] = info
         return info
+
+    def forget(self, info: TableInfo) -> None:
+        """Drop a cached table entry."""
+        self._infos.pop((info.database, info.name), None)
 
     def _new_location(self, db: str, table: str) -> Path:
         base = self.root / db / table
@@ -168,7 +182,7 @@ class Catalog:
             description=description,
             tags=dict(tags or {}),
             owner=owner or user,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             version=0,
             properties=dict(properties or {}),
         )
@@ -218,7 +232,7 @@ class Catalog:
             description=description,
             tags=dict(tags or {}),
             owner=owner or user,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             version=version,
         )
         return self.store.create_table(info, user, "REGISTER TABLE")
@@ -261,6 +275,7 @@ class Catalog:
         """Remove a table from the catalog; its files stay unless purge=True (GOVERNED only)."""
         info = self.table(name)
         self.store.drop_table(info.id)
+        self.forget(info)
         with self._writers_lock:
             self._writers.pop(info.location, None)
         if purge:
@@ -305,7 +320,7 @@ class Catalog:
             return version
         if timestamp is not None:
             if timestamp.tzinfo is None:
-                timestamp = timestamp.replace(tzinfo=timezone.utc)
+                timestamp = timestamp.replace(tzinfo=UTC)
             if info.table_type == "EXTERNAL":
                 dt = DeltaTable(info.location)
                 for h in dt.history():
@@ -365,10 +380,8 @@ class Catalog:
         """Post-commit work that is safe to lose: checkpoints, cached writer state."""
         interval = self.settings.checkpoint_interval
         if interval and new // interval > old // interval:
-            try:
+            with contextlib.suppress(Exception):  # a missing checkpoint only slows log replay
                 dt.create_checkpoint()
-            except Exception:
-                pass  # a missing checkpoint only slows log replay
         with self._writers_lock:
             self._writers[info.location] = dt
 
@@ -388,13 +401,17 @@ class Catalog:
         for info in self.store.list_tables():
             if info.table_type != "GOVERNED":
                 continue
+            try:
+                if recovery.latest_version(info.location) <= info.version:
+                    continue
+            except OSError:
+                continue
             token = uuid.uuid4().hex
             try:
-                locks.acquire(self.store, info.id, token, 60.0, wait_s=0.0)
+                pointer = locks.acquire(self.store, info.id, token, 60.0, wait_s=0.0)
             except LakeError:
                 continue  # a live writer holds it and will roll back on its own
             try:
-                pointer = self.store.pointers([info.id]).get(info.id)
                 removed = (
                     recovery.rollback_past(info.location, pointer) if pointer is not None else []
                 )

@@ -50,9 +50,7 @@ def _compatible(got: pa.DataType, want: pa.DataType) -> bool:
         return got.scale == want.scale and got.precision <= want.precision
     if pa.types.is_dictionary(got):
         return _compatible(got.value_type, want)
-    if pa.types.is_date(got) and pa.types.is_date(want):
-        return True
-    return False
+    return pa.types.is_date(got) and pa.types.is_date(want)
 
 
 def check_schema(got: pa.Schema, want: pa.Schema, table: str) -> None:

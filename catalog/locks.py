@@ -6,7 +6,7 @@ import os
 import random
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from catalog.errors import CommitConflict
 from catalog.store import MetadataStore
@@ -44,21 +44,26 @@ def holder_is_dead(owner: str) -> bool:
     return _start_ticks(pid) != ticks
 
 
-def acquire(store: MetadataStore, table_id: int, token: str, lease_s: float, wait_s: float) -> None:
-    """Take the table's write lock, waiting up to `wait_s`; steal it from dead or expired holders."""
+def acquire(
+    store: MetadataStore, table_id: int, token: str, lease_s: float, wait_s: float
+) -> int | None:
+    """Take the table's write lock, waiting up to `wait_s`; steal it from dead or expired holders.
+
+    Returns the table's ratified version read under the lock (None: the table was dropped).
+    """
     owner = owner_id()
     deadline = time.monotonic() + wait_s
     delay = 0.002
     while True:
-        held_by = store.try_lock(table_id, token, owner, lease_s)
+        held_by, pointer = store.try_lock(table_id, token, owner, lease_s)
         if held_by is None:
-            return
+            return pointer
         info = store.lock_holder(table_id)
         if info is not None and (
-            info["expires_at"] < datetime.now(timezone.utc) or holder_is_dead(info["owner"])
+            info["expires_at"] < datetime.now(UTC) or holder_is_dead(info["owner"])
         ):
             if store.steal_lock(table_id, info["token"], token, owner, lease_s):
-                return
+                return store.pointers([table_id]).get(table_id)
             continue
         if time.monotonic() >= deadline:
             raise CommitConflict(

@@ -383,6 +383,8 @@ def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
         else {}
     )
     file_dvs = [descriptors.get(unquote(p)) for p in raw_paths]
+    if descriptors:
+        _agree_with_delta_rs(dt, paths, file_dvs, where)
     ranges = [
         None if d is None else _deleted_ranges(location, d, f, path, where)
         for d, f, path in zip(file_dvs, footers, paths, strict=True)
@@ -429,6 +431,31 @@ def _read_footers(paths: list[str], sizes: list[int], where: str) -> list[_Foote
         for i in missing:
             out[i] = read(i)
     return out  # type: ignore[return-value]
+
+
+def _agree_with_delta_rs(
+    dt: DeltaTable, paths: list[str], file_dvs: list[dvs.Descriptor | None], where: str
+) -> None:
+    """Refuse if delta-rs's own decoding puts deletion vectors on other files, or deletes other
+    row counts, than our replay of the log: a cheap guard against ever showing deleted rows."""
+    try:
+        decoded = pa.table(dt.deletion_vectors())
+    except Exception:  # an older delta-rs without it, or one that cannot decode: ours stands
+        return
+    keep = decoded.column("selection_vector").combine_chunks()
+    flat = pc.list_flatten(keep).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(keep).to_numpy(zero_copy_only=False)
+    deleted = np.bincount(parents[~flat], minlength=len(keep))
+    theirs = {
+        os.path.normpath(_data_path("/", uri, where)): int(n)
+        for uri, n in zip(decoded.column("filepath").to_pylist(), deleted, strict=True)
+    }
+    ours = {os.path.normpath(p): d.cardinality for p, d in zip(paths, file_dvs, strict=True) if d}
+    if {p: n for p, n in theirs.items() if n} != ours:
+        raise UnsupportedFeature(
+            f"{where}: the deletion vectors found in the log disagree with delta-rs's; "
+            "refusing to read rather than risk showing deleted rows"
+        )
 
 
 def _deleted_ranges(root: str, d: dvs.Descriptor, footer: _Footer, path: str, where: str) -> str:

@@ -8,10 +8,11 @@ anything past the pointer, which is all a crash can leave behind.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ from catalog.errors import (
     LakeError,
     SchemaMismatch,
     SQLError,
+    TableNotFound,
     TransactionError,
 )
 from catalog.store import Ratify, TableInfo
@@ -128,11 +130,11 @@ class Transaction:
                 )
             s = self.catalog.settings
             lease = self.timeout_s if not self.implicit else s.write_lease_s
-            locks.acquire(self.catalog.store, info.id, self.id, lease, s.lock_wait_s)
+            pointer = locks.acquire(self.catalog.store, info.id, self.id, lease, s.lock_wait_s)
+            if pointer is None:
+                self.catalog.forget(info)
+                raise TableNotFound(f"table {info.full_name} was dropped")
             try:
-                pointer = self.catalog.store.pointers([info.id]).get(info.id)
-                if pointer is None:
-                    raise CommitConflict(f"table {info.full_name} was dropped")
                 dt = self.catalog.writer_table(info.location, pointer)
                 changed = False
                 if self.snapshot_seq is not None:
@@ -161,8 +163,12 @@ class Transaction:
         fn: Callable[[DeltaTable, CommitProperties], Any],
     ) -> Any:
         self._check_active()
-        info = self.catalog.table(name)
-        locked = self._lock(info, reads_table)
+        try:
+            locked = self._lock(self.catalog.table(name, cached=True), reads_table)
+        except TableNotFound:
+            # The cached entry may name a dropped table; a fresh lookup decides.
+            locked = self._lock(self.catalog.table(name), reads_table)
+        info = locked.info
         before = locked.dt.version()
         props = CommitProperties(
             custom_metadata={
@@ -197,7 +203,7 @@ class Transaction:
         return (
             holder is not None
             and holder["token"] == self.id
-            and holder["expires_at"] > datetime.now(timezone.utc) + timedelta(seconds=2)
+            and holder["expires_at"] > datetime.now(UTC) + timedelta(seconds=2)
         )
 
     def _undo_to(self, locked: _Locked, version: int) -> None:
@@ -223,11 +229,10 @@ class Transaction:
         if where is not None and mode != "overwrite":
             raise InvalidArgument("where= applies only to mode='overwrite'")
         table = to_arrow(data)
-        info = self.catalog.table(name)
-        if schema_mode is None:
-            check_schema(table.schema, info_schema(self.catalog, info), info.full_name)
 
         def op(dt: DeltaTable, props: CommitProperties) -> None:
+            if schema_mode is None:
+                check_schema(table.schema, table_schema(dt), name)
             write_deltalake(
                 dt,
                 table,
@@ -257,15 +262,11 @@ class Transaction:
         _check_predicate(where)
         for expr in set.values():
             _check_predicate(str(expr))
-        info = self.catalog.table(name)
-        columns = {f.name for f in info_schema(self.catalog, info)}
-        unknown = [c for c in set if c not in columns]
-        if unknown:
-            raise SQLError(
-                f"update of unknown column(s) {', '.join(map(repr, unknown))} in {info.full_name}"
-            )
-
         def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
+            columns = {*table_schema(dt).names}
+            unknown = [c for c in set if c not in columns]
+            if unknown:
+                raise SQLError(f"update of unknown column(s) {', '.join(map(repr, unknown))} in {name}")
             return dt.update(
                 updates=dict(set),
                 predicate=where,
@@ -294,8 +295,6 @@ class Transaction:
         src = to_arrow(source)
         if isinstance(src, pa.RecordBatchReader):
             src = src.read_all()
-        info = self.catalog.table(name)
-        check_schema(src.schema, info_schema(self.catalog, info), info.full_name)
         if isinstance(on, str) and not _is_ident(on):
             predicate = on
         else:
@@ -317,6 +316,7 @@ class Transaction:
                 )
 
         def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
+            check_schema(src.schema, table_schema(dt), name)
             m = dt.merge(
                 src,
                 predicate,
@@ -357,23 +357,24 @@ class Transaction:
         if self.state != "ACTIVE":
             raise TransactionError(f"transaction {self.id} is {self.state}")
         moves = [
-            Ratify(l.info.id, l.pointer, l.ops[-1][0], tuple(l.ops))
-            for l in self._locked.values()
-            if l.ops
+            Ratify(t.info.id, t.pointer, t.ops[-1][0], tuple(t.ops))
+            for t in self._locked.values()
+            if t.ops
         ]
         try:
             if moves or not self.implicit:
                 self.catalog.store.ratify(
                     moves, self.id, self.user, self.id, close_txn=not self.implicit
                 )
-            self.catalog.store.unlock(self.id)
+            if not moves and self._locked:
+                self.catalog.store.unlock(self.id)
         except BaseException:
             self._abandon("ABORTED")
             raise
         self.state = "COMMITTED"
-        for l in self._locked.values():
-            if l.ops:
-                self.catalog.after_commit(l.info, l.dt, l.pointer, l.ops[-1][0])
+        for t in self._locked.values():
+            if t.ops:
+                self.catalog.after_commit(t.info, t.dt, t.pointer, t.ops[-1][0])
         self._locked.clear()
 
     def cancel(self) -> None:
@@ -383,12 +384,10 @@ class Transaction:
         self._abandon("CANCELLED")
 
     def _abandon(self, state: str) -> None:
-        for l in self._locked.values():
-            if l.ops and self._holds_lock(l.info.id):
-                try:
-                    recovery.rollback_past(l.info.location, l.pointer)
-                except OSError:
-                    pass  # the next lock holder rolls it back
+        for t in self._locked.values():
+            if t.ops and self._holds_lock(t.info.id):
+                with contextlib.suppress(OSError):  # the next lock holder rolls it back
+                    recovery.rollback_past(t.info.location, t.pointer)
         self._locked.clear()
         if self.implicit:
             self.catalog.store.unlock(self.id)
@@ -397,9 +396,9 @@ class Transaction:
         self.state = state
 
 
-def info_schema(catalog: Catalog, info: TableInfo) -> pa.Schema:
-    """The table's current logical schema."""
-    return catalog.snapshot(info).schema
+def table_schema(dt: DeltaTable) -> pa.Schema:
+    """The Arrow schema of the version a writer holds."""
+    return pa.schema(dt.schema().to_arrow())
 
 
 def _is_ident(text: str) -> bool:
@@ -430,7 +429,7 @@ def _translate(e: BaseException, table: str, operation: str) -> BaseException:
         return e
     if isinstance(e, CommitFailedError):
         return CommitConflict(f"concurrent commit on {table}; retry ({e})")
-    if isinstance(e, SchemaMismatchError) or isinstance(e, DeltaError) or type(e) is Exception:
+    if isinstance(e, (SchemaMismatchError, DeltaError)) or type(e) is Exception:
         msg = str(e).replace("Generic DeltaTable error: ", "").replace("External error: ", "")
         writes_data = operation in ("WRITE", "OVERWRITE", "MERGE")
         if writes_data and ("Schema" in msg or "cast" in msg.lower()):

@@ -33,6 +33,7 @@ def main() -> None:
     root, mode, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 10**9
     lk = lake.connect(root)
+    print("READY", flush=True)
     if mode == "hang":
         tx = lk.begin(user=f"w{worker}", timeout_s=3600)
         tx.write("sales.orders", rows(worker * 100000))

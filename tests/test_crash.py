@@ -35,8 +35,12 @@ def spawn(root: Path, mode: str, worker: int, count: int | None = None) -> subpr
 
 
 def collect(proc: subprocess.Popen, acks: list[tuple[str, int]]) -> threading.Thread:
+    proc.ready = threading.Event()
+
     def read():
         for line in proc.stdout:
+            if line.startswith("READY"):
+                proc.ready.set()
             parts = line.split()
             if parts and parts[0] == "ACK":
                 acks.append((parts[1], int(parts[2])))
@@ -81,7 +85,9 @@ def test_kill_9_at_random_points(tmp_path, mode):
     for round_ in range(5):
         procs = [spawn(root, mode, round_ * 10 + w) for w in range(2)]
         readers = [collect(p, acks) for p in procs]
-        time.sleep(rng.uniform(1.5, 3.0))  # start-up is ~1 s; then commits are under way
+        for p in procs:
+            assert p.ready.wait(60), "worker did not start"
+        time.sleep(rng.uniform(0.3, 1.5))
         for p in procs:
             p.send_signal(signal.SIGKILL)
         for p, r in zip(procs, readers, strict=True):
@@ -100,6 +106,7 @@ def test_crash_between_delta_commit_and_ratify(tmp_path):
                                            "amount": [1.0]}), user="etl")
         loc = lk.catalog.describe("sales.orders")["location"]
     p = spawn(root, "hang", 7)
+    assert p.stdout.readline().strip() == "READY"
     assert p.stdout.readline().strip() == "WROTE"
     assert DeltaTable(loc).version() == 2  # delta-rs wrote version 2, tentatively
     p.send_signal(signal.SIGKILL)
@@ -117,6 +124,7 @@ def test_readers_never_see_tentative_versions(tmp_path):
     root = tmp_path / "lake"
     make_lake(root)
     p = spawn(root, "hang", 3)
+    assert p.stdout.readline().strip() == "READY"
     assert p.stdout.readline().strip() == "WROTE"
     try:
         with lake.connect(root) as lk:  # recovery must not touch a live writer's versions

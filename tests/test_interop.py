@@ -19,6 +19,7 @@ import zlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import duckdb
 import numpy as np
@@ -244,7 +245,7 @@ def delta_rs_deleted(location: str) -> dict[str, list[int]]:
     """delta-rs's own decoding of the deletion vectors: deleted row indexes per local file."""
     out = {}
     for row in pa.table(DeltaTable(location).deletion_vectors()).to_pylist():
-        path = row["filepath"].removeprefix("file://")
+        path = unquote(urlparse(row["filepath"]).path)
         out[os.path.normpath(path)] = [
             i for i, keep in enumerate(row["selection_vector"]) if not keep
         ]
@@ -773,7 +774,7 @@ def test_deletion_vector_storage_types(tmp_path: Path) -> None:
     (elsewhere,), path = dv_file(str(Path(root).parent / "dv elsewhere"), [deleted[2]])
     absolute = {**elsewhere, "storageType": "p", "pathOrInlineDv": path.as_uri()}
     files = [
-        add(root, "p=x/f0.parquet", part[0], {"p": "x"}, dv=stored[0]),
+        add(root, "p=x/f 0%.parquet", part[0], {"p": "x"}, dv=stored[0]),
         add(root, "p=y/f1.parquet", part[1], {"p": "y"}, dv=stored[1]),
         add(root, "p=y/f2.parquet", part[2], {"p": "y"}, dv=absolute),
         add(root, "p=x/f3.parquet", part[3], {"p": "x"}, dv=dv_inline([3, 4, 5, 98])),
@@ -794,7 +795,7 @@ def test_deletion_vector_storage_types(tmp_path: Path) -> None:
         assert (
             by_rs[
                 os.path.normpath(
-                    os.path.join(root, ["p=x/f0", "p=y/f1", "p=y/f2", "p=x/f3"][k] + ".parquet")
+                    os.path.join(root, ["p=x/f 0%", "p=y/f1", "p=y/f2", "p=x/f3"][k] + ".parquet")
                 )
             ]
             == deleted[k]
@@ -1061,6 +1062,16 @@ def test_refuses_variant_columns(tmp_path: Path) -> None:
     )
     with pytest.raises(UnsupportedFeature, match="variant"):
         Snapshot.load(root)
+
+
+def test_refuses_deletion_vectors_delta_rs_disagrees_with(tmp_path: Path) -> None:
+    from catalog import snapshot
+
+    location = copy_table("table-with-dv-small", tmp_path)
+    dt = DeltaTable(location)
+    paths = [str(Path(location, p)) for p in pa.table(dt.get_add_actions())["path"].to_pylist()]
+    with pytest.raises(UnsupportedFeature, match="disagree"):
+        snapshot._agree_with_delta_rs(dt, paths, [None], "test")
 
 
 def test_refuses_a_corrupt_deletion_vector(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC
 
 import pytest
 from conftest import orders
@@ -159,10 +160,10 @@ def test_lock_wait_timeout_is_commit_conflict(tmp_path):
 def test_time_travel(sales):
     lk = sales
     lk.write("sales.orders", orders(0, 3), user="etl")
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     time.sleep(0.05)
-    mid = datetime.now(timezone.utc)
+    mid = datetime.now(UTC)
     time.sleep(0.05)
     lk.write("sales.orders", orders(3, 4), user="etl")
     assert lk.sql("SELECT count(*) AS n FROM sales.orders VERSION AS OF 1", user="u")["n"][0].as_py() == 3

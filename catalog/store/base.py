@@ -135,7 +135,9 @@ class MetadataStore(abc.ABC):
 
     # table locks
     @abc.abstractmethod
-    def try_lock(self, table_id: int, token: str, owner: str, lease_s: float) -> str | None: ...
+    def try_lock(
+        self, table_id: int, token: str, owner: str, lease_s: float
+    ) -> tuple[str | None, int | None]: ...
     @abc.abstractmethod
     def steal_lock(
         self, table_id: int, old_token: str, token: str, owner: str, lease_s: float

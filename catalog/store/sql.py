@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,13 +22,13 @@ from catalog.store.base import (
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; every time in the store is UTC.
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -68,6 +68,13 @@ class SqlStore(MetadataStore):
             self._r = self._w
         with self._w.begin() as conn:
             s.migrate(conn)
+
+    def _insert(self, table: sa.Table):  # noqa: ANN202 - dialect-specific Insert
+        if self._w.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
 
     def close(self) -> None:
         self._w.dispose()
@@ -305,52 +312,54 @@ class SqlStore(MetadataStore):
         from catalog.errors import CommitConflict
 
         with self._w.begin() as conn:
+            now = utcnow()
             if close_txn:
-                state = conn.execute(
-                    sa.select(s.transactions.c.state).where(s.transactions.c.id == txn_id)
-                ).scalar()
-                if state != "ACTIVE":
+                res = conn.execute(
+                    sa.update(s.transactions)
+                    .where((s.transactions.c.id == txn_id) & (s.transactions.c.state == "ACTIVE"))
+                    .values(state="COMMITTED", ended_at=now, last_active=now)
+                )
+                if res.rowcount != 1:
                     raise TransactionError(
-                        f"transaction {txn_id} is {state or 'unknown'}, not ACTIVE"
+                        f"transaction {txn_id} is no longer active (aborted after its idle timeout "
+                        "or cancelled); nothing was committed"
                     )
             seq = self._next_seq(conn)
-            now = utcnow()
+            rows = []
             for m in moves:
-                holder = conn.execute(
-                    sa.select(s.locks.c.token).where(s.locks.c.table_id == m.table_id)
-                ).scalar()
-                if holder != lock_token:
-                    raise CommitConflict("lost the table lock before commit (lease expired); retry")
+                # The pointer moves only from the version we started on and only while our lock
+                # still stands: a takeover after a lease expiry makes this commit fail.
                 res = conn.execute(
                     sa.update(s.tables)
-                    .where((s.tables.c.id == m.table_id) & (s.tables.c.version == m.expected))
+                    .where(
+                        (s.tables.c.id == m.table_id)
+                        & (s.tables.c.version == m.expected)
+                        & sa.exists().where(
+                            (s.locks.c.table_id == m.table_id) & (s.locks.c.token == lock_token)
+                        )
+                    )
                     .values(version=m.new)
                 )
                 if res.rowcount != 1:
-                    raise CommitConflict("table changed under the commit; retry")
-                conn.execute(
-                    sa.insert(s.commits),
-                    [
-                        dict(
-                            table_id=m.table_id,
-                            version=v,
-                            seq=seq,
-                            txn_id=txn_id,
-                            user=user,
-                            operation=op,
-                            committed_at=now,
-                            params=json.loads(json.dumps(p, default=str)),
-                        )
-                        for v, op, p in m.operations
-                    ],
-                )
+                    raise CommitConflict(
+                        "lost the table lock before commit (lease expired) or the table changed; retry"
+                    )
+                rows += [
+                    dict(
+                        table_id=m.table_id,
+                        version=v,
+                        seq=seq,
+                        txn_id=txn_id,
+                        user=user,
+                        operation=op,
+                        committed_at=now,
+                        params=json.loads(json.dumps(p, default=str)) if p else {},
+                    )
+                    for v, op, p in m.operations
+                ]
+            if rows:
+                conn.execute(sa.insert(s.commits), rows)
             conn.execute(sa.delete(s.locks).where(s.locks.c.token == lock_token))
-            if close_txn:
-                conn.execute(
-                    sa.update(s.transactions)
-                    .where(s.transactions.c.id == txn_id)
-                    .values(state="COMMITTED", ended_at=now, last_active=now)
-                )
         return seq
 
     # transactions ------------------------------------------------------------------------
@@ -454,23 +463,36 @@ class SqlStore(MetadataStore):
         return [t for t in infos if now > t.last_active + timedelta(seconds=t.timeout_s)]
 
     # locks -------------------------------------------------------------------------------
-    def try_lock(self, table_id: int, token: str, owner: str, lease_s: float) -> str | None:
-        """Take the table's write lock; returns None on success, else the holder's token."""
+    def try_lock(
+        self, table_id: int, token: str, owner: str, lease_s: float
+    ) -> tuple[str | None, int | None]:
+        """Take the table's write lock.
+
+        Returns (None, pointer) when taken (pointer None if the table is gone, lock not kept),
+        else (holder's token, None).
+        """
+        now = utcnow()
         with self._w.begin() as conn:
-            row = conn.execute(sa.select(s.locks).where(s.locks.c.table_id == table_id)).first()
-            if row is not None:
-                return None if row.token == token else row.token
-            now = utcnow()
-            conn.execute(
-                sa.insert(s.locks).values(
-                    table_id=table_id,
-                    token=token,
-                    owner=owner,
-                    acquired_at=now,
-                    expires_at=now + timedelta(seconds=lease_s),
-                )
+            ins = self._insert(s.locks).values(
+                table_id=table_id,
+                token=token,
+                owner=owner,
+                acquired_at=now,
+                expires_at=now + timedelta(seconds=lease_s),
             )
-        return None
+            if conn.execute(ins.on_conflict_do_nothing()).rowcount != 1:
+                holder = conn.execute(
+                    sa.select(s.locks.c.token).where(s.locks.c.table_id == table_id)
+                ).scalar()
+                if holder != token:
+                    return holder, None
+            pointer = conn.execute(
+                sa.select(s.tables.c.version).where(s.tables.c.id == table_id)
+            ).scalar()
+            if pointer is None:
+                conn.execute(sa.delete(s.locks).where(s.locks.c.table_id == table_id))
+                return None, None
+            return None, int(pointer)
 
     def steal_lock(
         self, table_id: int, old_token: str, token: str, owner: str, lease_s: float

@@ -7,7 +7,7 @@ CTE name. The resolved `TableInfo` and any time travel are stored in the node's 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlglot import exp
 
@@ -52,7 +52,7 @@ def _time_travel(node: exp.Table) -> TimeTravel | None:
             ts = datetime.fromisoformat(value.this)
         except ValueError:
             raise SQLError(f"TIMESTAMP AS OF needs an ISO timestamp, got {value.this!r}") from None
-        return TimeTravel(timestamp=ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc))
+        return TimeTravel(timestamp=ts if ts.tzinfo else ts.replace(tzinfo=UTC))
     raise SQLError(f"unsupported time travel {kind} AS OF")
 
 

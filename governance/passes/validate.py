@@ -119,6 +119,8 @@ _SYSTEM_VIEWS = frozenset().union(
     )
 )
 _SYSTEM_VIEW_PREFIXES = ("duckdb_", "sqlite_", "pragma_")
+# Where those views resolve: unqualified, or in these schemas. `sales.duckdb_x` is a catalog name.
+_VIEW_SCHEMAS = frozenset({"main", "pg_catalog"})
 
 # A quoted table name with any of these is a file path, URL or glob to DuckDB's replacement scans.
 _PATH_CHARACTERS = frozenset("/\\:.*?~[]{}")
@@ -131,6 +133,10 @@ _KEYWORDS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*( [A-Za-z_][A-Za-z0-9_]*)*$")
 _CALL_HEAD = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")\s*\(')
 
 _READ_ONLY = "only read-only queries can run"
+
+_BARE_SESSION_FUNCTIONS = frozenset(
+    {"current_catalog", "current_role", "current_schema", "current_user", "session_user", "user"}
+)
 
 
 def validate(expression: exp.Expression) -> exp.Expression:
@@ -245,7 +251,8 @@ def _check_table(table: exp.Table) -> None:
     parts = [p.name for p in (table.args.get("catalog"), table.args.get("db"), this) if p]
     if any(_PATH_CHARACTERS.intersection(part) for part in parts):
         raise _file_access()
-    if any(part.lower() in _SYSTEM_SCHEMAS for part in parts):
+    qualifiers = [part.lower() for part in parts[:-1]]
+    if any(q in _SYSTEM_SCHEMAS for q in qualifiers):
         raise AccessDenied(
             "DuckDB's own catalog (information_schema, pg_catalog, system) cannot be queried; "
             "metadata will come from the Lakeward catalog"
@@ -254,7 +261,8 @@ def _check_table(table: exp.Table) -> None:
     # sqlglot reads `FROM (SHOW TABLES)` as a table named SHOW aliased TABLES.
     if not this.quoted and len(parts) == 1 and name.upper() in NOT_YET_KEYWORDS:
         raise statement_refusal(name)  # type: ignore[misc]
-    if name in _SYSTEM_VIEWS or name.startswith(_SYSTEM_VIEW_PREFIXES):
+    in_duckdb_schema = not qualifiers or qualifiers[-1] in _VIEW_SCHEMAS
+    if in_duckdb_schema and (name in _SYSTEM_VIEWS or name.startswith(_SYSTEM_VIEW_PREFIXES)):
         shown = f" {name}" if _ASCII_NAME.match(name) else ""
         raise AccessDenied(f"table{shown} is one of DuckDB's internal catalog views")
 
@@ -294,6 +302,17 @@ def _is_name_chain(node: exp.Expression) -> bool:
     return isinstance(node, (exp.Identifier, exp.Column, exp.Var))
 
 
+def _check_column(column: exp.Column) -> None:
+    # DuckDB binds an unqualified reference that matches no column to these session functions,
+    # quoted or not: `SELECT "current_schema"` answers 'main'.
+    name = column.name.lower()
+    if not column.table and name in _BARE_SESSION_FUNCTIONS:
+        raise AccessDenied(
+            f"an unqualified {name} is DuckDB's {name} function, which reveals session state; "
+            f"write table.{name} to mean a column"
+        )
+
+
 def _check_identifier(identifier: exp.Identifier) -> None:
     if not identifier.quoted and not _UNQUOTED_NAME.match(identifier.name):
         raise SQLError("an unquoted name contains characters that need quoting")
@@ -317,6 +336,7 @@ def _check_collate(collate: exp.Expression) -> None:
 
 
 _NODE_CHECKS = {
+    exp.Column: _check_column,
     exp.Table: _check_table,
     exp.Version: _check_version,
     exp.Dot: _check_dot,
@@ -393,8 +413,8 @@ def _check_from_function(node: exp.Func) -> None:
 def _rendered_call(cls: type[exp.Func]) -> str | None:
     """Name of the function DuckDB gets for nodes of `cls`: '' for syntax, None if unknown.
 
-    Rendered once per class from a sample node; sqlglot's DuckDB rendering of a class calls the
-    same function whatever the arguments (it may differ in syntax, e.g. LIST_SORT vs a CASE).
+    Rendered once per class from a sample node, assuming (as holds for sqlglot's DuckDB generator)
+    that the arguments change the syntax around a call, not which function is called.
     """
     if cls is exp.Case:
         return ""  # CASE WHEN ... END; its required `ifs` list defeats the sample below

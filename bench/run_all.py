@@ -1,0 +1,21 @@
+"""Run every benchmark in one process run and print the ratios."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_commit  # noqa: E402
+import bench_query  # noqa: E402
+import bench_skipping  # noqa: E402
+
+if __name__ == "__main__":
+    results = []
+    for mod in (bench_commit, bench_skipping, bench_query):
+        results += mod.main()
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
