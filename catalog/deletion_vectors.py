@@ -30,7 +30,6 @@ _Z85_VALUE = {c: i for i, c in enumerate(_Z85)}
 _MAGIC = 1681511377  # RoaringBitmapArray, "portable" serialization
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.(\d{10})\.(\d{10}))?\.parquet$")
-_V2_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint\.[0-9a-fA-F-]{36}\.(?:json|parquet)$")
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,6 @@ class _Log:
         self.commits: dict[int, str] = {}
         parts: dict[tuple[int, int], set[int]] = {}
         self.checkpoints: dict[int, list[str]] = {}
-        self.v2: set[int] = set()
         for name in os.listdir(self.dir):
             if m := _COMMIT.match(name):
                 self.commits[int(m.group(1))] = name
@@ -163,8 +161,6 @@ class _Log:
                     self.checkpoints[v] = [name]
                 else:
                     parts.setdefault((v, int(m.group(3))), set()).add(int(m.group(2)))
-            elif m := _V2_CHECKPOINT.match(name):
-                self.v2.add(int(m.group(1)))
         for (v, n), got in parts.items():
             if v not in self.checkpoints and got == set(range(1, n + 1)):
                 self.checkpoints[v] = [
@@ -261,10 +257,6 @@ def descriptors(location: str, version: int, *, remember: bool = True) -> dict[s
         cp = log.checkpoint_at_most(version)
         if cp is not None:
             start, state = cp, _read_checkpoint(log, cp, where)
-        elif log.v2 and min(log.v2) <= version:
-            raise UnsupportedFeature(
-                f"{where}: v2 checkpoints with deletion vectors are not supported"
-            )
     for v in range(start + 1, version + 1):
         if v not in log.commits:
             raise UnsupportedFeature(

@@ -39,6 +39,10 @@ def rollback_past(location: str, pointer: int) -> list[int]:
     Orphaned data files are left for vacuum.
     """
     log = Path(location) / "_delta_log"
+    # Versions are contiguous and a rollback deletes newest first, so anything past the pointer
+    # means the version right after it exists.
+    if not (log / f"{pointer + 1:020d}.json").exists():
+        return []
     doomed: dict[int, list[Path]] = {}
     with os.scandir(log) as it:
         for entry in it:

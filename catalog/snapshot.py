@@ -47,6 +47,7 @@ _SNAPSHOTS = 256
 _SNAPSHOT_FILES = 2_000_000  # bounds the memory of cached snapshots of very large tables
 _FOOTERS = 200_000
 _DV_RANGES = 4096
+_DV_LIST = 10_000  # deleted rows up to which a branch lists them one by one
 _MASKS = 32
 # DuckDB shadows its virtual columns with a file column of the same name.
 _FILE_INDEX, _ROW_NUMBER = "file_index", "file_row_number"
@@ -98,7 +99,7 @@ class _Footer:
 
 _snapshots = _Lru(_SNAPSHOTS, _SNAPSHOT_FILES)
 _footers = _Lru(_FOOTERS)
-_dv_ranges = _Lru(_DV_RANGES)
+_dv_rows = _Lru(_DV_RANGES)
 _tables: dict[str, tuple[DeltaTable, Any]] = {}
 _table_locks: dict[str, threading.Lock] = {}
 _tables_lock = threading.Lock()
@@ -230,28 +231,43 @@ class Snapshot:
                 f" JOIN (SELECT unnest(CAST(range({len(idx)}) AS UBIGINT[])) AS i, {', '.join(side)})"
                 " AS p ON t.file_index = p.i"
             )
-        deleted = [(n, plan.deleted_ranges[i]) for n, i in enumerate(idx) if plan.deleted_ranges[i]]
+        deleted = [(n, plan.deleted[i]) for n, i in enumerate(idx) if plan.deleted[i]]
         if deleted:
             sql += " ANTI JOIN " + _deleted_rows_sql(deleted, len(idx) > 1)
         return sql
 
 
-def _deleted_rows_sql(deleted: list[tuple[int, str]], many: bool) -> str:
-    """Rows to drop, as (file index, row number) pairs decoded from compact range text: a long
-    literal string parses far faster than the same numbers as SQL tokens."""
-    rows = (
+def _deleted_rows_sql(deleted: list[tuple[int, _Deleted]], many: bool) -> str:
+    """The rows to drop: row numbers (with the file's index in the read_parquet list when it
+    reads several files), decoded from literal strings, which DuckDB parses far faster than the
+    same numbers as SQL tokens. Few rows are listed one by one, which plans faster; many as
+    'start:stop' runs, which keeps the text short."""
+    if sum(d.count for _, d in deleted) <= _DV_LIST:
+        rows = types.quote_str(",".join(d.rows for _, d in deleted))
+        if not many:
+            return (
+                f"(SELECT CAST(unnest(string_split({rows}, ',')) AS BIGINT) AS r) AS d "
+                "ON t.file_row_number = d.r"
+            )
+        files = types.quote_str(",".join(",".join([str(n)] * d.count) for n, d in deleted))
+        return (
+            f"(SELECT CAST(unnest(string_split({files}, ',')) AS UBIGINT) AS i, "
+            f"CAST(unnest(string_split({rows}, ',')) AS BIGINT) AS r) AS d "
+            "ON t.file_index = d.i AND t.file_row_number = d.r"
+        )
+    runs = (
         "unnest(range(CAST(split_part(s, ':', 1) AS BIGINT), "
         "CAST(split_part(s, ':', 2) AS BIGINT))) AS r"
     )
     if not many:
-        text = types.quote_str(deleted[0][1])
+        text = types.quote_str(deleted[0][1].runs)
         return (
-            f"(SELECT {rows} FROM (SELECT unnest(string_split({text}, ',')) AS s)) AS d "
+            f"(SELECT {runs} FROM (SELECT unnest(string_split({text}, ',')) AS s)) AS d "
             "ON t.file_row_number = d.r"
         )
-    text = types.quote_str(";".join(f"{n}|{ranges}" for n, ranges in deleted))
+    text = types.quote_str(";".join(f"{n}|{d.runs}" for n, d in deleted))
     return (
-        f"(SELECT i, {rows} FROM (SELECT CAST(split_part(x, '|', 1) AS UBIGINT) AS i, "
+        f"(SELECT i, {runs} FROM (SELECT CAST(split_part(x, '|', 1) AS UBIGINT) AS i, "
         "unnest(string_split(split_part(x, '|', 2), ',')) AS s "
         f"FROM (SELECT unnest(string_split({text}, ';')) AS x))) AS d "
         "ON t.file_index = d.i AND t.file_row_number = d.r"
@@ -385,14 +401,14 @@ def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
     file_dvs = [descriptors.get(unquote(p)) for p in raw_paths]
     if descriptors:
         _agree_with_delta_rs(dt, paths, file_dvs, where)
-    ranges = [
-        None if d is None else _deleted_ranges(location, d, f, path, where)
+    deleted = [
+        None if d is None else _deleted_rows(location, d, f, path, where)
         for d, f, path in zip(file_dvs, footers, paths, strict=True)
     ]
     by_name = {f["name"]: f for f in fields}
     part_arrays = [_partition_values(actions, by_name[c], mode, where) for c in partitions]
     files = _files_table(paths, actions, footers, file_dvs, fields, partitions, part_arrays, mode)
-    plan = _make_plan(fields, partitions, mode, paths, footers, part_arrays, ranges, where)
+    plan = _make_plan(fields, partitions, mode, paths, footers, part_arrays, deleted, where)
     return Snapshot(location, version, fields, partitions, files, plan)
 
 
@@ -450,7 +466,11 @@ def _agree_with_delta_rs(
         os.path.normpath(_data_path("/", uri, where)): int(n)
         for uri, n in zip(decoded.column("filepath").to_pylist(), deleted, strict=True)
     }
-    ours = {os.path.normpath(p): d.cardinality for p, d in zip(paths, file_dvs, strict=True) if d}
+    ours = {
+        os.path.normpath(p): d.cardinality
+        for p, d in zip(paths, file_dvs, strict=True)
+        if d and d.cardinality
+    }
     if {p: n for p, n in theirs.items() if n} != ours:
         raise UnsupportedFeature(
             f"{where}: the deletion vectors found in the log disagree with delta-rs's; "
@@ -458,19 +478,31 @@ def _agree_with_delta_rs(
         )
 
 
-def _deleted_ranges(root: str, d: dvs.Descriptor, footer: _Footer, path: str, where: str) -> str:
+@dataclass(frozen=True)
+class _Deleted:
+    """The rows a deletion vector drops from its file, as text for the SQL."""
+
+    count: int
+    runs: str  # 'start:stop' (stop exclusive), comma separated
+    rows: str  # every row number, comma separated; empty when there are too many
+
+
+def _deleted_rows(
+    root: str, d: dvs.Descriptor, footer: _Footer, path: str, where: str
+) -> _Deleted | None:
     key = (root, d.storage_type, d.path_or_inline_dv, d.offset)
-    text = _dv_ranges.get(key)
-    if text is None:
+    hit = _dv_rows.get(key)
+    if hit is None:
         rows = dvs.deleted_rows(root, d, f"{where}, file {path}")
         if rows.size and int(rows[-1]) >= footer.num_rows:
             raise UnsupportedFeature(
                 f"{where}: deletion vector of {path} deletes row {int(rows[-1])} "
                 f"of a file of {footer.num_rows} rows"
             )
-        text = dvs.ranges_text(rows)
-        _dv_ranges.put(key, text)
-    return text
+        listed = ",".join(map(str, rows.tolist())) if rows.size <= _DV_LIST else ""
+        hit = _Deleted(int(rows.size), dvs.ranges_text(rows), listed)
+        _dv_rows.put(key, hit)
+    return hit if hit.count else None
 
 
 # the files table ----------------------------------------------------------------------------------
@@ -569,7 +601,7 @@ class _Plan:
     groups: list[list[str | None]]  # per group, the SQL of each column (None: partition column)
     shadows_index: list[bool]  # the group's files have a column named file_index
     partition_literals: list[list[str]]  # per partition column, per file
-    deleted_ranges: list[str | None]  # per file, the rows its deletion vector drops
+    deleted: list[_Deleted | None]  # per file, the rows its deletion vector drops
 
 
 def _glob_escaped(path: str) -> str:
@@ -584,17 +616,16 @@ def _make_plan(
     paths: list[str],
     footers: list[_Footer],
     part_arrays: list[pa.Array],
-    ranges: list[str | None],
+    deleted: list[_Deleted | None],
     where: str,
 ) -> _Plan:
-    by_schema: dict[str, int] = {}
+    by_schema: dict[str, tuple[int, bool]] = {}  # footer key -> group, has file_row_number
     group_keys: dict[tuple, int] = {}
     groups: list[list[str | None]] = []
     shadows_index: list[bool] = []
     group_of = np.zeros(len(paths), dtype=np.int64)
     for i, footer in enumerate(footers):
-        g = by_schema.get(footer.key)
-        if g is None:
+        if footer.key not in by_schema:
             key, exprs = _read_columns(
                 fields, partitions, mode, footer.schema, f"{where}, file {paths[i]}"
             )
@@ -602,10 +633,11 @@ def _make_plan(
             if g == len(groups):
                 groups.append(exprs)
                 shadows_index.append(False)
-            by_schema[footer.key] = g
-        names = {n.lower() for n in footer.schema.names}
-        shadows_index[g] = shadows_index[g] or _FILE_INDEX in names
-        if ranges[i] and _ROW_NUMBER in names:
+            names = {n.lower() for n in footer.schema.names}
+            shadows_index[g] = shadows_index[g] or _FILE_INDEX in names
+            by_schema[footer.key] = (g, _ROW_NUMBER in names)
+        g, has_row_number = by_schema[footer.key]
+        if deleted[i] and has_row_number:
             raise UnsupportedFeature(
                 f"{where}: {paths[i]} has a deletion vector and a column named "
                 f"{_ROW_NUMBER!r}, which Lakeward cannot read yet"
@@ -621,7 +653,7 @@ def _make_plan(
             types.literals(arr, by_name[c]["type"])
             for c, arr in zip(partitions, part_arrays, strict=True)
         ],
-        deleted_ranges=ranges,
+        deleted=deleted,
     )
 
 

@@ -768,69 +768,74 @@ def test_column_mapping_id_mode_matches_field_ids(tmp_path: Path) -> None:
 
 def test_deletion_vector_storage_types(tmp_path: Path) -> None:
     root = str(tmp_path / "dvs")
-    part = [pa.table({"v": pa.array(range(k * 100, k * 100 + 100), pa.int64())}) for k in range(4)]
-    deleted = [[0, 1, 2, 50, 99], list(range(10, 90)), [7], []]
-    stored, _ = dv_file(root, deleted[:2], prefix="ab")
+    names = ["p=x/f 0%", "p=y/f1", "p=y/f2", "p=x/f3", "p=x/f4"]
+    part = [pa.table({"v": pa.array(range(k * 100, k * 100 + 100), pa.int64())}) for k in range(5)]
+    deleted = [[0, 1, 2, 50, 99], list(range(10, 90)), [7], [3, 4, 5, 98], []]
+    stored, _ = dv_file(root, deleted[:2], prefix="ab")  # 'u' with a random prefix
     (elsewhere,), path = dv_file(str(Path(root).parent / "dv elsewhere"), [deleted[2]])
-    absolute = {**elsewhere, "storageType": "p", "pathOrInlineDv": path.as_uri()}
-    files = [
-        add(root, "p=x/f 0%.parquet", part[0], {"p": "x"}, dv=stored[0]),
-        add(root, "p=y/f1.parquet", part[1], {"p": "y"}, dv=stored[1]),
-        add(root, "p=y/f2.parquet", part[2], {"p": "y"}, dv=absolute),
-        add(root, "p=x/f3.parquet", part[3], {"p": "x"}, dv=dv_inline([3, 4, 5, 98])),
+    dvs_ = [
+        *stored,
+        {**elsewhere, "storageType": "p", "pathOrInlineDv": path.as_uri()},
+        dv_inline(deleted[3]),
+        dv_inline(deleted[4]),
     ]
-    deleted[3] = [3, 4, 5, 98]
+    files = [
+        add(root, f"{name}.parquet", part[k], {"p": name[2]}, dv=dvs_[k])
+        for k, name in enumerate(names)
+    ]
     create(
         root, [field("v", "long"), field("p", "string")], files, partitions=("p",), **dv_protocol()
     )
     snap = Snapshot.load(root)
-    expected = sorted(k * 100 + i for k in range(4) for i in range(100) if i not in deleted[k])
+    expected = sorted(k * 100 + i for k in range(5) for i in range(100) if i not in deleted[k])
     got = read(snap)
     assert sorted(got["v"].to_pylist()) == expected
-    assert {r["v"] // 100: r["p"] for r in got.to_pylist()} == {0: "x", 1: "y", 2: "y", 3: "x"}
+    assert {r["v"] // 100: r["p"] for r in got.to_pylist()} == {
+        k: n[2] for k, n in enumerate(names)
+    }
     assert got.num_rows == live_rows(snap)
     assert sorted(query_builder(root)["v"].to_pylist()) == expected
     by_rs = delta_rs_deleted(root)
-    for k in range(4):
-        assert (
-            by_rs[
-                os.path.normpath(
-                    os.path.join(root, ["p=x/f 0%", "p=y/f1", "p=y/f2", "p=x/f3"][k] + ".parquet")
-                )
-            ]
-            == deleted[k]
-        )
-    mask = np.array([False, True, True, False])
-    assert sorted(read(snap, mask)["v"].to_pylist()) == [v for v in expected if 100 <= v < 300]
+    for k, name in enumerate(names):
+        assert by_rs.get(os.path.normpath(os.path.join(root, name + ".parquet")), []) == deleted[k]
+    mask = np.array([False, True, True, False, True])
+    assert sorted(read(snap, mask)["v"].to_pylist()) == [
+        v for v in expected if 100 <= v < 300 or v >= 400
+    ]
 
 
-def test_large_deletion_vector_with_row_group_pruning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files", [1, 2])
+def test_large_deletion_vectors_with_row_group_pruning(tmp_path: Path, files: int) -> None:
     root = str(tmp_path / "bigdv")
     rows_n = 300_000
-    data = pa.table({"v": pa.array(np.arange(rows_n, dtype=np.int64))})
     rng = np.random.default_rng(7)
-    deleted = sorted(
-        set(rng.choice(rows_n, 20_000, replace=False).tolist()) | set(range(100_000, 150_000))
-    )
-    (dv,), _ = dv_file(root, [deleted])
-    create(
-        root,
-        [field("v", "long")],
-        [add(root, "f.parquet", data, dv=dv, row_group_size=10_000)],
-        **dv_protocol(),
-    )
+    tables, deleted = [], []
+    for k in range(files):
+        tables.append(pa.table({"v": pa.array(np.arange(rows_n, dtype=np.int64) + k * rows_n)}))
+        scattered = set(rng.choice(rows_n, 20_000, replace=False).tolist())
+        deleted.append(sorted(scattered | set(range(100_000 + k, 150_000))))
+    dvs_, _ = dv_file(root, deleted)
+    adds = [
+        add(root, f"f{k}.parquet", tables[k], dv=dvs_[k], row_group_size=10_000)
+        for k in range(files)
+    ]
+    create(root, [field("v", "long")], adds, **dv_protocol())
     snap = Snapshot.load(root)
-    assert len(snap.relation_sql()) < 400_000
+    assert len(snap.relation_sql()) < 400_000 * files
     con = duckdb.connect()
-    keep = np.setdiff1d(np.arange(rows_n), deleted)
+    keep = np.concatenate(
+        [np.setdiff1d(np.arange(rows_n), deleted[k]) + k * rows_n for k in range(files)]
+    )
     assert con.sql(f"SELECT count(*), sum(v) FROM ({snap.relation_sql()})").fetchall() == [
         (keep.size, int(keep.sum()))
     ]
     # A filter that prunes row groups must not shift the row numbers the DV is keyed on.
     got = con.sql(
-        f"SELECT v FROM ({snap.relation_sql()}) WHERE v BETWEEN 250000 AND 250999 ORDER BY v"
+        f"SELECT v FROM ({snap.relation_sql()}) WHERE v % {rows_n} BETWEEN 250000 AND 250999 "
+        "ORDER BY v"
     ).fetchall()
-    assert [r[0] for r in got] == [int(v) for v in keep if 250_000 <= v <= 250_999]
+    assert [r[0] for r in got] == [int(v) for v in keep if 250_000 <= v % rows_n <= 250_999]
+    assert got and live_rows(snap) == keep.size
 
 
 def test_column_named_like_duckdb_virtual_columns(tmp_path: Path) -> None:

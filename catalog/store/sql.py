@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from catalog.errors import DatabaseExists, TableExists, TransactionError
+from catalog.store import hot
 from catalog.store import schema as s
 from catalog.store.base import (
     CommitInfo,
@@ -66,24 +71,60 @@ class SqlStore(MetadataStore):
         else:
             self._w = sa.create_engine(url, pool_pre_ping=True)
             self._r = self._w
-        with self._w.begin() as conn:
+        self._tl = threading.local()
+        self._open: list[sa.Connection] = []
+        with self._write() as conn:
             s.migrate(conn)
 
-    def _insert(self, table: sa.Table):  # noqa: ANN202 - dialect-specific Insert
-        if self._w.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+    def _conn(self, engine: sa.Engine, key: str) -> sa.Connection:
+        # One long-lived connection per thread and role: pool checkout and reset cost more than
+        # the statements of a commit.
+        tl = self._tl
+        if getattr(tl, "pid", None) != os.getpid():
+            tl.__dict__.clear()
+            tl.pid = os.getpid()
+        conn = getattr(tl, key, None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = engine.connect()
+            setattr(tl, key, conn)
+            self._open.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        conn = self._conn(self._w, "w")
+        try:
+            with conn.begin():
+                yield conn
+        except sa.exc.DBAPIError:
+            self._tl.__dict__.pop("w", None)
+            conn.invalidate()
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        conn = self._conn(self._r, "r")
+        try:
+            with conn.begin():
+                yield conn
+        except sa.exc.DBAPIError:
+            self._tl.__dict__.pop("r", None)
+            conn.invalidate()
+            raise
 
     def close(self) -> None:
+        for conn in self._open:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._open.clear()
+        self._tl = threading.local()
         self._w.dispose()
         if self._r is not self._w:
             self._r.dispose()
 
     # databases ---------------------------------------------------------------------------
     def create_database(self, info: DatabaseInfo) -> None:
-        with self._w.begin() as conn:
+        with self._write() as conn:
             if conn.execute(
                 sa.select(s.databases.c.name).where(s.databases.c.name == info.name)
             ).first():
@@ -104,17 +145,17 @@ class SqlStore(MetadataStore):
         )
 
     def get_database(self, name: str) -> DatabaseInfo | None:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(s.databases).where(s.databases.c.name == name)).first()
         return self._db_info(row) if row else None
 
     def list_databases(self) -> list[DatabaseInfo]:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(s.databases).order_by(s.databases.c.name)).all()
         return [self._db_info(r) for r in rows]
 
     def drop_database(self, name: str) -> None:
-        with self._w.begin() as conn:
+        with self._write() as conn:
             conn.execute(sa.delete(s.databases).where(s.databases.c.name == name))
 
     # tables ------------------------------------------------------------------------------
@@ -145,7 +186,7 @@ class SqlStore(MetadataStore):
 
     def create_table(self, info: TableInfo, user: str, operation: str) -> TableInfo:
         """Insert the table and ratify its existing versions in one transaction."""
-        with self._w.begin() as conn:
+        with self._write() as conn:
             exists = conn.execute(
                 sa.select(s.tables.c.id).where(
                     (s.tables.c.database == info.database) & (s.tables.c.name == info.name)
@@ -194,7 +235,7 @@ class SqlStore(MetadataStore):
             return self._table_info(row, self._props(conn, table_id))
 
     def get_table(self, database: str, name: str) -> TableInfo | None:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(s.tables).where(
                     (s.tables.c.database == database) & (s.tables.c.name == name)
@@ -203,7 +244,7 @@ class SqlStore(MetadataStore):
             return self._table_info(row, self._props(conn, row.id)) if row else None
 
     def get_table_by_id(self, table_id: int) -> TableInfo | None:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(s.tables).where(s.tables.c.id == table_id)).first()
             return self._table_info(row, self._props(conn, row.id)) if row else None
 
@@ -211,18 +252,18 @@ class SqlStore(MetadataStore):
         q = sa.select(s.tables).order_by(s.tables.c.database, s.tables.c.name)
         if database is not None:
             q = q.where(s.tables.c.database == database)
-        with self._r.connect() as conn:
+        with self._read() as conn:
             return [self._table_info(r) for r in conn.execute(q).all()]
 
     def drop_table(self, table_id: int) -> None:
-        with self._w.begin() as conn:
+        with self._write() as conn:
             for t in (s.commits, s.locks, s.properties):
                 conn.execute(sa.delete(t).where(t.c.table_id == table_id))
             conn.execute(sa.delete(s.tables).where(s.tables.c.id == table_id))
 
     def update_table(self, table_id: int, **fields: Any) -> None:
         props = fields.pop("properties", None)
-        with self._w.begin() as conn:
+        with self._write() as conn:
             if fields:
                 conn.execute(sa.update(s.tables).where(s.tables.c.id == table_id).values(**fields))
             for key, value in (props or {}).items():
@@ -239,14 +280,17 @@ class SqlStore(MetadataStore):
     # versions ----------------------------------------------------------------------------
     def pointers(self, table_ids: Iterable[int]) -> dict[int, int]:
         ids = list(table_ids)
-        with self._r.connect() as conn:
+        with self._read() as conn:
+            if len(ids) == 1:
+                v = conn.execute(hot.POINTER, {"table_id": ids[0]}).scalar()
+                return {} if v is None else {ids[0]: int(v)}
             rows = conn.execute(
                 sa.select(s.tables.c.id, s.tables.c.version).where(s.tables.c.id.in_(ids))
             ).all()
         return {r.id: int(r.version) for r in rows}
 
     def current_seq(self) -> int:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             return int(
                 conn.execute(
                     sa.select(s.meta.c.value).where(s.meta.c.key == "commit_seq")
@@ -260,7 +304,7 @@ class SqlStore(MetadataStore):
             .where(s.commits.c.table_id.in_(ids) & (s.commits.c.seq <= seq))
             .group_by(s.commits.c.table_id)
         )
-        with self._r.connect() as conn:
+        with self._read() as conn:
             return {tid: int(v) for tid, v in conn.execute(q).all()}
 
     def commits(self, table_id: int, limit: int | None = None) -> list[CommitInfo]:
@@ -271,7 +315,7 @@ class SqlStore(MetadataStore):
         )
         if limit:
             q = q.limit(limit)
-        with self._r.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(q).all()
         return [
             CommitInfo(
@@ -291,7 +335,7 @@ class SqlStore(MetadataStore):
         q = sa.select(sa.func.max(s.commits.c.version)).where(
             (s.commits.c.table_id == table_id) & (s.commits.c.committed_at <= when)
         )
-        with self._r.connect() as conn:
+        with self._read() as conn:
             v = conn.execute(q).scalar()
         return None if v is None else int(v)
 
@@ -311,55 +355,50 @@ class SqlStore(MetadataStore):
         """Move every pointer or none: the commit point of a Lakeward write or transaction."""
         from catalog.errors import CommitConflict
 
-        with self._w.begin() as conn:
+        with self._write() as conn:
             now = utcnow()
-            if close_txn:
-                res = conn.execute(
-                    sa.update(s.transactions)
-                    .where((s.transactions.c.id == txn_id) & (s.transactions.c.state == "ACTIVE"))
-                    .values(state="COMMITTED", ended_at=now, last_active=now)
+            if (
+                close_txn
+                and conn.execute(hot.CLOSE_TXN, {"now": now, "txn_id": txn_id}).rowcount != 1
+            ):
+                raise TransactionError(
+                    f"transaction {txn_id} is no longer active (aborted after its idle timeout "
+                    "or cancelled); nothing was committed"
                 )
-                if res.rowcount != 1:
-                    raise TransactionError(
-                        f"transaction {txn_id} is no longer active (aborted after its idle timeout "
-                        "or cancelled); nothing was committed"
-                    )
-            seq = self._next_seq(conn)
+            seq = int(conn.execute(hot.NEXT_SEQ).scalar_one())
             rows = []
             for m in moves:
                 # The pointer moves only from the version we started on and only while our lock
                 # still stands: a takeover after a lease expiry makes this commit fail.
-                res = conn.execute(
-                    sa.update(s.tables)
-                    .where(
-                        (s.tables.c.id == m.table_id)
-                        & (s.tables.c.version == m.expected)
-                        & sa.exists().where(
-                            (s.locks.c.table_id == m.table_id) & (s.locks.c.token == lock_token)
-                        )
-                    )
-                    .values(version=m.new)
-                )
-                if res.rowcount != 1:
+                moved = conn.execute(
+                    hot.MOVE,
+                    {
+                        "new": m.new,
+                        "table_id": m.table_id,
+                        "expected": m.expected,
+                        "token": lock_token,
+                    },
+                ).rowcount
+                if moved != 1:
                     raise CommitConflict(
                         "lost the table lock before commit (lease expired) or the table changed; retry"
                     )
                 rows += [
-                    dict(
-                        table_id=m.table_id,
-                        version=v,
-                        seq=seq,
-                        txn_id=txn_id,
-                        user=user,
-                        operation=op,
-                        committed_at=now,
-                        params=json.loads(json.dumps(p, default=str)) if p else {},
-                    )
+                    {
+                        "table_id": m.table_id,
+                        "version": v,
+                        "seq": seq,
+                        "txn_id": txn_id,
+                        "user": user,
+                        "operation": op,
+                        "now": now,
+                        "params": json.loads(json.dumps(p, default=str)) if p else {},
+                    }
                     for v, op, p in m.operations
                 ]
             if rows:
-                conn.execute(sa.insert(s.commits), rows)
-            conn.execute(sa.delete(s.locks).where(s.locks.c.token == lock_token))
+                conn.execute(hot.ADD_COMMIT, rows)
+            conn.execute(hot.UNLOCK, {"token": lock_token})
         return seq
 
     # transactions ------------------------------------------------------------------------
@@ -375,7 +414,7 @@ class SqlStore(MetadataStore):
         )
 
     def begin_txn(self, txn_id: str, user: str, timeout_s: float) -> TxnInfo:
-        with self._w.begin() as conn:
+        with self._write() as conn:
             seq = int(
                 conn.execute(
                     sa.select(s.meta.c.value).where(s.meta.c.key == "commit_seq")
@@ -398,7 +437,7 @@ class SqlStore(MetadataStore):
             )
 
     def get_txn(self, txn_id: str) -> TxnInfo | None:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(s.transactions).where(s.transactions.c.id == txn_id)
             ).first()
@@ -406,7 +445,7 @@ class SqlStore(MetadataStore):
 
     def touch_txn(self, txn_id: str, timeout_s: float | None = None) -> TxnInfo:
         """Record activity (and optionally a new idle timeout); refuses a transaction past its timeout."""
-        with self._w.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(
                 sa.select(s.transactions).where(s.transactions.c.id == txn_id)
             ).first()
@@ -445,7 +484,7 @@ class SqlStore(MetadataStore):
         return self.get_txn(txn_id)  # type: ignore[return-value]
 
     def end_txn(self, txn_id: str, state: str) -> None:
-        with self._w.begin() as conn:
+        with self._write() as conn:
             conn.execute(
                 sa.update(s.transactions)
                 .where((s.transactions.c.id == txn_id) & (s.transactions.c.state == "ACTIVE"))
@@ -454,7 +493,7 @@ class SqlStore(MetadataStore):
             conn.execute(sa.delete(s.locks).where(s.locks.c.token == txn_id))
 
     def expired_txns(self) -> list[TxnInfo]:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 sa.select(s.transactions).where(s.transactions.c.state == "ACTIVE")
             ).all()
@@ -472,25 +511,21 @@ class SqlStore(MetadataStore):
         else (holder's token, None).
         """
         now = utcnow()
-        with self._w.begin() as conn:
-            ins = self._insert(s.locks).values(
-                table_id=table_id,
-                token=token,
-                owner=owner,
-                acquired_at=now,
-                expires_at=now + timedelta(seconds=lease_s),
-            )
-            if conn.execute(ins.on_conflict_do_nothing()).rowcount != 1:
-                holder = conn.execute(
-                    sa.select(s.locks.c.token).where(s.locks.c.table_id == table_id)
-                ).scalar()
+        with self._write() as conn:
+            args = {
+                "table_id": table_id,
+                "token": token,
+                "owner": owner,
+                "now": now,
+                "expires": now + timedelta(seconds=lease_s),
+            }
+            if conn.execute(hot.LOCK, args).rowcount != 1:
+                holder = conn.execute(hot.HOLDER, {"table_id": table_id}).scalar()
                 if holder != token:
                     return holder, None
-            pointer = conn.execute(
-                sa.select(s.tables.c.version).where(s.tables.c.id == table_id)
-            ).scalar()
+            pointer = conn.execute(hot.POINTER, {"table_id": table_id}).scalar()
             if pointer is None:
-                conn.execute(sa.delete(s.locks).where(s.locks.c.table_id == table_id))
+                conn.execute(hot.DROP_LOCK, {"table_id": table_id})
                 return None, None
             return None, int(pointer)
 
@@ -498,7 +533,7 @@ class SqlStore(MetadataStore):
         self, table_id: int, old_token: str, token: str, owner: str, lease_s: float
     ) -> bool:
         now = utcnow()
-        with self._w.begin() as conn:
+        with self._write() as conn:
             res = conn.execute(
                 sa.update(s.locks)
                 .where((s.locks.c.table_id == table_id) & (s.locks.c.token == old_token))
@@ -520,14 +555,14 @@ class SqlStore(MetadataStore):
             return res.rowcount == 1
 
     def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None:
-        with self._w.begin() as conn:
+        with self._write() as conn:
             q = sa.delete(s.locks).where(s.locks.c.token == token)
             if table_ids is not None:
                 q = q.where(s.locks.c.table_id.in_(list(table_ids)))
             conn.execute(q)
 
     def lock_holder(self, table_id: int) -> dict[str, Any] | None:
-        with self._r.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(s.locks).where(s.locks.c.table_id == table_id)).first()
         if row is None:
             return None
