@@ -20,7 +20,9 @@ SCHEMA = pa.schema([("id", pa.int64()), ("region", pa.string()), ("amount", pa.f
 
 def rows(n: int = 1000) -> pa.Table:
     ids = np.arange(n, dtype=np.int64)
-    return pa.table({"id": ids, "region": pa.array(["eu", "us"] * (n // 2)), "amount": ids * 1.5}, schema=SCHEMA)
+    return pa.table(
+        {"id": ids, "region": pa.array(["eu", "us"] * (n // 2)), "amount": ids * 1.5}, schema=SCHEMA
+    )
 
 
 def main(repeat: int = 60) -> list[dict]:
@@ -35,7 +37,9 @@ def main(repeat: int = 60) -> list[dict]:
         ours = lambda: lk.write("b.a", data, user="bench")  # noqa: E731
         raw = lambda: write_deltalake(raw_dt, data, mode="append")  # noqa: E731
         ta, tb = interleaved(ours, raw, repeat, warmup=5)
-        out = [report("lk.write 1,000-row append / raw write_deltalake", p50(ta), p50(tb), "<= 1.2")]
+        out = [
+            report("lk.write 1,000-row append / raw write_deltalake", p50(ta), p50(tb), "<= 1.2")
+        ]
 
         def txn() -> None:
             with lk.transaction(user="bench") as tx:

@@ -21,18 +21,30 @@ ROWS = 10_000_000
 def build(root: Path) -> lake.Lake:
     lk = lake.connect(root)
     lk.catalog.create_database("b")
-    lk.catalog.create_table("b.events", pa.schema([("id", pa.int64()), ("k", pa.int32()),
-                                                  ("region", pa.string()), ("v", pa.float64())]))
+    lk.catalog.create_table(
+        "b.events",
+        pa.schema(
+            [("id", pa.int64()), ("k", pa.int32()), ("region", pa.string()), ("v", pa.float64())]
+        ),
+    )
     rng = np.random.default_rng(1)
     chunk = 2_000_000
     for start in range(0, ROWS, chunk):
         n = min(chunk, ROWS - start)
-        lk.write("b.events", pa.table({
-            "id": np.arange(start, start + n, dtype=np.int64),
-            "k": rng.integers(0, 1000, n, dtype=np.int32),
-            "region": pa.array(np.array(["eu", "us", "apac", "latam"])[rng.integers(0, 4, n)]),
-            "v": rng.random(n),
-        }), user="bench")
+        lk.write(
+            "b.events",
+            pa.table(
+                {
+                    "id": np.arange(start, start + n, dtype=np.int64),
+                    "k": rng.integers(0, 1000, n, dtype=np.int32),
+                    "region": pa.array(
+                        np.array(["eu", "us", "apac", "latam"])[rng.integers(0, 4, n)]
+                    ),
+                    "v": rng.random(n),
+                }
+            ),
+            user="bench",
+        )
     return lk
 
 

@@ -19,8 +19,9 @@ def timed(fn: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]
     return out
 
 
-def interleaved(a: Callable[[], object], b: Callable[[], object], repeat: int,
-                warmup: int = 2) -> tuple[list[float], list[float]]:
+def interleaved(
+    a: Callable[[], object], b: Callable[[], object], repeat: int, warmup: int = 2
+) -> tuple[list[float], list[float]]:
     """Time a and b alternately, so drift in the machine hits both alike."""
     for _ in range(warmup):
         a()
@@ -43,6 +44,15 @@ def p50(xs: list[float]) -> float:
 def report(name: str, ours: float, raw: float, goal: str, unit: str = "ms") -> dict:
     """Print one line: both medians and their ratio, and return it as a dict."""
     ratio = ours / raw if raw else float("inf")
-    print(f"{name:<52} ours {ours * 1000:9.2f} {unit}  raw {raw * 1000:9.2f} {unit}  "
-          f"ratio {ratio:6.2f}  (goal {goal})", flush=True)
-    return {"benchmark": name, "ours_ms": ours * 1000, "raw_ms": raw * 1000, "ratio": ratio, "goal": goal}
+    print(
+        f"{name:<52} ours {ours * 1000:9.2f} {unit}  raw {raw * 1000:9.2f} {unit}  "
+        f"ratio {ratio:6.2f}  (goal {goal})",
+        flush=True,
+    )
+    return {
+        "benchmark": name,
+        "ours_ms": ours * 1000,
+        "raw_ms": raw * 1000,
+        "ratio": ratio,
+        "goal": goal,
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,7 @@ _DV_LIST = 10_000  # deleted rows up to which a branch lists them one by one
 _MASKS = 32
 # DuckDB shadows its virtual columns with a file column of the same name.
 _FILE_INDEX, _ROW_NUMBER = "file_index", "file_row_number"
+_GLOB = re.compile(r"([*?\[])")
 
 
 # small caches shared by all snapshots -------------------------------------------------------------
@@ -413,6 +415,8 @@ def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
 
 
 def _data_path(root: str, path: str, where: str) -> str:
+    if ":" not in path:  # the usual relative path; skips the slower URL parsing
+        return os.path.join(root, unquote(path))
     parsed = urlparse(path)
     if parsed.scheme == "file":
         return unquote(parsed.path)
@@ -606,7 +610,7 @@ class _Plan:
 
 def _glob_escaped(path: str) -> str:
     # read_parquet expands glob patterns; brackets make each special character literal.
-    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+    return _GLOB.sub(r"[\1]", path)
 
 
 def _make_plan(

@@ -262,11 +262,14 @@ class Transaction:
         _check_predicate(where)
         for expr in set.values():
             _check_predicate(str(expr))
+
         def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
             columns = {*table_schema(dt).names}
             unknown = [c for c in set if c not in columns]
             if unknown:
-                raise SQLError(f"update of unknown column(s) {', '.join(map(repr, unknown))} in {name}")
+                raise SQLError(
+                    f"update of unknown column(s) {', '.join(map(repr, unknown))} in {name}"
+                )
             return dt.update(
                 updates=dict(set),
                 predicate=where,

@@ -24,7 +24,9 @@ class Relation:
 
 
 class Access(Protocol):
-    def relation(self, user: str, table: TableInfo, snapshot: Snapshot, keep: object = None) -> Relation:
+    def relation(
+        self, user: str, table: TableInfo, snapshot: Snapshot, keep: object = None
+    ) -> Relation:
         """The relation of `table` at `snapshot` that `user` may read (raises AccessDenied)."""
         ...
 
@@ -32,6 +34,8 @@ class Access(Protocol):
 class OpenAccess:
     """No policy: every user reads the whole table. The default until a policy is loaded."""
 
-    def relation(self, user: str, table: TableInfo, snapshot: Snapshot, keep: object = None) -> Relation:
+    def relation(
+        self, user: str, table: TableInfo, snapshot: Snapshot, keep: object = None
+    ) -> Relation:
         """The whole table at this snapshot, over the files kept by stats pruning."""
         return Relation(snapshot.relation_sql(keep), tuple(snapshot.schema.names))

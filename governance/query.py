@@ -1,7 +1,9 @@
-"""The rewrite pipeline: parse, then each pass in order, then emit (sqlglot-optimizer style)."""
+"""The rewrite pipeline: parse and validate, then each pass in order, then emit (sqlglot-optimizer
+style)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,10 +18,21 @@ from governance.passes.validate import validate
 Pass = Callable[[exp.Expression, QueryContext], exp.Expression]
 
 PASSES: list[Pass] = [
-    lambda e, ctx: validate(e),
     resolve,
     scan,
 ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked(sql: str) -> exp.Expression:
+    # Parsing and validating depend on the text alone; dashboards repeat their queries, so the
+    # validated tree is kept (errors are not cached, they are raised afresh).
+    return validate(parse_query(sql))
+
+
+def checked_query(sql: str) -> exp.Expression:
+    """The parsed, validated tree of `sql`: a private copy the later passes may change."""
+    return _checked(sql).copy()
 
 
 @dataclass(frozen=True)
@@ -30,7 +43,7 @@ class CompiledQuery:
 
 def compile_query(sql: str, ctx: QueryContext, passes: list[Pass] | None = None) -> CompiledQuery:
     """Turn user SQL into the DuckDB SQL that runs, with what it reads."""
-    expression = parse_query(sql)
+    expression = checked_query(sql)
     for p in passes or PASSES:
         expression = p(expression, ctx)
     return CompiledQuery(emit(expression), tuple(ctx.reads))

@@ -14,9 +14,14 @@ from rich.table import Table
 
 from catalog.errors import InvalidArgument, LakeError
 
-app = typer.Typer(help="Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-table_app = typer.Typer(help="Create, list, describe, show history of and drop tables.", no_args_is_help=True)
+app = typer.Typer(
+    help="Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+table_app = typer.Typer(
+    help="Create, list, describe, show history of and drop tables.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Create, list and drop databases.", no_args_is_help=True)
 app.add_typer(table_app, name="table")
 app.add_typer(db_app, name="db")
@@ -25,15 +30,33 @@ console = Console()
 err = Console(stderr=True)
 
 Root = Annotated[Path, typer.Option("--root", "-r", envvar="LAKE_ROOT", help="Lake root folder.")]
-Catalog = Annotated[str | None, typer.Option("--catalog", envvar="LAKE_CATALOG",
-                                             help="Metadata store URL (default: SQLite in the root).")]
-User = Annotated[str, typer.Option("--user", "-u", envvar="LAKE_USER", help="User the command acts for.")]
+Catalog = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog", envvar="LAKE_CATALOG", help="Metadata store URL (default: SQLite in the root)."
+    ),
+]
+User = Annotated[
+    str, typer.Option("--user", "-u", envvar="LAKE_USER", help="User the command acts for.")
+]
 
 ARROW_TYPES = {
-    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(), "int": pa.int64(),
-    "float32": pa.float32(), "float64": pa.float64(), "double": pa.float64(), "float": pa.float64(),
-    "string": pa.string(), "str": pa.string(), "bool": pa.bool_(), "boolean": pa.bool_(),
-    "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC"), "binary": pa.binary(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "int": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "double": pa.float64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "binary": pa.binary(),
 }
 
 
@@ -61,8 +84,10 @@ def _fail(e: Exception) -> None:
 
 
 @app.command()
-def init(root: Annotated[Path, typer.Argument(help="Folder for the new lake.")] = Path("."),
-         catalog: Catalog = None) -> None:
+def init(
+    root: Annotated[Path, typer.Argument(help="Folder for the new lake.")] = Path("."),
+    catalog: Catalog = None,
+) -> None:
     """Create a lake (root folder, lake.toml, metadata store)."""
     try:
         with _open(root, catalog) as lk:
@@ -72,10 +97,14 @@ def init(root: Annotated[Path, typer.Argument(help="Folder for the new lake.")] 
 
 
 @app.command()
-def sql(query: Annotated[str, typer.Argument(help="A read-only SQL query.")], user: User,
-        root: Root = Path("."), catalog: Catalog = None,
-        fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
-        limit: Annotated[int, typer.Option(help="Rows to show in table format.")] = 50) -> None:
+def sql(
+    query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
+    user: User,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows to show in table format.")] = 50,
+) -> None:
     """Run a query as a user and print the result."""
     try:
         with _open(root, catalog) as lk:
@@ -95,8 +124,12 @@ def sql(query: Annotated[str, typer.Argument(help="A read-only SQL query.")], us
 
 
 @app.command()
-def explain(query: Annotated[str, typer.Argument(help="A read-only SQL query.")], user: User,
-            root: Root = Path("."), catalog: Catalog = None) -> None:
+def explain(
+    query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
+    user: User,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+) -> None:
     """Show the SQL that would run for a user's query, and what it reads."""
     try:
         with _open(root, catalog) as lk:
@@ -106,8 +139,12 @@ def explain(query: Annotated[str, typer.Argument(help="A read-only SQL query.")]
 
 
 @db_app.command("create")
-def db_create(name: str, root: Root = Path("."), catalog: Catalog = None,
-              description: Annotated[str, typer.Option(help="What the database holds.")] = "") -> None:
+def db_create(
+    name: str,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    description: Annotated[str, typer.Option(help="What the database holds.")] = "",
+) -> None:
     """Create a database."""
     try:
         with _open(root, catalog) as lk:
@@ -128,8 +165,12 @@ def db_list(root: Root = Path("."), catalog: Catalog = None) -> None:
 
 
 @db_app.command("drop")
-def db_drop(name: str, root: Root = Path("."), catalog: Catalog = None,
-            cascade: Annotated[bool, typer.Option(help="Drop its tables too.")] = False) -> None:
+def db_drop(
+    name: str,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    cascade: Annotated[bool, typer.Option(help="Drop its tables too.")] = False,
+) -> None:
     """Drop a database."""
     try:
         with _open(root, catalog) as lk:
@@ -153,39 +194,65 @@ def parse_columns(specs: list[str]) -> pa.Schema:
         elif typ in ARROW_TYPES:
             fields.append(pa.field(name, ARROW_TYPES[typ]))
         else:
-            raise InvalidArgument(f"unknown type {typ!r}; known: {', '.join(sorted(ARROW_TYPES))}, decimal(p,s)")
+            raise InvalidArgument(
+                f"unknown type {typ!r}; known: {', '.join(sorted(ARROW_TYPES))}, decimal(p,s)"
+            )
     return pa.schema(fields)
 
 
 @table_app.command("create")
-def table_create(name: Annotated[str, typer.Argument(help="database.table")],
-                 column: Annotated[list[str], typer.Option("--column", "-c", help="name:type, repeatable")],
-                 root: Root = Path("."), catalog: Catalog = None,
-                 partition_by: Annotated[list[str] | None, typer.Option("--partition-by", "-p")] = None,
-                 description: Annotated[str, typer.Option()] = "",
-                 tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE, repeatable")] = None,
-                 user: Annotated[str, typer.Option("--user", "-u", envvar="LAKE_USER")] = "") -> None:
+def table_create(
+    name: Annotated[str, typer.Argument(help="database.table")],
+    column: Annotated[list[str], typer.Option("--column", "-c", help="name:type, repeatable")],
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    partition_by: Annotated[list[str] | None, typer.Option("--partition-by", "-p")] = None,
+    description: Annotated[str, typer.Option()] = "",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE, repeatable")] = None,
+    user: Annotated[str, typer.Option("--user", "-u", envvar="LAKE_USER")] = "",
+) -> None:
     """Create a governed Delta table."""
     try:
         tags = dict(t.split("=", 1) for t in tag or [])
         with _open(root, catalog) as lk:
-            lk.catalog.create_table(name, parse_columns(column), partition_by=partition_by or None,
-                                    description=description, tags=tags, user=user)
+            lk.catalog.create_table(
+                name,
+                parse_columns(column),
+                partition_by=partition_by or None,
+                description=description,
+                tags=tags,
+                user=user,
+            )
             console.print(f"[green]created table[/] {name}")
     except (LakeError, ValueError) as e:
         _fail(e)
 
 
 @table_app.command("list")
-def table_list(database: Annotated[str | None, typer.Argument(help="Only this database.")] = None,
-               root: Root = Path("."), catalog: Catalog = None) -> None:
+def table_list(
+    database: Annotated[str | None, typer.Argument(help="Only this database.")] = None,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+) -> None:
     """List tables."""
     try:
         with _open(root, catalog) as lk:
-            t = Table("table", "type", "version", "partitioned by", "description", header_style="bold cyan")
+            t = Table(
+                "table",
+                "type",
+                "version",
+                "partitioned by",
+                "description",
+                header_style="bold cyan",
+            )
             for info in lk.catalog.list_tables(database):
-                t.add_row(info.full_name, info.table_type, str(info.version), ", ".join(info.partition_by),
-                          info.description)
+                t.add_row(
+                    info.full_name,
+                    info.table_type,
+                    str(info.version),
+                    ", ".join(info.partition_by),
+                    info.description,
+                )
             console.print(t)
     except LakeError as e:
         _fail(e)
@@ -199,19 +266,37 @@ def table_describe(name: str, root: Root = Path("."), catalog: Catalog = None) -
             d = lk.catalog.describe(name)
     except LakeError as e:
         _fail(e)
-    cols = Table("column", "type", "nullable", title=f"{d['name']} (v{d['version']}, {d['type']})",
-                 header_style="bold cyan")
+    cols = Table(
+        "column",
+        "type",
+        "nullable",
+        title=f"{d['name']} (v{d['version']}, {d['type']})",
+        header_style="bold cyan",
+    )
     for c in d["columns"]:
         part = " (partition)" if c["name"] in d["partition_by"] else ""
         cols.add_row(c["name"] + part, c["type"], "yes" if c["nullable"] else "no")
     console.print(cols)
-    for k in ("location", "description", "owner", "created_at", "num_files", "num_rows", "size_bytes", "tags"):
+    for k in (
+        "location",
+        "description",
+        "owner",
+        "created_at",
+        "num_files",
+        "num_rows",
+        "size_bytes",
+        "tags",
+    ):
         console.print(f"[bold]{k}[/]: {d[k]}")
 
 
 @table_app.command("history")
-def table_history(name: str, root: Root = Path("."), catalog: Catalog = None,
-                  limit: Annotated[int | None, typer.Option(help="Newest N versions.")] = None) -> None:
+def table_history(
+    name: str,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    limit: Annotated[int | None, typer.Option(help="Newest N versions.")] = None,
+) -> None:
     """Show a table's committed versions with user and operation."""
     try:
         with _open(root, catalog) as lk:
@@ -220,14 +305,23 @@ def table_history(name: str, root: Root = Path("."), catalog: Catalog = None,
         _fail(e)
     t = Table("version", "time", "user", "operation", "transaction", header_style="bold cyan")
     for h in rows:
-        t.add_row(str(h["version"]), h["timestamp"].isoformat(timespec="seconds"), h["user"], h["operation"],
-                  (h["transaction"] or "")[:12])
+        t.add_row(
+            str(h["version"]),
+            h["timestamp"].isoformat(timespec="seconds"),
+            h["user"],
+            h["operation"],
+            (h["transaction"] or "")[:12],
+        )
     console.print(t)
 
 
 @table_app.command("drop")
-def table_drop(name: str, root: Root = Path("."), catalog: Catalog = None,
-               purge: Annotated[bool, typer.Option(help="Also delete the table's files.")] = False) -> None:
+def table_drop(
+    name: str,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    purge: Annotated[bool, typer.Option(help="Also delete the table's files.")] = False,
+) -> None:
     """Drop a table (its files stay unless --purge)."""
     try:
         with _open(root, catalog) as lk:
@@ -238,13 +332,20 @@ def table_drop(name: str, root: Root = Path("."), catalog: Catalog = None,
 
 
 @app.command()
-def compact(name: str, user: User, root: Root = Path("."), catalog: Catalog = None,
-            target_size: Annotated[int | None, typer.Option(help="Target file size in bytes.")] = None) -> None:
+def compact(
+    name: str,
+    user: User,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    target_size: Annotated[int | None, typer.Option(help="Target file size in bytes.")] = None,
+) -> None:
     """Compact a table's small files in one commit."""
     try:
         with _open(root, catalog) as lk, console.status(f"compacting {name}"):
             m = lk.compact(name, user=user, target_size=target_size)
-        console.print(f"[green]compacted[/] {name}: {m.get('numFilesRemoved', 0)} files -> {m.get('numFilesAdded', 0)}")
+        console.print(
+            f"[green]compacted[/] {name}: {m.get('numFilesRemoved', 0)} files -> {m.get('numFilesAdded', 0)}"
+        )
     except LakeError as e:
         _fail(e)
 
@@ -258,8 +359,12 @@ def recover(root: Root = Path("."), catalog: Catalog = None) -> None:
 
 
 @app.command()
-def demo(root: Annotated[Path, typer.Option("--root", "-r", help="Where to build the demo lake.")] = Path("./demo-lake"),
-         fresh: Annotated[bool, typer.Option(help="Delete the demo lake first.")] = False) -> None:
+def demo(
+    root: Annotated[
+        Path, typer.Option("--root", "-r", help="Where to build the demo lake.")
+    ] = Path("./demo-lake"),
+    fresh: Annotated[bool, typer.Option(help="Delete the demo lake first.")] = False,
+) -> None:
     """Build a small sales lake and show tables, a multi-table transaction and time travel."""
     from lake.demo import run
 

@@ -45,7 +45,9 @@ def load_config(root: Path) -> Config:
     known = set(Settings.__dataclass_fields__)
     unknown = set(cat) - known
     if unknown:
-        raise InvalidArgument(f"{path}: unknown [catalog] key(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise InvalidArgument(
+            f"{path}: unknown [catalog] key(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
     try:
         settings = Settings(**{k: type(getattr(Settings(), k))(v) for k, v in cat.items()})
     except (TypeError, ValueError) as e:

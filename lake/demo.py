@@ -15,12 +15,16 @@ from lake.cli import render
 
 def _orders(start: int, n: int) -> pa.Table:
     regions = ["eu", "us", "apac"]
-    return pa.table({
-        "id": pa.array(range(start, start + n), pa.int64()),
-        "customer_id": pa.array([(i * 7) % 5 + 1 for i in range(start, start + n)], pa.int64()),
-        "region": pa.array([regions[i % 3] for i in range(start, start + n)]),
-        "amount": pa.array([round(10 + (i * 37) % 400 + 0.99, 2) for i in range(start, start + n)]),
-    })
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + n), pa.int64()),
+            "customer_id": pa.array([(i * 7) % 5 + 1 for i in range(start, start + n)], pa.int64()),
+            "region": pa.array([regions[i % 3] for i in range(start, start + n)]),
+            "amount": pa.array(
+                [round(10 + (i * 37) % 400 + 0.99, 2) for i in range(start, start + n)]
+            ),
+        }
+    )
 
 
 def run(root: Path, fresh: bool = False, console: Console | None = None) -> None:
@@ -32,37 +36,74 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
         out.print(Panel.fit(f"Lakeward demo lake at [bold]{lk.root}[/]", style="cyan"))
         lk.catalog.create_database("sales", description="Orders and customers", exist_ok=True)
         lk.catalog.create_table(
-            "sales.orders", _orders(0, 0).schema, partition_by=["region"], tags={"pii": "false"},
-            description="One row per order", user="etl", exist_ok=True)
+            "sales.orders",
+            _orders(0, 0).schema,
+            partition_by=["region"],
+            tags={"pii": "false"},
+            description="One row per order",
+            user="etl",
+            exist_ok=True,
+        )
         lk.catalog.create_table(
             "sales.customers",
             pa.schema([("id", pa.int64()), ("name", pa.string()), ("email", pa.string())]),
-            tags={"pii": "true"}, description="Customers", user="etl", exist_ok=True)
+            tags={"pii": "true"},
+            description="Customers",
+            user="etl",
+            exist_ok=True,
+        )
         lk.write("sales.orders", _orders(0, 30), user="etl")
-        lk.write("sales.customers", pa.table({
-            "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
-            "name": ["Ada", "Grace", "Alan", "Edsger", "Barbara"],
-            "email": ["ada@x.org", "grace@x.org", "alan@x.org", "edsger@x.org", "barbara@x.org"],
-        }), user="etl")
+        lk.write(
+            "sales.customers",
+            pa.table(
+                {
+                    "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+                    "name": ["Ada", "Grace", "Alan", "Edsger", "Barbara"],
+                    "email": [
+                        "ada@x.org",
+                        "grace@x.org",
+                        "alan@x.org",
+                        "edsger@x.org",
+                        "barbara@x.org",
+                    ],
+                }
+            ),
+            user="etl",
+        )
         before = lk.catalog.describe("sales.orders")["version"]
 
-        tables = pa.table({
-            "table": [t.full_name for t in lk.catalog.list_tables()],
-            "version": [t.version for t in lk.catalog.list_tables()],
-            "description": [t.description for t in lk.catalog.list_tables()],
-        })
+        tables = pa.table(
+            {
+                "table": [t.full_name for t in lk.catalog.list_tables()],
+                "version": [t.version for t in lk.catalog.list_tables()],
+                "description": [t.description for t in lk.catalog.list_tables()],
+            }
+        )
         out.print(render(tables, "Catalog"))
-        out.print(render(lk.sql(
-            "SELECT region, count(*) AS orders, round(sum(amount), 2) AS revenue "
-            "FROM sales.orders GROUP BY region ORDER BY region", user="analyst"), "Revenue by region"))
+        out.print(
+            render(
+                lk.sql(
+                    "SELECT region, count(*) AS orders, round(sum(amount), 2) AS revenue "
+                    "FROM sales.orders GROUP BY region ORDER BY region",
+                    user="analyst",
+                ),
+                "Revenue by region",
+            )
+        )
 
-        out.print("[bold]A multi-table transaction[/]: new orders and a customer removal, all or nothing")
+        out.print(
+            "[bold]A multi-table transaction[/]: new orders and a customer removal, all or nothing"
+        )
         with lk.transaction(user="etl") as tx:
             tx.write("sales.orders", _orders(30, 6))
             tx.delete("sales.customers", where="id = 5")
             inside = tx.sql("SELECT count(*) AS n FROM sales.orders")["n"][0].as_py()
-            outside = lk.sql("SELECT count(*) AS n FROM sales.orders", user="analyst")["n"][0].as_py()
-            out.print(f"  inside the transaction: {inside} orders; outside, before commit: {outside}")
+            outside = lk.sql("SELECT count(*) AS n FROM sales.orders", user="analyst")["n"][
+                0
+            ].as_py()
+            out.print(
+                f"  inside the transaction: {inside} orders; outside, before commit: {outside}"
+            )
         after = lk.sql("SELECT count(*) AS n FROM sales.orders", user="analyst")["n"][0].as_py()
         out.print(f"  after commit: {after} orders")
 
@@ -74,20 +115,39 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
                 raise RuntimeError("simulated failure")
         except RuntimeError:
             pass
-        n = lk.sql("SELECT (SELECT count(*) FROM sales.orders) AS orders, "
-                   "(SELECT count(*) FROM sales.customers) AS customers", user="analyst")
+        n = lk.sql(
+            "SELECT (SELECT count(*) FROM sales.orders) AS orders, "
+            "(SELECT count(*) FROM sales.customers) AS customers",
+            user="analyst",
+        )
         out.print(render(n, "Still there after the failed transaction"))
 
         out.print(f"[bold]Time travel[/]: sales.orders VERSION AS OF {before}")
-        out.print(render(lk.sql(
-            f"SELECT count(*) AS orders, round(sum(amount), 2) AS revenue FROM sales.orders VERSION AS OF {before}",
-            user="analyst"), f"sales.orders at version {before}"))
+        out.print(
+            render(
+                lk.sql(
+                    f"SELECT count(*) AS orders, round(sum(amount), 2) AS revenue FROM sales.orders VERSION AS OF {before}",
+                    user="analyst",
+                ),
+                f"sales.orders at version {before}",
+            )
+        )
         hist = lk.history("sales.orders")
-        out.print(render(pa.table({
-            "version": [h["version"] for h in hist], "user": [h["user"] for h in hist],
-            "operation": [h["operation"] for h in hist],
-        }), "History of sales.orders"))
+        out.print(
+            render(
+                pa.table(
+                    {
+                        "version": [h["version"] for h in hist],
+                        "user": [h["user"] for h in hist],
+                        "operation": [h["operation"] for h in hist],
+                    }
+                ),
+                "History of sales.orders",
+            )
+        )
         ex = lk.explain("SELECT sum(amount) FROM sales.orders WHERE region = 'eu'", user="analyst")
         r = ex.reads[0]
-        out.print(f"[bold]File skipping[/]: WHERE region = 'eu' scans {r.files_scanned} of {r.files_total} files")
+        out.print(
+            f"[bold]File skipping[/]: WHERE region = 'eu' scans {r.files_scanned} of {r.files_total} files"
+        )
         out.print(Panel.fit("demo finished", style="green"))

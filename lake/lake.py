@@ -32,8 +32,13 @@ class LakeTransaction(Transaction):
 class Lake:
     """One lake: a root folder of Delta tables, a metadata store, a query engine."""
 
-    def __init__(self, root: str | Path, catalog: str | None = None, ray_address: str | None = None,
-                 policy: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        catalog: str | None = None,
+        ray_address: str | None = None,
+        policy: str | Path | None = None,
+    ):
         if "://" in str(root) and not str(root).startswith("file://"):
             raise InvalidArgument(
                 f"object-store roots ({str(root).split('://')[0]}://) are not supported by this build; "
@@ -88,8 +93,16 @@ class Lake:
     def _implicit(self, user: str) -> Transaction:
         return self.catalog.implicit(user)
 
-    def write(self, table: str, data: Any, *, user: str, mode: str = "append",
-              schema_mode: str | None = None, where: str | None = None) -> None:
+    def write(
+        self,
+        table: str,
+        data: Any,
+        *,
+        user: str,
+        mode: str = "append",
+        schema_mode: str | None = None,
+        where: str | None = None,
+    ) -> None:
         """Append or overwrite rows in one atomic commit."""
         self._implicit(user).write(table, data, mode, schema_mode=schema_mode, where=where)
 
@@ -97,13 +110,15 @@ class Lake:
         """Delete matching rows in one atomic commit."""
         return self._implicit(user).delete(table, where)
 
-    def update(self, table: str, set: Mapping[str, str], where: str | None = None, *,
-               user: str) -> dict[str, Any]:
+    def update(
+        self, table: str, set: Mapping[str, str], where: str | None = None, *, user: str
+    ) -> dict[str, Any]:
         """Set columns to SQL expressions on matching rows in one atomic commit."""
         return self._implicit(user).update(table, set, where)
 
-    def merge(self, table: str, source: Any, on: str | Sequence[str], *, user: str,
-              **actions: Any) -> dict[str, Any]:
+    def merge(
+        self, table: str, source: Any, on: str | Sequence[str], *, user: str, **actions: Any
+    ) -> dict[str, Any]:
         """Upsert: see `Transaction.merge` for the actions."""
         return self._implicit(user).merge(table, source, on, **actions)
 
@@ -111,13 +126,26 @@ class Lake:
         """Committed versions, newest first, with user and operation."""
         return self.catalog.history(table, limit)
 
-    def compact(self, table: str, *, user: str, target_size: int | None = None,
-                zorder: Sequence[str] | None = None) -> dict[str, Any]:
+    def compact(
+        self,
+        table: str,
+        *,
+        user: str,
+        target_size: int | None = None,
+        zorder: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         """Rewrite small files into target-size files, in one ratified commit."""
         return maintenance.compact(self.catalog, table, user, target_size, zorder)
 
-    def vacuum(self, table: str, *, user: str, retention_hours: float | None = None,
-               dry_run: bool = False, force: bool = False) -> list[str]:
+    def vacuum(
+        self,
+        table: str,
+        *,
+        user: str,
+        retention_hours: float | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> list[str]:
         """Delete files no longer referenced by versions inside the retention window."""
         return maintenance.vacuum(self.catalog, table, user, retention_hours, dry_run, force)
 
@@ -126,7 +154,11 @@ class Lake:
         return self.catalog.recover()
 
 
-def connect(root: str | Path, catalog: str | None = None, ray_address: str | None = None,
-            policy: str | Path | None = None) -> Lake:
+def connect(
+    root: str | Path,
+    catalog: str | None = None,
+    ray_address: str | None = None,
+    policy: str | Path | None = None,
+) -> Lake:
     """Open (creating if missing) the lake at `root`; see the README for the options."""
     return Lake(root, catalog=catalog, ray_address=ray_address, policy=policy)

@@ -16,11 +16,13 @@ ORDERS = pa.schema([("id", pa.int64()), ("region", pa.string()), ("amount", pa.f
 
 
 def orders(start: int, n: int, regions=("eu", "us", "apac")) -> pa.Table:
-    return pa.table({
-        "id": pa.array(range(start, start + n), pa.int64()),
-        "region": pa.array([regions[i % len(regions)] for i in range(start, start + n)]),
-        "amount": pa.array([float(i) for i in range(start, start + n)]),
-    })
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + n), pa.int64()),
+            "region": pa.array([regions[i % len(regions)] for i in range(start, start + n)]),
+            "amount": pa.array([float(i) for i in range(start, start + n)]),
+        }
+    )
 
 
 @pytest.fixture
@@ -33,7 +35,9 @@ def lk(tmp_path):
 def sales(lk):
     lk.catalog.create_database("sales", description="test")
     lk.catalog.create_table("sales.orders", ORDERS, partition_by=["region"])
-    lk.catalog.create_table("sales.customers", pa.schema([("id", pa.int64()), ("name", pa.string())]))
+    lk.catalog.create_table(
+        "sales.customers", pa.schema([("id", pa.int64()), ("name", pa.string())])
+    )
     return lk
 
 

@@ -18,11 +18,13 @@ import lake
 
 
 def rows(batch: int, n: int = 20) -> pa.Table:
-    return pa.table({
-        "id": pa.array([batch * 1000 + i for i in range(n)], pa.int64()),
-        "region": pa.array(["eu", "us"] * (n // 2)),
-        "amount": pa.array([float(batch)] * n),
-    })
+    return pa.table(
+        {
+            "id": pa.array([batch * 1000 + i for i in range(n)], pa.int64()),
+            "region": pa.array(["eu", "us"] * (n // 2)),
+            "amount": pa.array([float(batch)] * n),
+        }
+    )
 
 
 def cust(batch: int) -> pa.Table:

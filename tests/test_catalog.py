@@ -17,7 +17,10 @@ from lake.errors import (
 def test_create_list_describe_drop(sales):
     lk = sales
     assert [d.name for d in lk.catalog.list_databases()] == ["sales"]
-    assert [t.full_name for t in lk.catalog.list_tables("sales")] == ["sales.customers", "sales.orders"]
+    assert [t.full_name for t in lk.catalog.list_tables("sales")] == [
+        "sales.customers",
+        "sales.orders",
+    ]
     d = lk.catalog.describe("sales.orders")
     assert d["type"] == "GOVERNED" and d["version"] == 0 and d["partition_by"] == ["region"]
     assert [c["name"] for c in d["columns"]] == ["id", "region", "amount"]

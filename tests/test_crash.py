@@ -24,14 +24,21 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
 def make_lake(root: Path) -> None:
     with lake.connect(root) as lk:
         lk.catalog.create_database("sales")
-        lk.catalog.create_table("sales.orders", pa.schema([("id", pa.int64()), ("region", pa.string()),
-                                                            ("amount", pa.float64())]), partition_by=["region"])
-        lk.catalog.create_table("sales.customers", pa.schema([("id", pa.int64()), ("name", pa.string())]))
+        lk.catalog.create_table(
+            "sales.orders",
+            pa.schema([("id", pa.int64()), ("region", pa.string()), ("amount", pa.float64())]),
+            partition_by=["region"],
+        )
+        lk.catalog.create_table(
+            "sales.customers", pa.schema([("id", pa.int64()), ("name", pa.string())])
+        )
 
 
 def spawn(root: Path, mode: str, worker: int, count: int | None = None) -> subprocess.Popen:
     args = [sys.executable, WORKER, str(root), mode, str(worker)] + ([str(count)] if count else [])
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
 
 
 def collect(proc: subprocess.Popen, acks: list[tuple[str, int]]) -> threading.Thread:
@@ -66,7 +73,9 @@ def check_invariants(root: Path, acks: list[tuple[str, int]]) -> None:
         # for transactional batches (customers are only written by transactions).
         for batch in cust_batches:
             assert batch in order_batches, f"half of transaction {batch} visible"
-        counts = lk.sql("SELECT amount, count(*) AS n FROM sales.orders GROUP BY amount", user="check")
+        counts = lk.sql(
+            "SELECT amount, count(*) AS n FROM sales.orders GROUP BY amount", user="check"
+        )
         assert set(counts["n"].to_pylist()) <= {20}, "a partial batch is visible"
         # Delta logs were rolled back to the ratified versions, so other Delta readers agree.
         for name in ("sales.orders", "sales.customers"):
@@ -102,8 +111,11 @@ def test_crash_between_delta_commit_and_ratify(tmp_path):
     root = tmp_path / "lake"
     make_lake(root)
     with lake.connect(root) as lk:
-        lk.write("sales.orders", pa.table({"id": pa.array([1], pa.int64()), "region": ["eu"],
-                                           "amount": [1.0]}), user="etl")
+        lk.write(
+            "sales.orders",
+            pa.table({"id": pa.array([1], pa.int64()), "region": ["eu"], "amount": [1.0]}),
+            user="etl",
+        )
         loc = lk.catalog.describe("sales.orders")["location"]
     p = spawn(root, "hang", 7)
     assert p.stdout.readline().strip() == "READY"
@@ -115,8 +127,11 @@ def test_crash_between_delta_commit_and_ratify(tmp_path):
         assert lk.sql("SELECT count(*) AS n FROM sales.orders", user="u")["n"][0].as_py() == 1
         assert lk.sql("SELECT count(*) AS n FROM sales.customers", user="u")["n"][0].as_py() == 0
         assert DeltaTable(loc).version() == 1  # recovery rolled the log back
-        lk.write("sales.orders", pa.table({"id": pa.array([2], pa.int64()), "region": ["us"],
-                                           "amount": [2.0]}), user="etl")
+        lk.write(
+            "sales.orders",
+            pa.table({"id": pa.array([2], pa.int64()), "region": ["us"], "amount": [2.0]}),
+            user="etl",
+        )
         assert lk.sql("SELECT count(*) AS n FROM sales.orders", user="u")["n"][0].as_py() == 2
 
 
@@ -148,6 +163,8 @@ def test_four_writer_processes_lose_nothing(tmp_path):
         r.join(5)
     assert len(acks) == 4 * per
     with lake.connect(root) as lk:
-        got = lk.sql("SELECT count(*) AS n, count(DISTINCT id) AS d FROM sales.orders", user="u").to_pylist()
+        got = lk.sql(
+            "SELECT count(*) AS n, count(DISTINCT id) AS d FROM sales.orders", user="u"
+        ).to_pylist()
         assert got == [{"n": 4 * per * 20, "d": 4 * per * 20}]
         assert lk.catalog.describe("sales.orders")["version"] == 4 * per

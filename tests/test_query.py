@@ -12,13 +12,19 @@ from lake.errors import AccessDenied, InvalidArgument, LakeError, SQLError, Tabl
 def filled(sales):
     for i in range(8):
         sales.write("sales.orders", orders(i * 100, 100), user="etl")
-    sales.write("sales.customers", pa.table({"id": pa.array([1, 2], pa.int64()), "name": ["a", "b"]}), user="etl")
+    sales.write(
+        "sales.customers",
+        pa.table({"id": pa.array([1, 2], pa.int64()), "name": ["a", "b"]}),
+        user="etl",
+    )
     return sales
 
 
 def test_basic_query_and_partition_values(filled):
-    t = filled.sql("SELECT region, count(*) AS n, sum(amount) AS s FROM sales.orders GROUP BY ALL ORDER BY 1",
-                   user="u")
+    t = filled.sql(
+        "SELECT region, count(*) AS n, sum(amount) AS s FROM sales.orders GROUP BY ALL ORDER BY 1",
+        user="u",
+    )
     assert isinstance(t, pa.Table)
     assert t.to_pylist()[0]["region"] == "apac" and sum(t["n"].to_pylist()) == 800
     assert t.schema.field("region").type == pa.string()
@@ -51,26 +57,51 @@ def test_stats_skipping(filled):
     r = ex.reads[0]
     # 8 appends x 3 partitions; only the 3 files of the append of ids 200..299 can hold id 250
     assert r.files_total == 24 and r.files_scanned == 3
-    assert filled.sql("SELECT id FROM sales.orders WHERE id = 250", user="u")["id"].to_pylist() == [250]
-    ex = filled.explain("SELECT * FROM sales.orders WHERE region = 'eu' AND id BETWEEN 100 AND 299", user="u")
+    assert filled.sql("SELECT id FROM sales.orders WHERE id = 250", user="u")["id"].to_pylist() == [
+        250
+    ]
+    ex = filled.explain(
+        "SELECT * FROM sales.orders WHERE region = 'eu' AND id BETWEEN 100 AND 299", user="u"
+    )
     assert ex.reads[0].files_scanned == 2
     # Skipping never changes results, also with OR, NULL tests, casts and outer joins.
-    for where in ("id = 250 OR id = 3", "id IN (1, 701)", "amount >= 799", "region IS NULL",
-                  "id < 0", "CAST(id AS VARCHAR) = '5'", "region != 'eu' AND id > 790"):
-        got = filled.sql(f"SELECT count(*) AS n FROM sales.orders WHERE {where}", user="u")["n"][0].as_py()
-        total = filled.sql(f"SELECT count(*) AS n FROM (SELECT * FROM sales.orders) s WHERE {where}",
-                           user="u")["n"][0].as_py()
+    for where in (
+        "id = 250 OR id = 3",
+        "id IN (1, 701)",
+        "amount >= 799",
+        "region IS NULL",
+        "id < 0",
+        "CAST(id AS VARCHAR) = '5'",
+        "region != 'eu' AND id > 790",
+    ):
+        got = filled.sql(f"SELECT count(*) AS n FROM sales.orders WHERE {where}", user="u")["n"][
+            0
+        ].as_py()
+        total = filled.sql(
+            f"SELECT count(*) AS n FROM (SELECT * FROM sales.orders) s WHERE {where}", user="u"
+        )["n"][0].as_py()
         assert got == total, where
-    q = ("SELECT count(*) AS n FROM sales.customers c LEFT JOIN sales.orders o ON o.id = c.id "
-         "WHERE o.id IS NULL")
+    q = (
+        "SELECT count(*) AS n FROM sales.customers c LEFT JOIN sales.orders o ON o.id = c.id "
+        "WHERE o.id IS NULL"
+    )
     assert filled.sql(q, user="u")["n"][0].as_py() == 0
 
 
 def test_refusals_run_nothing(filled):
-    for q in ["SELECT * FROM read_csv('/etc/passwd')", "COPY sales.orders TO '/tmp/x.csv'",
-              "ATTACH '/tmp/x.db'", "SET threads=1", "PRAGMA version", "INSTALL httpfs",
-              "CREATE TABLE t AS SELECT 1", "DROP TABLE sales.orders", "SELECT * FROM duckdb_settings()",
-              "SELECT 1; SELECT 2", "SELECT * FROM '/etc/passwd'"]:
+    for q in [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "COPY sales.orders TO '/tmp/x.csv'",
+        "ATTACH '/tmp/x.db'",
+        "SET threads=1",
+        "PRAGMA version",
+        "INSTALL httpfs",
+        "CREATE TABLE t AS SELECT 1",
+        "DROP TABLE sales.orders",
+        "SELECT * FROM duckdb_settings()",
+        "SELECT 1; SELECT 2",
+        "SELECT * FROM '/etc/passwd'",
+    ]:
         with pytest.raises((AccessDenied, SQLError)):
             filled.sql(q, user="u")
     assert filled.sql("SELECT count(*) AS n FROM sales.orders", user="u")["n"][0].as_py() == 800
@@ -99,9 +130,14 @@ def test_engine_is_locked_down(tmp_path):
     eng.allow([])
     (tmp_path / "ok.csv").write_text("a\n1\n")
     assert eng.run(f"SELECT * FROM read_csv('{tmp_path}/ok.csv')").num_rows == 1
-    for q in ["SELECT * FROM read_csv('/etc/passwd')", "SET enable_external_access = true",
-              "SET lock_configuration = false", "ATTACH '/tmp/evil.db' AS e", "INSTALL httpfs",
-              "LOAD httpfs"]:
+    for q in [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SET enable_external_access = true",
+        "SET lock_configuration = false",
+        "ATTACH '/tmp/evil.db' AS e",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+    ]:
         with pytest.raises(LakeError):
             eng.run(q)
     import pyarrow as pa  # noqa: F401 - a Python variable the engine must not see

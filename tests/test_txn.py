@@ -166,12 +166,21 @@ def test_time_travel(sales):
     mid = datetime.now(UTC)
     time.sleep(0.05)
     lk.write("sales.orders", orders(3, 4), user="etl")
-    assert lk.sql("SELECT count(*) AS n FROM sales.orders VERSION AS OF 1", user="u")["n"][0].as_py() == 3
-    assert lk.sql("SELECT count(*) AS n FROM sales.orders VERSION AS OF 0", user="u")["n"][0].as_py() == 0
+    assert (
+        lk.sql("SELECT count(*) AS n FROM sales.orders VERSION AS OF 1", user="u")["n"][0].as_py()
+        == 3
+    )
+    assert (
+        lk.sql("SELECT count(*) AS n FROM sales.orders VERSION AS OF 0", user="u")["n"][0].as_py()
+        == 0
+    )
     q = f"SELECT count(*) AS n FROM sales.orders TIMESTAMP AS OF '{mid.isoformat()}'"
     assert lk.sql(q, user="u")["n"][0].as_py() == 3
-    both = lk.sql("SELECT (SELECT count(*) FROM sales.orders VERSION AS OF 1) AS a, "
-                  "(SELECT count(*) FROM sales.orders) AS b", user="u").to_pylist()
+    both = lk.sql(
+        "SELECT (SELECT count(*) FROM sales.orders VERSION AS OF 1) AS a, "
+        "(SELECT count(*) FROM sales.orders) AS b",
+        user="u",
+    ).to_pylist()
     assert both == [{"a": 3, "b": 7}]
     with pytest.raises(lake.errors.InvalidArgument, match="no version 9"):
         lk.sql("SELECT * FROM sales.orders VERSION AS OF 9", user="u")

@@ -21,14 +21,23 @@ def test_append_overwrite_history(sales):
     assert count(lk) == 3
     h = lk.history("sales.orders")
     assert [(x["version"], x["user"], x["operation"]) for x in h] == [
-        (3, "admin", "OVERWRITE"), (2, "etl", "WRITE"), (1, "etl", "WRITE"), (0, "", "CREATE TABLE")]
+        (3, "admin", "OVERWRITE"),
+        (2, "etl", "WRITE"),
+        (1, "etl", "WRITE"),
+        (0, "", "CREATE TABLE"),
+    ]
     # The Delta log itself records the user too, for other readers.
-    assert DeltaTable(lk.catalog.describe("sales.orders")["location"]).history(1)[0]["lakeward.user"] == "admin"
+    assert (
+        DeltaTable(lk.catalog.describe("sales.orders")["location"]).history(1)[0]["lakeward.user"]
+        == "admin"
+    )
 
 
 def test_accepts_reader_and_c_stream(sales):
     t = orders(0, 6)
-    sales.write("sales.orders", pa.RecordBatchReader.from_batches(t.schema, t.to_batches()), user="etl")
+    sales.write(
+        "sales.orders", pa.RecordBatchReader.from_batches(t.schema, t.to_batches()), user="etl"
+    )
 
     class Stream:
         def __arrow_c_stream__(self, requested_schema=None):
@@ -44,12 +53,23 @@ def test_delete_update_merge(sales):
     lk.delete("sales.orders", where="id = 7", user="etl")
     assert count(lk) == 9
     lk.update("sales.orders", set={"amount": "amount * 2"}, where="region = 'eu'", user="etl")
-    got = lk.sql("SELECT id, amount FROM sales.orders WHERE region = 'eu' ORDER BY id", user="u").to_pylist()
-    assert got == [{"id": 0, "amount": 0.0}, {"id": 3, "amount": 6.0}, {"id": 6, "amount": 12.0},
-                   {"id": 9, "amount": 18.0}]
-    src = pa.table({"id": pa.array([1, 50], pa.int64()), "region": ["us", "eu"], "amount": [111.0, 50.0]})
+    got = lk.sql(
+        "SELECT id, amount FROM sales.orders WHERE region = 'eu' ORDER BY id", user="u"
+    ).to_pylist()
+    assert got == [
+        {"id": 0, "amount": 0.0},
+        {"id": 3, "amount": 6.0},
+        {"id": 6, "amount": 12.0},
+        {"id": 9, "amount": 18.0},
+    ]
+    src = pa.table(
+        {"id": pa.array([1, 50], pa.int64()), "region": ["us", "eu"], "amount": [111.0, 50.0]}
+    )
     lk.merge("sales.orders", src, on="id", user="etl")
-    got = {r["id"]: r["amount"] for r in lk.sql("SELECT id, amount FROM sales.orders", user="u").to_pylist()}
+    got = {
+        r["id"]: r["amount"]
+        for r in lk.sql("SELECT id, amount FROM sales.orders", user="u").to_pylist()
+    }
     assert got[1] == 111.0 and got[50] == 50.0 and len(got) == 10
     ops = [h["operation"] for h in lk.history("sales.orders")][:4]
     assert ops == ["MERGE", "UPDATE", "DELETE", "WRITE"]
@@ -58,12 +78,32 @@ def test_delete_update_merge(sales):
 def test_merge_actions(sales):
     lk = sales
     lk.write("sales.orders", orders(0, 4), user="etl")
-    src = pa.table({"id": pa.array([0, 1, 9], pa.int64()), "region": ["eu", "us", "us"], "amount": [5.0, 5.0, 5.0]})
-    lk.merge("sales.orders", src, on=["id"], user="etl", when_matched="delete", when_not_matched=None)
-    assert sorted(r["id"] for r in lk.sql("SELECT id FROM sales.orders", user="u").to_pylist()) == [2, 3]
-    lk.merge("sales.orders", src, on="id", user="etl", when_matched={"amount": "t.amount + s.amount"},
-             when_not_matched="insert", when_not_matched_by_source="delete")
-    got = sorted(lk.sql("SELECT id, amount FROM sales.orders", user="u").to_pylist(), key=lambda r: r["id"])
+    src = pa.table(
+        {
+            "id": pa.array([0, 1, 9], pa.int64()),
+            "region": ["eu", "us", "us"],
+            "amount": [5.0, 5.0, 5.0],
+        }
+    )
+    lk.merge(
+        "sales.orders", src, on=["id"], user="etl", when_matched="delete", when_not_matched=None
+    )
+    assert sorted(r["id"] for r in lk.sql("SELECT id FROM sales.orders", user="u").to_pylist()) == [
+        2,
+        3,
+    ]
+    lk.merge(
+        "sales.orders",
+        src,
+        on="id",
+        user="etl",
+        when_matched={"amount": "t.amount + s.amount"},
+        when_not_matched="insert",
+        when_not_matched_by_source="delete",
+    )
+    got = sorted(
+        lk.sql("SELECT id, amount FROM sales.orders", user="u").to_pylist(), key=lambda r: r["id"]
+    )
     assert got == [{"id": 0, "amount": 5.0}, {"id": 1, "amount": 5.0}, {"id": 9, "amount": 5.0}]
     with pytest.raises(InvalidArgument):
         lk.merge("sales.orders", src, on="id", user="etl", when_matched="explode")
@@ -95,7 +135,9 @@ def test_schema_evolution_only_when_asked(sales):
 
 
 def test_narrower_int_is_widened(sales):
-    t = pa.table({"id": pa.array([1], pa.int32()), "region": ["eu"], "amount": pa.array([1.0], pa.float32())})
+    t = pa.table(
+        {"id": pa.array([1], pa.int32()), "region": ["eu"], "amount": pa.array([1.0], pa.float32())}
+    )
     sales.write("sales.orders", t, user="etl")
     assert count(sales) == 1
 
@@ -142,4 +184,9 @@ def test_compact_and_vacuum(sales):
     doomed = lk.vacuum("sales.orders", user="etl", retention_hours=0, force=True, dry_run=True)
     assert len(doomed) >= files_before - 3
     v = lk.catalog.describe("sales.orders")["version"]
-    assert lk.sql(f"SELECT count(*) AS n FROM sales.orders VERSION AS OF {v}", user="u")["n"][0].as_py() == 60
+    assert (
+        lk.sql(f"SELECT count(*) AS n FROM sales.orders VERSION AS OF {v}", user="u")["n"][
+            0
+        ].as_py()
+        == 60
+    )

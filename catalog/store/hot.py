@@ -42,3 +42,23 @@ ADD_COMMIT = sa.text(
 ).bindparams(sa.bindparam("now", type_=_TS), sa.bindparam("params", type_=sa.JSON))
 
 UNLOCK = sa.text("DELETE FROM table_locks WHERE token = :token")
+
+TABLE_BY_NAME = sa.text(
+    "SELECT id, database, name, location, table_type, schema_json, partition_by, description, "
+    "tags, owner, created_at, version FROM tables WHERE database = :database AND name = :name"
+).columns(
+    sa.column("id", sa.Integer),
+    sa.column("database", sa.String),
+    sa.column("name", sa.String),
+    sa.column("location", sa.String),
+    sa.column("table_type", sa.String),
+    sa.column("schema_json", sa.String),
+    sa.column("partition_by", sa.JSON),
+    sa.column("description", sa.String),
+    sa.column("tags", sa.JSON),
+    sa.column("owner", sa.String),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("version", sa.BigInteger),
+)
+
+PROPS = sa.text("SELECT key, value FROM table_properties WHERE table_id = :table_id")

@@ -236,12 +236,11 @@ class SqlStore(MetadataStore):
 
     def get_table(self, database: str, name: str) -> TableInfo | None:
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(s.tables).where(
-                    (s.tables.c.database == database) & (s.tables.c.name == name)
-                )
-            ).first()
-            return self._table_info(row, self._props(conn, row.id)) if row else None
+            row = conn.execute(hot.TABLE_BY_NAME, {"database": database, "name": name}).first()
+            if row is None:
+                return None
+            props = {k: v for k, v in conn.execute(hot.PROPS, {"table_id": row.id}).all()}
+            return self._table_info(row, props)
 
     def get_table_by_id(self, table_id: int) -> TableInfo | None:
         with self._read() as conn:

@@ -63,7 +63,9 @@ def resolve(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
             continue  # table functions are the validator's business
         name = node.name.lower()
         if node.args.get("catalog"):
-            raise TableNotFound(f"table {node.sql(dialect='duckdb')} not found; name tables as database.table")
+            raise TableNotFound(
+                f"table {node.sql(dialect='duckdb')} not found; name tables as database.table"
+            )
         if not node.args.get("db"):
             if name in _cte_names_in_scope(node):
                 if node.args.get("version") is not None:

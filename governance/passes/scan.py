@@ -53,7 +53,9 @@ def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[st
     if not isinstance(select, exp.Select):
         return []
     joins = select.args.get("joins") or []
-    if any(j.side or (j.kind or "").upper() in ("ANTI", "SEMI", "ASOF", "POSITIONAL") for j in joins):
+    if any(
+        j.side or (j.kind or "").upper() in ("ANTI", "SEMI", "ASOF", "POSITIONAL") for j in joins
+    ):
         return []
     single = not joins
 
@@ -61,7 +63,9 @@ def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[st
         if not isinstance(col, exp.Column) or col.name not in columns:
             return None
         if col.table:
-            return col.name if col.table.lower() == alias.lower() and not col.args.get("db") else None
+            return (
+                col.name if col.table.lower() == alias.lower() and not col.args.get("db") else None
+            )
         return col.name if single else None
 
     out: list[tuple[str, str, object]] = []
@@ -83,8 +87,12 @@ def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[st
                 out += [(mine(c.this), ">=", lo), (mine(c.this), "<=", hi)]  # type: ignore[list-item]
         elif isinstance(c, exp.Is) and isinstance(c.expression, exp.Null) and mine(c.this):
             out.append((mine(c.this), "isnull", None))  # type: ignore[arg-type]
-        elif isinstance(c, exp.Not) and isinstance(c.this, exp.Is) and isinstance(c.this.expression, exp.Null) \
-                and mine(c.this.this):
+        elif (
+            isinstance(c, exp.Not)
+            and isinstance(c.this, exp.Is)
+            and isinstance(c.this.expression, exp.Null)
+            and mine(c.this.this)
+        ):
             out.append((mine(c.this.this), "notnull", None))  # type: ignore[arg-type]
     return out
 
@@ -101,16 +109,24 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
         snapshot = ctx.snapshot(info, node.meta.get(META_TRAVEL))
         alias = node.alias or node.name
         preds = _predicates(node, alias, set(snapshot.schema.names))
-        keep = prune(snapshot.files, snapshot.schema, snapshot.partition_columns, preds) if preds else None
+        keep = (
+            prune(snapshot.files, snapshot.schema, snapshot.partition_columns, preds)
+            if preds
+            else None
+        )
         rel = ctx.access.relation(ctx.user, info, snapshot, keep)
         scanned = snapshot.files.num_rows if keep is None else int(keep.true_count)
-        ctx.reads.append(TableRead(info, snapshot.version, snapshot.files.num_rows, scanned, rel.rules))
+        ctx.reads.append(
+            TableRead(info, snapshot.version, snapshot.files.num_rows, scanned, rel.rules)
+        )
         placeholder = f"__lw_{nonce}_{i}"
         relations[placeholder] = rel.sql
-        node.replace(exp.Table(
-            this=exp.to_identifier(placeholder, quoted=True),
-            alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
-        ))
+        node.replace(
+            exp.Table(
+                this=exp.to_identifier(placeholder, quoted=True),
+                alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
+            )
+        )
     # db.table.column references now name the alias only.
     for col in expression.find_all(exp.Column):
         if col.args.get("db") and (col.db.lower(), col.table.lower()) in qualified:
