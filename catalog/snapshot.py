@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -106,6 +107,7 @@ _tables: dict[str, tuple[DeltaTable, Any]] = {}
 _table_locks: dict[str, threading.Lock] = {}
 _tables_lock = threading.Lock()
 _schemas: dict[str, pa.Schema] = {}  # one object per distinct file schema, shared by footers
+_probe: duckdb.DuckDBPyConnection | None = None  # binds SQL to check its types, never runs it
 
 
 def _location_lock(location: str) -> threading.Lock:
@@ -411,7 +413,40 @@ def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
     part_arrays = [_partition_values(actions, by_name[c], mode, where) for c in partitions]
     files = _files_table(paths, actions, footers, file_dvs, fields, partitions, part_arrays, mode)
     plan = _make_plan(fields, partitions, mode, paths, footers, part_arrays, deleted, where)
-    return Snapshot(location, version, fields, partitions, files, plan)
+    snap = Snapshot(location, version, fields, partitions, files, plan)
+    _check_types(snap, where)
+    return snap
+
+
+def _check_types(snap: Snapshot, where: str) -> None:
+    """Bind one file of every group in DuckDB and refuse unless each column comes out with
+    exactly its Delta type: Arrow's view of a file (which picks the SQL) and DuckDB's could
+    differ."""
+    global _probe
+    with _tables_lock:
+        if _probe is None:
+            _probe = duckdb.connect()
+        con = _probe.cursor()
+    try:
+        names = snap.schema.names
+        nulls = ", ".join(f"CAST(NULL AS {snap.duckdb_type(n)})" for n in names)
+        want = [str(t) for t in con.sql(f"SELECT {nulls}").types]
+        groups = snap._plan.group_of
+        for g in range(len(snap._plan.groups)):
+            i = int(np.argmax(groups == g))
+            try:
+                got = [str(t) for t in con.sql(snap._branch(g, [i])).types]
+            except duckdb.Error as e:
+                raise UnsupportedFeature(
+                    f"{where}: DuckDB cannot read {snap.files['path'][i]}: {e}"
+                ) from None
+            for name, a, b in zip(names, got, want, strict=True):
+                if a != b:
+                    raise UnsupportedFeature(
+                        f"{where}: column {name!r} of {snap.files['path'][i]} reads as {a}, not {b}"
+                    )
+    finally:
+        con.close()
 
 
 def _data_path(root: str, path: str, where: str) -> str:

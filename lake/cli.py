@@ -373,4 +373,8 @@ def demo(
 
 def main() -> None:
     os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")
-    app()
+    try:
+        app()
+    except LakeError as e:
+        err.print(f"[bold red]{type(e).__name__}:[/] {e}")
+        raise SystemExit(1) from None

@@ -13,6 +13,16 @@ import lake
 from lake.cli import render
 
 
+ORDERS = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("customer_id", pa.int64()),
+        ("region", pa.string()),
+        ("amount", pa.float64()),
+    ]
+)
+
+
 def _orders(start: int, n: int) -> pa.Table:
     regions = ["eu", "us", "apac"]
     return pa.table(
@@ -23,7 +33,8 @@ def _orders(start: int, n: int) -> pa.Table:
             "amount": pa.array(
                 [round(10 + (i * 37) % 400 + 0.99, 2) for i in range(start, start + n)]
             ),
-        }
+        },
+        schema=ORDERS,
     )
 
 
@@ -37,7 +48,7 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
         lk.catalog.create_database("sales", description="Orders and customers", exist_ok=True)
         lk.catalog.create_table(
             "sales.orders",
-            _orders(0, 0).schema,
+            ORDERS,
             partition_by=["region"],
             tags={"pii": "false"},
             description="One row per order",

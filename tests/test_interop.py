@@ -1078,6 +1078,15 @@ def test_refuses_deletion_vectors_delta_rs_disagrees_with(tmp_path: Path) -> Non
         snapshot._agree_with_delta_rs(dt, paths, [None], "test")
 
 
+def test_refuses_a_file_duckdb_reads_as_another_type(tmp_path: Path) -> None:
+    # Arrow sees 16-byte binary; DuckDB reads the Parquet UUID annotation as UUID.
+    root = str(tmp_path / "uuid")
+    data = pa.table({"u": pa.array([uuid.uuid4().bytes], pa.uuid())})
+    create(root, [field("u", "binary")], [add(root, "a.parquet", data, store_schema=False)])
+    with pytest.raises(UnsupportedFeature, match="UUID"):
+        Snapshot.load(root)
+
+
 def test_refuses_a_corrupt_deletion_vector(tmp_path: Path) -> None:
     root = str(tmp_path / "corrupt")
     (dv,), _ = dv_file(root, [[1, 2]])
