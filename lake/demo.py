@@ -12,7 +12,6 @@ from rich.panel import Panel
 import lake
 from lake.cli import render
 
-
 ORDERS = pa.schema(
     [
         ("id", pa.int64()),
