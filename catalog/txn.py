@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake import Transaction as DeltaTransaction
 from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
 
 from catalog import locks, recovery
@@ -220,8 +221,13 @@ class Transaction:
         *,
         schema_mode: str | None = None,
         where: str | None = None,
+        app_txn: tuple[str, int] | None = None,
     ) -> None:
-        """Append or overwrite rows; `where` limits an overwrite to matching rows (replaceWhere)."""
+        """Append or overwrite rows; `where` limits an overwrite to matching rows (replaceWhere).
+
+        app_txn=(app_id, version) records a Delta application transaction in the same commit,
+        so a writer can tell after a crash which of its batches landed.
+        """
         if mode not in ("append", "overwrite"):
             raise InvalidArgument(f"mode must be 'append' or 'overwrite', not {mode!r}")
         if schema_mode not in (None, "merge"):
@@ -233,6 +239,12 @@ class Transaction:
         def op(dt: DeltaTable, props: CommitProperties) -> None:
             if schema_mode is None:
                 check_schema(table.schema, table_schema(dt), name)
+            if app_txn is not None:
+                props = CommitProperties(
+                    custom_metadata=props.custom_metadata,
+                    max_commit_retries=0,
+                    app_transactions=[DeltaTransaction(app_txn[0], app_txn[1])],
+                )
             write_deltalake(
                 dt,
                 table,

@@ -1,8 +1,8 @@
-"""The governance seam: what relation of a table a user may read.
+"""The governance seam: what view of a table a user may read.
 
-The query path asks `Access.relation(user, table, snapshot, keep)` for every catalog table a query
-names and puts the SQL it returns in place of the table. `OpenAccess` returns the whole table;
-the policy engine plugs in here with the same signature.
+For every catalog table a query names, the scan pass asks `Access.view(user, table, snapshot)`
+and puts `view.sql(base, guard)` in place of the table, where `base` reads the snapshot's files.
+`OpenAccess` shows the whole table; `PolicyAccess` (governance.governed) applies a policy.
 """
 
 from __future__ import annotations
@@ -14,28 +14,49 @@ from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 
 
-@dataclass(frozen=True)
-class Relation:
-    """A DuckDB SELECT over the table's files, and the policy rules that shaped it."""
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
-    sql: str
+
+@dataclass(frozen=True)
+class View:
+    """The columns a user sees of a table and how to compute them from the raw relation."""
+
     columns: tuple[str, ...]
-    rules: tuple[str, ...] = field(default_factory=tuple)
+    prunable: frozenset[str]  # columns whose raw file statistics may prune files
+    rules: tuple[str, ...] = ()
+    row_cond: str | None = None
+    cell_cond: dict[str, str] = field(default_factory=dict)
+    masks: dict[str, str] = field(default_factory=dict)
+    whole: bool = True  # every column, unchanged, every row: the base relation as it is
+
+    def sql(self, base: str, guard: frozenset[str] = frozenset()) -> str:
+        """Wrap the base relation. Columns in `guard` (those the query filters on) read NULL
+        outside the row condition, so a filter DuckDB evaluates early never sees a hidden row's
+        values."""
+        if self.whole:
+            return base
+        exprs = []
+        for c in self.columns:
+            value = self.masks.get(c) or quote(c)
+            if c in self.cell_cond:
+                value = f"CASE WHEN {self.cell_cond[c]} THEN {value} END"
+            elif self.row_cond and c.lower() in guard:
+                value = f"CASE WHEN {self.row_cond} THEN {value} END"
+            exprs.append(f"{value} AS {quote(c)}")
+        where = f" WHERE {self.row_cond}" if self.row_cond else ""
+        return f'SELECT {", ".join(exprs)} FROM ({base}) AS "__raw"{where}'
 
 
 class Access(Protocol):
-    def relation(
-        self, user: str, table: TableInfo, snapshot: Snapshot, keep: object = None
-    ) -> Relation:
-        """The relation of `table` at `snapshot` that `user` may read (raises AccessDenied)."""
+    def view(self, user: str, table: TableInfo, snapshot: Snapshot) -> View:
+        """The view of `table` at `snapshot` that `user` may read (raises AccessDenied)."""
         ...
 
 
 class OpenAccess:
-    """No policy: every user reads the whole table. The default until a policy is loaded."""
+    """No policy folder: every user reads every table whole (governance is off)."""
 
-    def relation(
-        self, user: str, table: TableInfo, snapshot: Snapshot, keep: object = None
-    ) -> Relation:
-        """The whole table at this snapshot, over the files kept by stats pruning."""
-        return Relation(snapshot.relation_sql(keep), tuple(snapshot.schema.names))
+    def view(self, user: str, table: TableInfo, snapshot: Snapshot) -> View:
+        names = tuple(snapshot.schema.names)
+        return View(names, frozenset(names))

@@ -26,6 +26,7 @@ class TableRead:
     files_total: int
     files_scanned: int
     rules: tuple[str, ...] = ()
+    row_filtered: bool = False
 
 
 @dataclass

@@ -18,6 +18,9 @@ txn_timeout_s = 300        # explicit transactions idle longer than this are abo
 lock_wait_s = 60           # a writer waits this long for a busy table, then CommitConflict
 checkpoint_interval = 100  # Delta checkpoint every N committed versions
 
+[audit]
+flush_interval_s = 2       # queued audit records move to system.audit this often
+
 [query]
 # memory_limit = "8GB"
 # threads = 2
@@ -29,6 +32,7 @@ class Config:
     catalog: Settings = field(default_factory=Settings)
     memory_limit: str | None = None
     threads: int | None = None
+    audit_flush_s: float = 2.0
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,4 +57,6 @@ def load_config(root: Path) -> Config:
     except (TypeError, ValueError) as e:
         raise InvalidArgument(f"{path}: bad [catalog] value: {e}") from None
     q = raw.get("query", {})
-    return Config(settings, q.get("memory_limit"), q.get("threads"), raw)
+    audit = raw.get("audit", {})
+    return Config(settings, q.get("memory_limit"), q.get("threads"),
+                  float(audit.get("flush_interval_s", 2.0)), raw)

@@ -2,26 +2,74 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from catalog.catalog import Catalog
+from catalog.data import to_arrow
 from catalog.engine import Engine
-from catalog.errors import InvalidArgument
+from catalog.errors import AccessDenied, InvalidArgument, LakeError
 from catalog.store import load_store
 from catalog.txn import Transaction
-from governance.access import Access, OpenAccess
+from governance.access import Access
+from governance.audit import AuditLog
 from lake import maintenance, query
 from lake.config import DEFAULT_TOML, load_config
+from lake.policy import Policy, authorize_write
+
+T = TypeVar("T")
 
 
 class LakeTransaction(Transaction):
-    """A catalog transaction that can also run queries on its own snapshot and writes."""
+    """A catalog transaction that can also run queries on its own snapshot and writes.
+
+    Its writes are governed and audited like the lake's single writes.
+    """
 
     lake: Lake
+
+    def write(self, name: str, data: Any, mode: str = "append", **kw: Any) -> None:
+        data = to_arrow(data)
+
+        def go() -> None:
+            actions = ["insert"] if mode == "append" else ["insert", "delete"]
+            w = authorize_write(self.lake.policy, self.user, name, actions, columns=data.schema.names,
+                                where=kw.get("where"))
+            if w != kw.get("where") and mode == "overwrite":
+                raise AccessDenied(f"{self.user} sees only some rows of {name}; overwrite would replace hidden rows")
+            super(LakeTransaction, self).write(name, data, mode, **kw)
+
+        self.lake._governed(self.user, "write", name, f"{mode} {name} (transaction {self.id})", go,
+                            rows=getattr(data, "num_rows", None))
+
+    def delete(self, name: str, where: str | None = None) -> dict[str, Any]:
+        def go() -> dict[str, Any]:
+            w = authorize_write(self.lake.policy, self.user, name, ["delete"], where=where)
+            return super(LakeTransaction, self).delete(name, w)
+
+        return self.lake._governed(self.user, "delete", name, f"DELETE FROM {name} WHERE {where}", go)
+
+    def update(self, name: str, set: Mapping[str, str], where: str | None = None) -> dict[str, Any]:
+        def go() -> dict[str, Any]:
+            w = authorize_write(self.lake.policy, self.user, name, ["update"], columns=list(set or {}),
+                                reads=[str(v) for v in (set or {}).values()], where=where)
+            return super(LakeTransaction, self).update(name, set, w)
+
+        return self.lake._governed(self.user, "update", name, f"UPDATE {name} SET {dict(set or {})}", go)
+
+    def merge(self, name: str, source: Any, on: Any, **actions: Any) -> dict[str, Any]:
+        source = to_arrow(source)
+
+        def go() -> dict[str, Any]:
+            needed = ["insert", "update"] + (["delete"] if "delete" in actions.values() else [])
+            if authorize_write(self.lake.policy, self.user, name, needed, columns=source.schema.names):
+                raise AccessDenied(f"{self.user} sees only some rows of {name}; merge needs the whole table")
+            return super(LakeTransaction, self).merge(name, source, on, **actions)
+
+        return self.lake._governed(self.user, "merge", name, f"MERGE INTO {name}", go)
 
     def sql(self, sql: str) -> pa.Table:
         """Run a read-only query inside the transaction: its start snapshot plus its own writes."""
@@ -54,10 +102,18 @@ class Lake:
         self.catalog = Catalog(self.root, self.store, self.config.catalog)
         self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
         self.ray_address = ray_address
-        self.policy_path = Path(policy) if policy else None
-        self.access: Access = OpenAccess()
+        self.audit = AuditLog(self.catalog, self.config.audit_flush_s)
+        folder = Path(policy).expanduser().resolve() if policy else self.root / "policy"
+        if policy and not folder.is_dir():
+            raise InvalidArgument(f"policy folder {folder} does not exist")
+        self.policy = Policy(self, folder if folder.is_dir() else None)
         self.catalog.reap()
         self.catalog.recover()
+
+    @property
+    def access(self) -> Access:
+        """The governance seam in force: the policy's views, or open access without a policy."""
+        return self.policy.access
 
     # context manager ---------------------------------------------------------------------------
     def __enter__(self) -> Lake:
@@ -67,7 +123,8 @@ class Lake:
         self.close()
 
     def close(self) -> None:
-        """Release the engine and the metadata store connections."""
+        """Flush the audit trail and release the engine and the metadata store connections."""
+        self.audit.close()
         self.engine.close()
         self.store.close()
 
@@ -93,34 +150,70 @@ class Lake:
     def _implicit(self, user: str) -> Transaction:
         return self.catalog.implicit(user)
 
-    def write(
-        self,
-        table: str,
-        data: Any,
-        *,
-        user: str,
-        mode: str = "append",
-        schema_mode: str | None = None,
-        where: str | None = None,
-    ) -> None:
-        """Append or overwrite rows in one atomic commit."""
-        self._implicit(user).write(table, data, mode, schema_mode=schema_mode, where=where)
+    def _governed(self, user: str, action: str, table: str, statement: str, fn: Callable[[], T],
+                  *, rows: int | None = None) -> T:
+        try:
+            result = fn()
+        except AccessDenied as e:
+            self.audit.record(user, action, statement, "denied", tables=[(table, -1)], reason=str(e))
+            raise
+        except LakeError as e:
+            self.audit.record(user, action, statement, "error", tables=[(table, -1)], reason=str(e))
+            raise
+        info = self.catalog.table(table)
+        self.audit.record(user, action, statement, "allowed",
+                          tables=[(info.full_name, info.version)], rows=rows)
+        return result
+
+    def write(self, table: str, data: Any, *, user: str, mode: str = "append",
+              schema_mode: str | None = None, where: str | None = None) -> None:
+        """Append or overwrite rows in one atomic commit (needs insert; overwrite also delete)."""
+        data = to_arrow(data)
+
+        def go() -> None:
+            actions = ["insert"] if mode == "append" else ["insert", "delete"]
+            w = authorize_write(self.policy, user, table, actions, columns=data.schema.names,
+                                where=where)
+            if w != where and mode == "overwrite":
+                raise AccessDenied(f"{user} sees only some rows of {table}; overwrite would replace hidden rows")
+            self._implicit(user).write(table, data, mode, schema_mode=schema_mode, where=where)
+
+        self._governed(user, mode if mode == "overwrite" else "write", table,
+                       f"{mode} {table}", go, rows=getattr(data, "num_rows", None))
 
     def delete(self, table: str, where: str | None = None, *, user: str) -> dict[str, Any]:
-        """Delete matching rows in one atomic commit."""
-        return self._implicit(user).delete(table, where)
+        """Delete matching rows in one atomic commit (a filtered user deletes only visible rows)."""
 
-    def update(
-        self, table: str, set: Mapping[str, str], where: str | None = None, *, user: str
-    ) -> dict[str, Any]:
+        def go() -> dict[str, Any]:
+            w = authorize_write(self.policy, user, table, ["delete"], where=where)
+            return self._implicit(user).delete(table, w)
+
+        return self._governed(user, "delete", table, f"DELETE FROM {table} WHERE {where}", go)
+
+    def update(self, table: str, set: Mapping[str, str], where: str | None = None, *,
+               user: str) -> dict[str, Any]:
         """Set columns to SQL expressions on matching rows in one atomic commit."""
-        return self._implicit(user).update(table, set, where)
 
-    def merge(
-        self, table: str, source: Any, on: str | Sequence[str], *, user: str, **actions: Any
-    ) -> dict[str, Any]:
-        """Upsert: see `Transaction.merge` for the actions."""
-        return self._implicit(user).merge(table, source, on, **actions)
+        def go() -> dict[str, Any]:
+            w = authorize_write(self.policy, user, table, ["update"], columns=list(set or {}),
+                                reads=[str(v) for v in (set or {}).values()], where=where)
+            return self._implicit(user).update(table, set, w)
+
+        return self._governed(user, "update", table, f"UPDATE {table} SET {dict(set or {})} WHERE {where}", go)
+
+    def merge(self, table: str, source: Any, on: str | Sequence[str], *, user: str,
+              **actions: Any) -> dict[str, Any]:
+        """Upsert: see `Transaction.merge` for the actions (needs insert and update)."""
+        source = to_arrow(source)
+
+        def go() -> dict[str, Any]:
+            needed = ["insert", "update"] + (["delete"] if "delete" in actions.values() else [])
+            w = authorize_write(self.policy, user, table, needed, columns=source.schema.names)
+            if w is not None:
+                raise AccessDenied(f"{user} sees only some rows of {table}; merge needs the whole table")
+            return self._implicit(user).merge(table, source, on, **actions)
+
+        return self._governed(user, "merge", table, f"MERGE INTO {table}", go)
 
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Committed versions, newest first, with user and operation."""

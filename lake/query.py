@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from catalog.errors import InvalidArgument
+from catalog.errors import AccessDenied, InvalidArgument, LakeError
 from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
+from governance.audit import TABLE as AUDIT_TABLE
 from governance.context import QueryContext, TableRead, TimeTravel
 from governance.query import CompiledQuery, compile_query
 
@@ -28,11 +29,16 @@ class Explain:
     def __str__(self) -> str:
         lines = [self.sql, ""]
         for r in self.reads:
-            lines.append(
-                f"-- {r.table.full_name} v{r.version}: {r.files_scanned}/{r.files_total} files"
-                + (f"; rules: {', '.join(r.rules)}" if r.rules else "")
-            )
+            # File counts under a row filter would tell how hidden rows are spread: left out.
+            files = "" if r.row_filtered else f": {r.files_scanned}/{r.files_total} files"
+            lines.append(f"-- {r.table.full_name} v{r.version}{files}")
+            lines += [f"--   rule {rule}" for rule in r.rules]
         return "\n".join(lines)
+
+    @property
+    def rules(self) -> list[str]:
+        """Every policy rule that applied, as 'file:line kind ...'."""
+        return [rule for r in self.reads for rule in r.rules]
 
 
 def _context(lk: Lake, user: str, tx: Transaction | None) -> QueryContext:
@@ -73,13 +79,28 @@ def compile_for(lk: Lake, query: str, user: str, tx: Transaction | None = None) 
 
 
 def run_sql(lk: Lake, query: str, user: str, tx: Transaction | None = None) -> pa.Table:
-    """Run a read-only query as `user` and return the result."""
-    compiled = compile_for(lk, query, user, tx)
-    lk.engine.allow(r.table.location for r in compiled.reads)
-    return lk.engine.run(compiled.sql)
+    """Run a read-only query as `user` and return the result; audited, allowed or not."""
+    try:
+        compiled = compile_for(lk, query, user, tx)
+        if any(r.table.full_name == AUDIT_TABLE for r in compiled.reads) and lk.audit.flush():
+            compiled = compile_for(lk, query, user, tx)  # include what was just flushed
+        lk.engine.allow(r.table.location for r in compiled.reads)
+        result = lk.engine.run(compiled.sql)
+    except LakeError as e:
+        decision = "denied" if isinstance(e, AccessDenied) else "error"
+        lk.audit.record(user if isinstance(user, str) else "", "sql", str(query)[:10000], decision,
+                        reason=str(e))
+        raise
+    lk.audit.record(
+        user, "sql", query[:10000], "allowed",
+        tables=[(r.table.full_name, r.version) for r in compiled.reads],
+        rules=[rule for r in compiled.reads for rule in r.rules],
+        rows=result.num_rows,
+    )
+    return result
 
 
 def explain(lk: Lake, query: str, user: str) -> Explain:
-    """What `run_sql` would run, without running it."""
+    """What `run_sql` would run for `user`, and the policy rules that shaped it."""
     compiled = compile_for(lk, query, user)
     return Explain(compiled.sql, compiled.reads)

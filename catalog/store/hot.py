@@ -62,3 +62,7 @@ TABLE_BY_NAME = sa.text(
 )
 
 PROPS = sa.text("SELECT key, value FROM table_properties WHERE table_id = :table_id")
+
+AUDIT_ADD = sa.text("INSERT INTO audit_pending (at, record) VALUES (:at, :record)").bindparams(
+    sa.bindparam("at", type_=_TS), sa.bindparam("record", type_=sa.JSON)
+)

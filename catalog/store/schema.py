@@ -92,6 +92,16 @@ properties = sa.Table(
     sa.PrimaryKeyConstraint("table_id", "key", name="pk_table_properties"),
 )
 
+audit_pending = sa.Table(
+    "audit_pending",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+    # Never reuse a sequence number: the Delta table remembers the last one it holds.
+    sqlite_autoincrement=True,
+)
+
 V1 = (meta, databases, tables, commits, transactions, locks)
 
 
@@ -105,8 +115,12 @@ def _v2(conn: sa.Connection) -> None:
     properties.create(conn, checkfirst=True)
 
 
+def _v3(conn: sa.Connection) -> None:
+    audit_pending.create(conn, checkfirst=True)
+
+
 # Append only: a migration, once released, never changes; index + 1 is the schema version.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -112,6 +112,22 @@ class SqlStore(MetadataStore):
             conn.invalidate()
             raise
 
+    # audit -------------------------------------------------------------------------------------
+    def audit_append(self, record: dict[str, Any]) -> int:
+        """Durably queue one audit record (committed before this returns)."""
+        with self._write() as conn:
+            res = conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": record})
+            return int(res.lastrowid or 0)
+
+    def audit_pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        q = sa.select(s.audit_pending.c.seq, s.audit_pending.c.record).order_by(s.audit_pending.c.seq).limit(limit)
+        with self._read() as conn:
+            return [(int(seq), dict(rec)) for seq, rec in conn.execute(q).all()]
+
+    def audit_forget(self, upto_seq: int) -> None:
+        with self._write() as conn:
+            conn.execute(sa.delete(s.audit_pending).where(s.audit_pending.c.seq <= upto_seq))
+
     def close(self) -> None:
         for conn in self._open:
             with contextlib.suppress(Exception):

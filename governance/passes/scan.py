@@ -97,6 +97,21 @@ def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[st
     return out
 
 
+def _filtered_columns(expression: exp.Expression) -> frozenset[str]:
+    """Names of columns used where DuckDB may evaluate them as filters, below our row filter."""
+    places: list[exp.Expression] = list(expression.find_all(exp.Where, exp.Having, exp.Qualify))
+    for join in expression.find_all(exp.Join):
+        places += [join.args[k] for k in ("on", "using") if join.args.get(k)]
+    names: set[str] = set()
+    for place in places:
+        if isinstance(place, list):
+            names.update(i.name.lower() for i in place if isinstance(i, exp.Expression))
+            continue
+        names.update(c.name.lower() for c in place.find_all(exp.Column))
+        names.update(i.name.lower() for i in place.find_all(exp.Identifier))
+    return frozenset(names)
+
+
 def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
     """Swap every resolved catalog table for a placeholder bound to its governed relation SQL."""
     nonce = secrets.token_hex(8)
@@ -104,23 +119,25 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
     tables = [t for t in expression.find_all(exp.Table) if META_TABLE in t.meta]
     qualified = {(t.db.lower(), t.name.lower()) for t in tables}
     ctx.pin([t.meta[META_TABLE] for t in tables])
+    guard = _filtered_columns(expression)
     for i, node in enumerate(tables):
         info = node.meta[META_TABLE]
         snapshot = ctx.snapshot(info, node.meta.get(META_TRAVEL))
         alias = node.alias or node.name
-        preds = _predicates(node, alias, set(snapshot.schema.names))
+        view = ctx.access.view(ctx.user, info, snapshot)
+        preds = [p for p in _predicates(node, alias, set(view.columns)) if p[0] in view.prunable]
         keep = (
             prune(snapshot.files, snapshot.schema, snapshot.partition_columns, preds)
             if preds
             else None
         )
-        rel = ctx.access.relation(ctx.user, info, snapshot, keep)
         scanned = snapshot.files.num_rows if keep is None else int(keep.true_count)
         ctx.reads.append(
-            TableRead(info, snapshot.version, snapshot.files.num_rows, scanned, rel.rules)
+            TableRead(info, snapshot.version, snapshot.files.num_rows, scanned, view.rules,
+                      view.row_cond is not None)
         )
         placeholder = f"__lw_{nonce}_{i}"
-        relations[placeholder] = rel.sql
+        relations[placeholder] = view.sql(snapshot.relation_sql(keep), guard)
         node.replace(
             exp.Table(
                 this=exp.to_identifier(placeholder, quoted=True),

@@ -1,0 +1,150 @@
+"""The audit trail: every query, write, denial and policy reload, in the table `system.audit`.
+
+A record is committed to the metadata store before the audited call returns (one small store
+transaction, never a Delta commit on the query path); a background flusher moves records into
+the Delta table in batches, exactly once (a Delta application transaction remembers the last
+sequence number it holds). Reading `system.audit` flushes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake import Transaction as DeltaTransaction
+
+from catalog.catalog import Catalog
+from catalog.errors import AccessDenied, LakeError
+
+TABLE = "system.audit"
+APP_ID = "lakeward.audit"
+SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("user", pa.string()),
+        ("action", pa.string()),
+        ("statement", pa.string()),
+        ("tables", pa.string()),
+        ("decision", pa.string()),
+        ("reason", pa.string()),
+        ("rules", pa.string()),
+        ("rows", pa.int64()),
+    ]
+)
+_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+
+
+class AuditLog:
+    """Durable, fail-closed audit records flushed to `system.audit`."""
+
+    def __init__(self, catalog: Catalog, flush_interval_s: float = 2.0):
+        self.catalog = catalog
+        self.interval = flush_interval_s
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def record(
+        self,
+        user: str,
+        action: str,
+        statement: str,
+        decision: str,
+        *,
+        tables: Iterable[tuple[str, int]] = (),
+        rules: Iterable[str] = (),
+        rows: int | None = None,
+        reason: str = "",
+    ) -> None:
+        """Commit one audit record; AccessDenied (fail closed) if it cannot be written."""
+        rec = {
+            "at": datetime.now(UTC).isoformat(),
+            "user": user,
+            "action": action,
+            "statement": statement,
+            "tables": [{"table": t, "version": v} for t, v in tables],
+            "decision": decision,
+            "reason": reason,
+            "rules": list(rules),
+            "rows": rows,
+        }
+        try:
+            self.catalog.store.audit_append(rec)
+        except Exception as e:  # noqa: BLE001 - any failure to audit refuses the call
+            raise AccessDenied(f"the audit log cannot be written ({type(e).__name__}); refused") from None
+        self._start()
+
+    def _start(self) -> None:
+        if self._thread is None and self.interval > 0:
+            self._thread = threading.Thread(target=self._loop, name="lakeward-audit", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):  # records stay queued; the next round retries
+                self.flush()
+
+    def ensure_table(self) -> None:
+        """Create `system.audit` if it does not exist yet."""
+        self.catalog.create_database("system", "Lakeward's own tables", exist_ok=True)
+        self.catalog.create_table(
+            TABLE, SCHEMA, description="Audit trail of every query, write and denial",
+            user="lakeward", exist_ok=True,
+        )
+
+    def flush(self, limit: int = 50_000) -> int:
+        """Move queued records into `system.audit`; returns how many were written."""
+        with self._flush_lock:
+            pending = self.catalog.store.audit_pending(limit)
+            if not pending:
+                return 0
+            self.ensure_table()
+            top = pending[-1][0]
+            written = 0
+
+            def op(dt: DeltaTable, props: CommitProperties) -> None:
+                nonlocal written
+                done = dt.transaction_version(APP_ID) or 0
+                fresh = [(seq, rec) for seq, rec in pending if seq > done]
+                if not fresh:
+                    return
+                written = len(fresh)
+                write_deltalake(
+                    dt, _table(fresh), mode="append", post_commithook_properties=_HOOKS,
+                    commit_properties=CommitProperties(
+                        custom_metadata=props.custom_metadata, max_commit_retries=0,
+                        app_transactions=[DeltaTransaction(APP_ID, top)],
+                    ),
+                )
+
+            self.catalog.implicit("lakeward").run_maintenance(TABLE, "AUDIT", {"upto": top}, op)
+            self.catalog.store.audit_forget(top)
+            return written
+
+    def close(self) -> None:
+        """Stop the flusher and flush what is queued (best effort; queued records are durable)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(LakeError, OSError):
+            self.flush()
+
+
+def _table(rows: list[tuple[int, dict[str, Any]]]) -> pa.Table:
+    cols: dict[str, list[Any]] = {f.name: [] for f in SCHEMA}
+    for seq, rec in rows:
+        cols["seq"].append(seq)
+        cols["at"].append(datetime.fromisoformat(rec["at"]))
+        for k in ("user", "action", "statement", "decision", "reason"):
+            cols[k].append(rec.get(k) or "")
+        cols["tables"].append(json.dumps(rec.get("tables") or []))
+        cols["rules"].append(json.dumps(rec.get("rules") or []))
+        cols["rows"].append(rec.get("rows"))
+    return pa.table(cols, schema=SCHEMA)

@@ -1,0 +1,55 @@
+"""Policy SQL (row filters and masks): parsed once, checked, and re-emitted with quoted columns."""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+
+from catalog.errors import LakeError
+from governance.passes.validate import validate
+
+TRUE_WORDS = frozenset({"true", "1=1"})
+
+
+class PolicySQLError(ValueError):
+    """A filter or mask is not a safe expression over the table's columns."""
+
+
+def normalize(sql: str, columns: list[str] | None = None) -> tuple[str, frozenset[str]]:
+    """Check a policy expression and return (DuckDB SQL with quoted columns, columns it reads).
+
+    `columns` (when the table exists) are the names it may use; matching is case-insensitive.
+    """
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except (ParseError, SqlglotError) as e:
+        msg = e.errors[0]["description"] if isinstance(e, ParseError) and e.errors else str(e)
+        raise PolicySQLError(f"cannot parse {sql!r}: {msg}") from None
+    if tree is None or isinstance(tree, (exp.Select, exp.Query, exp.Command)) or tree.find(
+        exp.Select, exp.Subquery, exp.Table, exp.Placeholder, exp.Parameter
+    ):
+        raise PolicySQLError(f"{sql!r} must be a plain expression: no queries, tables or parameters")
+    if tree.find(exp.Star):
+        raise PolicySQLError(f"{sql!r} may not use *")
+    try:
+        validate(exp.select(tree.copy()))
+    except LakeError as e:
+        raise PolicySQLError(f"{sql!r}: {e}") from None
+    known = {c.lower(): c for c in columns} if columns is not None else None
+    used: set[str] = set()
+    for col in list(tree.find_all(exp.Column)):
+        if col.table:
+            raise PolicySQLError(f"{sql!r}: name columns without a table qualifier")
+        name = col.name
+        if known is not None:
+            if name.lower() not in known:
+                raise PolicySQLError(f"{sql!r} uses column {name!r}, which the table does not have")
+            name = known[name.lower()]
+        used.add(name)
+        col.replace(exp.column(name, quoted=True))
+    return tree.sql(dialect="duckdb"), frozenset(used)
+
+
+def is_true(sql: str) -> bool:
+    return sql.strip().lower().replace(" ", "") in TRUE_WORDS
