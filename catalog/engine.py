@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -100,4 +101,6 @@ class Engine:
 
 
 def _clean(e: Exception) -> str:
-    return str(e).split("\n\nLINE", 1)[0].strip()
+    msg = str(e).split("\n\nLINE", 1)[0].strip()
+    # Suggestions are cut so a column the user may not see errs exactly like a missing one.
+    return re.split(r"\s*(?:Candidate bindings|Did you mean)", msg, maxsplit=1)[0].strip()

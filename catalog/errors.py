@@ -39,6 +39,14 @@ class TableNotFound(LakeError, KeyError):
         return str(self.args[0]) if self.args else "table not found"
 
 
+class TableNotAccessible(AccessDenied, TableNotFound):
+    """Under a policy: the table does not exist or the user may not know it does.
+
+    Both cases raise this same error with the same text, so existence never leaks; it is an
+    AccessDenied and a TableNotFound at once.
+    """
+
+
 class DatabaseNotFound(TableNotFound):
     """No such database in the catalog."""
 
@@ -81,6 +89,7 @@ __all__ = [
     "PolicyError",
     "TableNotFound",
     "DatabaseNotFound",
+    "TableNotAccessible",
     "TableExists",
     "DatabaseExists",
     "SchemaMismatch",

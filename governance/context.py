@@ -36,4 +36,6 @@ class QueryContext:
     snapshot: Callable[[TableInfo, TimeTravel | None], Snapshot]
     pin: Callable[[list[TableInfo]], None] = lambda infos: None  # fix versions of all at once
     access: Access = field(default_factory=OpenAccess)
+    # information_schema view name -> rows the user may see
+    describe: Callable[[str], list[tuple]] = lambda view: []
     reads: list[TableRead] = field(default_factory=list)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from governance.context import QueryContext, TableRead
+from governance.passes.metadata import rewrite_statement
 from governance.passes.parse import parse_query
 from governance.passes.resolve import resolve
 from governance.passes.scan import emit, scan
@@ -43,7 +44,7 @@ class CompiledQuery:
 
 def compile_query(sql: str, ctx: QueryContext, passes: list[Pass] | None = None) -> CompiledQuery:
     """Turn user SQL into the DuckDB SQL that runs, with what it reads."""
-    expression = checked_query(sql)
+    expression = checked_query(rewrite_statement(sql) if isinstance(sql, str) else sql)
     for p in passes or PASSES:
         expression = p(expression, ctx)
     return CompiledQuery(emit(expression), tuple(ctx.reads))

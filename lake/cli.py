@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from catalog.errors import InvalidArgument, LakeError
+from lake.policy_cli import policy_app
 
 app = typer.Typer(
     help="Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs.",
@@ -25,6 +26,7 @@ table_app = typer.Typer(
 db_app = typer.Typer(help="Create, list and drop databases.", no_args_is_help=True)
 app.add_typer(table_app, name="table")
 app.add_typer(db_app, name="db")
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 err = Console(stderr=True)

@@ -11,6 +11,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from catalog.errors import AccessDenied, LakeError, PolicyError, SQLError
+from catalog.store import TableInfo
 from governance.access import Access, OpenAccess
 from governance.governed import PolicyAccess
 from governance.policy.engine import PolicyEngine, ViewSpec
@@ -70,12 +71,59 @@ class Policy:
         """May `user` do `action` on `resource`? Always True without a policy folder."""
         return True if self.engine is None else self.engine.allowed(user, resource, action)
 
+    def may_describe(self, user: str, info: TableInfo) -> bool:
+        """May the user know this table exists (a select view or a describe grant)?"""
+        if self.engine is None:
+            return True
+        if self.allowed(user, info.full_name, "describe"):
+            return True
+        try:
+            self.engine.view(user, info.full_name, list(self.lk.catalog.snapshot(info).schema.names))
+            return True
+        except AccessDenied:
+            return False
+
+    def describable_columns(self, user: str, info: TableInfo, columns: list[str]) -> set[str]:
+        """Columns the user may know of: those they can select, else all (a describe grant)."""
+        if self.engine is None:
+            return set(columns)
+        try:
+            return set(self.engine.view(user, info.full_name, columns).columns)
+        except AccessDenied:
+            return {c for c in columns if self.allowed(user, f"{info.full_name}.{c}", "describe")}
+
+    def information_schema(self, user: str, view: str) -> list[tuple]:
+        """Rows of an information_schema view as `user` may see them."""
+        return _describe_rows(self, user, view)
+
     def view(self, user: str, table: str) -> ViewSpec | None:
         """The user's view of a table (None without a policy; AccessDenied if none)."""
         if self.engine is None:
             return None
         info = self.lk.catalog.table(table)
         return self.engine.view(user, info.full_name, list(self.lk.catalog.snapshot(info).schema.names))
+
+
+def _describe_rows(policy: Policy, user: str, view: str) -> list[tuple]:
+    cat = policy.lk.catalog
+    if view == "schemata":
+        dbs = {i.database for i in cat.list_tables() if policy.may_describe(user, i)}
+        return [("lake", d.name, d.description) for d in cat.list_databases()
+                if d.name in dbs or policy.allowed(user, d.name, "describe")]
+    out: list[tuple] = []
+    for info in cat.list_tables():
+        if not policy.may_describe(user, info):
+            continue
+        if view == "tables":
+            out.append(("lake", info.database, info.name, "BASE TABLE" if info.table_type == "GOVERNED"
+                        else "EXTERNAL", info.description))
+            continue
+        schema = cat.snapshot(info).schema
+        shown = policy.describable_columns(user, info, list(schema.names))
+        for pos, f in enumerate((f for f in schema if f.name in shown), start=1):
+            out.append(("lake", info.database, info.name, f.name, pos, str(f.type),
+                        "YES" if f.nullable else "NO"))
+    return out
 
 
 def _columns_in(sql: str) -> set[str]:

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from catalog.errors import AccessDenied, InvalidArgument, LakeError
+from catalog.errors import (
+    AccessDenied,
+    InvalidArgument,
+    LakeError,
+    TableNotAccessible,
+    TableNotFound,
+)
 from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from governance.audit import TABLE as AUDIT_TABLE
@@ -68,7 +74,25 @@ def _context(lk: Lake, user: str, tx: Transaction | None) -> QueryContext:
     def lookup(db: str, name: str) -> TableInfo:
         return cat.table(f"{db}.{name}")
 
-    return QueryContext(user=user, lookup=lookup, snapshot=snapshot, pin=pin, access=lk.access)
+    def lookup_visible(db: str, name: str) -> TableInfo:
+        # Missing and not-describable tables fail alike, so existence never leaks.
+        hidden = TableNotAccessible(f"table {db}.{name} does not exist or you may not use it")
+        try:
+            info = lookup(db, name)
+        except TableNotFound:
+            raise hidden from None
+        if not lk.policy.may_describe(user, info):
+            raise hidden
+        return info
+
+    return QueryContext(
+        user=user,
+        lookup=lookup_visible if lk.policy.engine else lookup,
+        snapshot=snapshot,
+        pin=pin,
+        access=lk.access,
+        describe=lambda view: lk.policy.information_schema(user, view),
+    )
 
 
 def compile_for(lk: Lake, query: str, user: str, tx: Transaction | None = None) -> CompiledQuery:

@@ -113,7 +113,7 @@ def test_unknown_tables(filled):
     assert "did you mean" not in str(e.value).lower()
     with pytest.raises(TableNotFound):
         filled.sql("SELECT * FROM orders", user="u")
-    with pytest.raises(TableNotFound):
+    with pytest.raises(AccessDenied, match="three-part"):
         filled.sql("SELECT * FROM memory.main.x", user="u")
 
 

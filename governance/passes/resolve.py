@@ -13,6 +13,7 @@ from sqlglot import exp
 
 from catalog.errors import SQLError, TableNotFound
 from governance.context import QueryContext, TimeTravel
+from governance.passes.metadata import META_INFO, is_information_schema
 
 META_TABLE = "lake_table"
 META_TRAVEL = "lake_time_travel"
@@ -72,6 +73,11 @@ def resolve(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
                     raise SQLError("time travel applies to catalog tables, not to CTEs")
                 continue
             raise TableNotFound(f"table {node.name!r} not found; name tables as database.table")
+        if is_information_schema(node):
+            if node.args.get("version") is not None:
+                raise SQLError("time travel applies to catalog tables, not to information_schema")
+            node.meta[META_INFO] = name
+            continue
         info = ctx.lookup(node.db.lower(), name)
         node.meta[META_TABLE] = info
         node.meta[META_TRAVEL] = _time_travel(node)

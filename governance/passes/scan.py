@@ -12,6 +12,8 @@ from sqlglot import exp
 
 from catalog.skipping import prune
 from governance.context import QueryContext, TableRead
+from governance.passes import metadata
+from governance.passes.metadata import META_INFO
 from governance.passes.resolve import META_TABLE, META_TRAVEL
 
 META_RELATIONS = "lake_relations"
@@ -142,6 +144,15 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
             exp.Table(
                 this=exp.to_identifier(placeholder, quoted=True),
                 alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
+            )
+        )
+    for j, node in enumerate([t for t in expression.find_all(exp.Table) if META_INFO in t.meta]):
+        placeholder = f"__lw_{nonce}_m{j}"
+        relations[placeholder] = metadata.relation_sql(node.meta[META_INFO], ctx)
+        node.replace(
+            exp.Table(
+                this=exp.to_identifier(placeholder, quoted=True),
+                alias=exp.TableAlias(this=exp.to_identifier(node.alias or node.name, quoted=True)),
             )
         )
     # db.table.column references now name the alias only.

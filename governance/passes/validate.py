@@ -110,7 +110,9 @@ _DENIED_FUNCTIONS: dict[type, str] = {
 _FROM_FUNCTION_CLASSES = _classes("Unnest", "GenerateSeries")
 
 # Table names that are DuckDB's own catalog rather than Lakeward data.
-_SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "system", "temp"})
+# `system` is Lakeward's own database and information_schema is answered from the catalog
+# (governance.passes.metadata); DuckDB's are never reached since every name is replaced.
+_SYSTEM_SCHEMAS = frozenset({"pg_catalog", "temp"})
 _SYSTEM_VIEWS = frozenset().union(
     *(
         views
@@ -252,9 +254,12 @@ def _check_table(table: exp.Table) -> None:
     if any(_PATH_CHARACTERS.intersection(part) for part in parts):
         raise _file_access()
     qualifiers = [part.lower() for part in parts[:-1]]
+    if len(qualifiers) > 1:
+        # catalog.schema.table reaches DuckDB's own catalogs; Lakeward names are database.table.
+        raise AccessDenied("three-part table names are not allowed; name tables as database.table")
     if any(q in _SYSTEM_SCHEMAS for q in qualifiers):
         raise AccessDenied(
-            "DuckDB's own catalog (information_schema, pg_catalog, system) cannot be queried; "
+            "DuckDB's own catalog (pg_catalog, temp) cannot be queried; "
             "metadata will come from the Lakeward catalog"
         )
     name = this.name.lower()

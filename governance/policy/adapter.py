@@ -21,7 +21,10 @@ class LinesAdapter(Adapter):
             sec = line.ptype[0]
             if sec not in model.model or line.ptype not in model.model[sec]:
                 raise PolicyError(f"the model does not define line type {line.ptype!r}", line.file, line.line)
-            model.model[sec][line.ptype].policy.append(list(line.values))
+            values = list(line.values)
+            if line.ptype == "g":
+                values = [v.lower() for v in values]  # names match case-insensitively everywhere
+            model.model[sec][line.ptype].policy.append(values)
 
     def save_policy(self, model) -> bool:  # noqa: ANN001
         raise PolicyError("policy folders are edited as files, not through Casbin")

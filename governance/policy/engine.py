@@ -84,14 +84,14 @@ def load_folder(folder: Path) -> LoadedPolicy:
     stamp = _stamp(folder)
     model_path = folder / "model.conf"
     model_text = (model_path if model_path.is_file() else DEFAULT_MODEL).read_text()
-    arity = _model_arity(model_text, str(model_path if model_path.is_file() else DEFAULT_MODEL))
+    arity = model_arity(model_text, str(model_path if model_path.is_file() else DEFAULT_MODEL))
     text = csv.read_text(encoding="utf-8")
     lines = tuple(parse_text(text, str(csv), arity))
     version = hashlib.sha256((model_text + "\0" + text).encode()).hexdigest()[:16]
     return LoadedPolicy(folder, lines, model_text, version, stamp)
 
 
-def _model_arity(model_text: str, where: str) -> dict[str, int]:
+def model_arity(model_text: str, where: str) -> dict[str, int]:
     m = Model()
     try:
         m.load_model_from_text(model_text)
@@ -126,6 +126,16 @@ class PolicyEngine:
     def reload(self) -> str:
         """Re-read the folder now; a bad folder raises PolicyError and the old policy stays."""
         loaded = load_folder(self.folder)
+        from governance.policy.check import ERROR, check_lines
+
+        errors = [p for p in check_lines(list(loaded.lines), self.tables) if p.severity == ERROR]
+        if errors:
+            first = errors[0]
+            raise PolicyError(
+                first.message + (f" (and {len(errors) - 1} more; run `lake policy check`)"
+                                 if len(errors) > 1 else ""),
+                first.file, first.line,
+            )
         enforcer = casbin.Enforcer(self._model(loaded.model_text), LinesAdapter(loaded.lines))
         with self._lock:
             self._policy = loaded
@@ -144,12 +154,12 @@ class PolicyEngine:
         return loaded.version
 
     def maybe_reload(self) -> None:
-        """Pick up edited policy files (checked by modification time on every decision)."""
+        """Pick up edited policy files (checked by modification time on every decision).
+
+        A broken edit raises PolicyError on every decision until it is fixed: failing closed
+        beats serving a policy the author has already changed."""
         if self._policy is not None and _stamp(self.folder) != self._policy.stamp:
-            try:
-                self.reload()
-            except PolicyError:
-                raise
+            self.reload()
 
     @staticmethod
     def _model(text: str) -> Model:
@@ -160,6 +170,7 @@ class PolicyEngine:
     # subjects ----------------------------------------------------------------------------------
     def subjects(self, user: str) -> frozenset[str]:
         """The user, '*', and every role reachable through g lines from either (lower-case)."""
+        user = user.lower()
         with self._lock:
             hit = self._users.get(user)
             if hit is not None:
@@ -253,7 +264,7 @@ class PolicyEngine:
                 if rc and rc not in rules:
                     rules.append(rc)
         pairs += self._filters(user, table, columns)
-        rules += [p.rule for p in pairs if p.cond is not None or p.rule.startswith("p2")]
+        rules += [p.rule for p in pairs if " p2 " in p.rule]
         if not pairs:
             raise refuse
         visible = tuple(c for c in columns if c not in removed and any(c in p.columns for p in pairs))
@@ -301,8 +312,9 @@ class PolicyEngine:
                 continue
             if self._ask(user, res, "unmask", tags)[0]:
                 continue
+            known = self.tables(table)
             try:
-                masks[c] = normalize(line.values[1], self.tables(table)[0])[0]
+                masks[c] = normalize(line.values[1], known[0] if known else None)[0]
             except PolicySQLError as e:
                 raise AccessDenied(f"the mask at {line.where} does not fit {table}: {e}") from None
             rules.append(f"{line.where} p3 mask {c}")

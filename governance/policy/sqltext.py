@@ -30,6 +30,8 @@ def normalize(sql: str, columns: list[str] | None = None) -> tuple[str, frozense
         exp.Select, exp.Subquery, exp.Table, exp.Placeholder, exp.Parameter
     ):
         raise PolicySQLError(f"{sql!r} must be a plain expression: no queries, tables or parameters")
+    if tree.find(exp.AggFunc, exp.Window):
+        raise PolicySQLError(f"{sql!r} may not use an aggregate function or a window function: it is evaluated per row")
     if tree.find(exp.Star):
         raise PolicySQLError(f"{sql!r} may not use *")
     try:
