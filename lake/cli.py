@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from pathlib import Path
@@ -89,11 +90,18 @@ def _fail(e: Exception) -> None:
 def init(
     root: Annotated[Path, typer.Argument(help="Folder for the new lake.")] = Path("."),
     catalog: Catalog = None,
+    admin: Annotated[str | None, typer.Option("--admin", help="User who becomes admin (default: you).")] = None,
 ) -> None:
-    """Create a lake (root folder, lake.toml, metadata store)."""
+    """Create a lake (root folder, lake.toml, metadata store) and a starter policy folder."""
+    from lake.lake import write_starter_policy
+
     try:
+        who = admin or getpass.getuser()
+        folder = write_starter_policy(Path(root), who)
         with _open(root, catalog) as lk:
             console.print(f"[green]lake ready[/] at {lk.root} (catalog: {lk.store.url})")
+            console.print(f"policy folder {folder}: [bold]{who}[/] is admin; everyone else is denied "
+                          "until you grant more")
     except LakeError as e:
         _fail(e)
 

@@ -37,11 +37,54 @@ def _orders(start: int, n: int) -> pa.Table:
     )
 
 
+DEMO_POLICY = """\
+# The demo's policy: etl administers, three people see three views of the same tables.
+g, etl, role:admin
+p, role:admin, *, *, allow
+g, alice, role:analyst
+p, role:analyst, sales, select, allow
+p3, sales.customers.email, regexp_replace(email, '^[^@]+', '***')
+g, bob, role:eu_manager
+p2, role:eu_manager, sales.orders, eu_only, "region = 'eu'", *
+p2, role:eu_manager, sales.customers, names, TRUE, id name
+g, carol, role:auditor
+p, role:auditor, system.audit, select, allow
+"""
+
+
+def governance(lk: lake.Lake, out: Console) -> None:
+    """Three users, three views of one table; a denied query; the audit trail."""
+    out.print(Panel.fit("Governance: one query, three users", style="cyan"))
+    q = "SELECT region, count(*) AS orders, round(sum(amount), 2) AS revenue FROM sales.orders GROUP BY 1 ORDER BY 1"
+    out.print(f"[dim]{q}[/]")
+    out.print(render(lk.sql(q, user="alice"), "alice (analyst): every row"))
+    out.print(render(lk.sql(q, user="bob"), "bob (eu_manager): row filter region = 'eu'"))
+    try:
+        lk.sql(q, user="carol")
+    except lake.errors.AccessDenied as e:
+        out.print(f"carol (auditor): [red]AccessDenied[/] {e}")
+    cq = "SELECT * FROM sales.customers ORDER BY id"
+    out.print(render(lk.sql(cq, user="alice"), "alice: customers, email masked"))
+    out.print(render(lk.sql(cq, user="bob"), "bob: customers, email not granted"))
+    out.print("[bold]Why bob sees what he sees[/] (lk.explain):")
+    for rule in lk.explain(q, user="bob").rules:
+        out.print(f"  {rule}", markup=False, highlight=False)
+    lk.audit.flush()
+    trail = lk.sql(
+        "SELECT a.user, a.action, a.decision, a.rows, left(a.statement, 40) AS statement "
+        "FROM system.audit a WHERE a.action = 'sql' ORDER BY a.seq DESC LIMIT 8",
+        user="carol",
+    )
+    out.print(render(trail, "carol reads the audit trail (system.audit)"))
+
+
 def run(root: Path, fresh: bool = False, console: Console | None = None) -> None:
     """Build the demo lake at `root` and narrate it."""
     out = console or Console()
     if fresh and root.exists():
         shutil.rmtree(root)
+    (root / "policy").mkdir(parents=True, exist_ok=True)
+    (root / "policy" / "policy.csv").write_text(DEMO_POLICY)
     with lake.connect(root) as lk:
         out.print(Panel.fit(f"Lakeward demo lake at [bold]{lk.root}[/]", style="cyan"))
         lk.catalog.create_database("sales", description="Orders and customers", exist_ok=True)
@@ -95,7 +138,7 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
                 lk.sql(
                     "SELECT region, count(*) AS orders, round(sum(amount), 2) AS revenue "
                     "FROM sales.orders GROUP BY region ORDER BY region",
-                    user="analyst",
+                    user="alice",
                 ),
                 "Revenue by region",
             )
@@ -108,13 +151,11 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
             tx.write("sales.orders", _orders(30, 6))
             tx.delete("sales.customers", where="id = 5")
             inside = tx.sql("SELECT count(*) AS n FROM sales.orders")["n"][0].as_py()
-            outside = lk.sql("SELECT count(*) AS n FROM sales.orders", user="analyst")["n"][
-                0
-            ].as_py()
+            outside = lk.sql("SELECT count(*) AS n FROM sales.orders", user="alice")["n"][0].as_py()
             out.print(
                 f"  inside the transaction: {inside} orders; outside, before commit: {outside}"
             )
-        after = lk.sql("SELECT count(*) AS n FROM sales.orders", user="analyst")["n"][0].as_py()
+        after = lk.sql("SELECT count(*) AS n FROM sales.orders", user="alice")["n"][0].as_py()
         out.print(f"  after commit: {after} orders")
 
         out.print("[bold]A failed transaction[/] rolls back everything it wrote")
@@ -128,7 +169,7 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
         n = lk.sql(
             "SELECT (SELECT count(*) FROM sales.orders) AS orders, "
             "(SELECT count(*) FROM sales.customers) AS customers",
-            user="analyst",
+            user="alice",
         )
         out.print(render(n, "Still there after the failed transaction"))
 
@@ -137,7 +178,7 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
             render(
                 lk.sql(
                     f"SELECT count(*) AS orders, round(sum(amount), 2) AS revenue FROM sales.orders VERSION AS OF {before}",
-                    user="analyst",
+                    user="alice",
                 ),
                 f"sales.orders at version {before}",
             )
@@ -155,9 +196,10 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
                 "History of sales.orders",
             )
         )
-        ex = lk.explain("SELECT sum(amount) FROM sales.orders WHERE region = 'eu'", user="analyst")
+        ex = lk.explain("SELECT sum(amount) FROM sales.orders WHERE region = 'eu'", user="alice")
         r = ex.reads[0]
         out.print(
             f"[bold]File skipping[/]: WHERE region = 'eu' scans {r.files_scanned} of {r.files_total} files"
         )
+        governance(lk, out)
         out.print(Panel.fit("demo finished", style="green"))

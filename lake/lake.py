@@ -247,6 +247,27 @@ class Lake:
         return self.catalog.recover()
 
 
+STARTER_POLICY = """\
+# Lakeward policy (see the README's Governance section). Deny by default: only what is granted
+# here is allowed. Lines: g (roles), g2 (tags), p (grants and denies), p2 (row/cell filters),
+# p3 (column masks).
+g, {admin}, role:admin
+p, role:admin, *, *, allow
+p, role:admin, queue:*, submit, allow
+p, role:auditor, system.audit, select, allow
+"""
+
+
+def write_starter_policy(root: Path, admin: str) -> Path:
+    """Write root/policy/policy.csv making `admin` the admin, unless a policy already exists."""
+    folder = Path(root).expanduser().resolve() / "policy"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = folder / "policy.csv"
+    if not csv.exists():
+        csv.write_text(STARTER_POLICY.format(admin=admin))
+    return folder
+
+
 def connect(
     root: str | Path,
     catalog: str | None = None,

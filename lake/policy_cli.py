@@ -151,3 +151,30 @@ def _count(n: int, word: str) -> str:
 def _usage(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(Text(message, style="bold red"))
     raise typer.Exit(2)
+
+
+@policy_app.command("explain")
+def explain(
+    query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
+    user: Annotated[str, typer.Option("--user", "-u", envvar="LAKE_USER", help="User to explain for.")],
+    root: Annotated[Path, typer.Option("--root", "-r", envvar="LAKE_ROOT", help="Lake root.")] = Path("."),
+    catalog: OptCatalog = None,
+) -> None:
+    """Show the SQL that runs for a user's query and every policy rule that shaped it."""
+    import lake
+
+    console = Console()
+    try:
+        with lake.connect(root, catalog=catalog) as lk:
+            ex = lk.explain(query, user=user)
+    except LakeError as e:
+        Console(stderr=True).print(f"[bold red]{type(e).__name__}:[/] {e}")
+        raise typer.Exit(1) from None
+    console.print(ex.sql, markup=False, highlight=False)
+    console.print()
+    for r in ex.reads:
+        console.print(f"[bold]{r.table.full_name}[/] v{r.version}")
+        if not r.rules:
+            console.print("  (no policy: open access)" if not lk.policy.engine else "  (no rule)")
+        for rule in r.rules:
+            console.print(f"  {rule}", markup=False, highlight=False)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import oracle as O
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import lake
-import oracle as O
 from lake.errors import AccessDenied, SQLError
 
 USERS = ["alice", "bob", "carol"]
