@@ -47,6 +47,7 @@ class Catalog:
         self._writers: dict[str, DeltaTable] = {}
         self._writers_lock = threading.Lock()
         self._infos: dict[tuple[str, str], TableInfo] = {}
+        self._db_tags: dict[str, dict[str, str]] = {}
 
     # databases ---------------------------------------------------------------------------------
     def create_database(
@@ -77,6 +78,13 @@ class Catalog:
             raise DatabaseNotFound(f"database {name!r} not found")
         return info
 
+    def database_tags(self, name: str) -> dict[str, str]:
+        """A database's tags (cached: they are set when the database is created)."""
+        hit = self._db_tags.get(name)
+        if hit is None:
+            hit = self._db_tags[name] = dict(self.get_database(name).tags)
+        return hit
+
     def drop_database(self, name: str, *, cascade: bool = False, purge: bool = False) -> None:
         """Drop an empty database, or with cascade=True its tables too."""
         db = self.get_database(name).name
@@ -88,6 +96,7 @@ class Catalog:
         for t in tables:
             self.drop_table(t.full_name, purge=purge)
         self.store.drop_database(db)
+        self._db_tags.pop(db, None)
 
     # tables ------------------------------------------------------------------------------------
     def table(self, name: str, *, cached: bool = False) -> TableInfo:

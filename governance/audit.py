@@ -78,7 +78,9 @@ class AuditLog:
         try:
             self.catalog.store.audit_append(rec)
         except Exception as e:  # noqa: BLE001 - any failure to audit refuses the call
-            raise AccessDenied(f"the audit log cannot be written ({type(e).__name__}); refused") from None
+            raise AccessDenied(
+                f"the audit log cannot be written ({type(e).__name__}); refused"
+            ) from None
         self._start()
 
     def _start(self) -> None:
@@ -95,8 +97,11 @@ class AuditLog:
         """Create `system.audit` if it does not exist yet."""
         self.catalog.create_database("system", "Lakeward's own tables", exist_ok=True)
         self.catalog.create_table(
-            TABLE, SCHEMA, description="Audit trail of every query, write and denial",
-            user="lakeward", exist_ok=True,
+            TABLE,
+            SCHEMA,
+            description="Audit trail of every query, write and denial",
+            user="lakeward",
+            exist_ok=True,
         )
 
     def flush(self, limit: int = 50_000) -> int:
@@ -117,9 +122,13 @@ class AuditLog:
                     return
                 written = len(fresh)
                 write_deltalake(
-                    dt, _table(fresh), mode="append", post_commithook_properties=_HOOKS,
+                    dt,
+                    _table(fresh),
+                    mode="append",
+                    post_commithook_properties=_HOOKS,
                     commit_properties=CommitProperties(
-                        custom_metadata=props.custom_metadata, max_commit_retries=0,
+                        custom_metadata=props.custom_metadata,
+                        max_commit_retries=0,
                         app_transactions=[DeltaTransaction(APP_ID, top)],
                     ),
                 )

@@ -34,7 +34,10 @@ class QueryContext:
     user: str
     lookup: Callable[[str, str], TableInfo]  # (database, table) -> info; raises TableNotFound
     snapshot: Callable[[TableInfo, TimeTravel | None], Snapshot]
-    pin: Callable[[list[TableInfo]], None] = lambda infos: None  # fix versions of all at once
+    # fix the versions of all tables at once: id -> (version, tentative)
+    pin: Callable[[list[TableInfo]], dict[int, tuple[int, bool]]] = lambda infos: {}
+    pinned: dict[int, tuple[int, bool]] | None = None
+    cache_key: str = ""  # policy version; "" disables the compiled-query cache
     access: Access = field(default_factory=OpenAccess)
     # information_schema view name -> rows the user may see
     describe: Callable[[str], list[tuple]] = lambda view: []

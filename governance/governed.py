@@ -18,8 +18,12 @@ class PolicyAccess:
         """The user's view of the table: visible columns, row and cell conditions, masks."""
         names = list(snapshot.schema.names)
         spec = self.engine.view(user, table.full_name, names)
-        whole = spec.row_cond is None and not spec.masks and not spec.cell_cond and \
-            list(spec.columns) == names
+        whole = (
+            spec.row_cond is None
+            and not spec.masks
+            and not spec.cell_cond
+            and list(spec.columns) == names
+        )
         return View(
             columns=spec.columns,
             prunable=spec.prunable,

@@ -90,7 +90,9 @@ def _fail(e: Exception) -> None:
 def init(
     root: Annotated[Path, typer.Argument(help="Folder for the new lake.")] = Path("."),
     catalog: Catalog = None,
-    admin: Annotated[str | None, typer.Option("--admin", help="User who becomes admin (default: you).")] = None,
+    admin: Annotated[
+        str | None, typer.Option("--admin", help="User who becomes admin (default: you).")
+    ] = None,
 ) -> None:
     """Create a lake (root folder, lake.toml, metadata store) and a starter policy folder."""
     from lake.lake import write_starter_policy
@@ -100,8 +102,10 @@ def init(
         folder = write_starter_policy(Path(root), who)
         with _open(root, catalog) as lk:
             console.print(f"[green]lake ready[/] at {lk.root} (catalog: {lk.store.url})")
-            console.print(f"policy folder {folder}: [bold]{who}[/] is admin; everyone else is denied "
-                          "until you grant more")
+            console.print(
+                f"policy folder {folder}: [bold]{who}[/] is admin; everyone else is denied "
+                "until you grant more"
+            )
     except LakeError as e:
         _fail(e)
 

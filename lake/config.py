@@ -58,5 +58,10 @@ def load_config(root: Path) -> Config:
         raise InvalidArgument(f"{path}: bad [catalog] value: {e}") from None
     q = raw.get("query", {})
     audit = raw.get("audit", {})
-    return Config(settings, q.get("memory_limit"), q.get("threads"),
-                  float(audit.get("flush_interval_s", 2.0)), raw)
+    return Config(
+        settings,
+        q.get("memory_limit"),
+        q.get("threads"),
+        float(audit.get("flush_interval_s", 2.0)),
+        raw,
+    )

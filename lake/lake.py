@@ -36,37 +36,66 @@ class LakeTransaction(Transaction):
 
         def go() -> None:
             actions = ["insert"] if mode == "append" else ["insert", "delete"]
-            w = authorize_write(self.lake.policy, self.user, name, actions, columns=data.schema.names,
-                                where=kw.get("where"))
+            w = authorize_write(
+                self.lake.policy,
+                self.user,
+                name,
+                actions,
+                columns=data.schema.names,
+                where=kw.get("where"),
+            )
             if w != kw.get("where") and mode == "overwrite":
-                raise AccessDenied(f"{self.user} sees only some rows of {name}; overwrite would replace hidden rows")
+                raise AccessDenied(
+                    f"{self.user} sees only some rows of {name}; overwrite would replace hidden rows"
+                )
             super(LakeTransaction, self).write(name, data, mode, **kw)
 
-        self.lake._governed(self.user, "write", name, f"{mode} {name} (transaction {self.id})", go,
-                            rows=getattr(data, "num_rows", None))
+        self.lake._governed(
+            self.user,
+            "write",
+            name,
+            f"{mode} {name} (transaction {self.id})",
+            go,
+            rows=getattr(data, "num_rows", None),
+        )
 
     def delete(self, name: str, where: str | None = None) -> dict[str, Any]:
         def go() -> dict[str, Any]:
             w = authorize_write(self.lake.policy, self.user, name, ["delete"], where=where)
             return super(LakeTransaction, self).delete(name, w)
 
-        return self.lake._governed(self.user, "delete", name, f"DELETE FROM {name} WHERE {where}", go)
+        return self.lake._governed(
+            self.user, "delete", name, f"DELETE FROM {name} WHERE {where}", go
+        )
 
     def update(self, name: str, set: Mapping[str, str], where: str | None = None) -> dict[str, Any]:
         def go() -> dict[str, Any]:
-            w = authorize_write(self.lake.policy, self.user, name, ["update"], columns=list(set or {}),
-                                reads=[str(v) for v in (set or {}).values()], where=where)
+            w = authorize_write(
+                self.lake.policy,
+                self.user,
+                name,
+                ["update"],
+                columns=list(set or {}),
+                reads=[str(v) for v in (set or {}).values()],
+                where=where,
+            )
             return super(LakeTransaction, self).update(name, set, w)
 
-        return self.lake._governed(self.user, "update", name, f"UPDATE {name} SET {dict(set or {})}", go)
+        return self.lake._governed(
+            self.user, "update", name, f"UPDATE {name} SET {dict(set or {})}", go
+        )
 
     def merge(self, name: str, source: Any, on: Any, **actions: Any) -> dict[str, Any]:
         source = to_arrow(source)
 
         def go() -> dict[str, Any]:
             needed = ["insert", "update"] + (["delete"] if "delete" in actions.values() else [])
-            if authorize_write(self.lake.policy, self.user, name, needed, columns=source.schema.names):
-                raise AccessDenied(f"{self.user} sees only some rows of {name}; merge needs the whole table")
+            if authorize_write(
+                self.lake.policy, self.user, name, needed, columns=source.schema.names
+            ):
+                raise AccessDenied(
+                    f"{self.user} sees only some rows of {name}; merge needs the whole table"
+                )
             return super(LakeTransaction, self).merge(name, source, on, **actions)
 
         return self.lake._governed(self.user, "merge", name, f"MERGE INTO {name}", go)
@@ -150,36 +179,64 @@ class Lake:
     def _implicit(self, user: str) -> Transaction:
         return self.catalog.implicit(user)
 
-    def _governed(self, user: str, action: str, table: str, statement: str, fn: Callable[[], T],
-                  *, rows: int | None = None) -> T:
+    def _governed(
+        self,
+        user: str,
+        action: str,
+        table: str,
+        statement: str,
+        fn: Callable[[], T],
+        *,
+        rows: int | None = None,
+    ) -> T:
         try:
             result = fn()
         except AccessDenied as e:
-            self.audit.record(user, action, statement, "denied", tables=[(table, -1)], reason=str(e))
+            self.audit.record(
+                user, action, statement, "denied", tables=[(table, -1)], reason=str(e)
+            )
             raise
         except LakeError as e:
             self.audit.record(user, action, statement, "error", tables=[(table, -1)], reason=str(e))
             raise
         info = self.catalog.table(table)
-        self.audit.record(user, action, statement, "allowed",
-                          tables=[(info.full_name, info.version)], rows=rows)
+        self.audit.record(
+            user, action, statement, "allowed", tables=[(info.full_name, info.version)], rows=rows
+        )
         return result
 
-    def write(self, table: str, data: Any, *, user: str, mode: str = "append",
-              schema_mode: str | None = None, where: str | None = None) -> None:
+    def write(
+        self,
+        table: str,
+        data: Any,
+        *,
+        user: str,
+        mode: str = "append",
+        schema_mode: str | None = None,
+        where: str | None = None,
+    ) -> None:
         """Append or overwrite rows in one atomic commit (needs insert; overwrite also delete)."""
         data = to_arrow(data)
 
         def go() -> None:
             actions = ["insert"] if mode == "append" else ["insert", "delete"]
-            w = authorize_write(self.policy, user, table, actions, columns=data.schema.names,
-                                where=where)
+            w = authorize_write(
+                self.policy, user, table, actions, columns=data.schema.names, where=where
+            )
             if w != where and mode == "overwrite":
-                raise AccessDenied(f"{user} sees only some rows of {table}; overwrite would replace hidden rows")
+                raise AccessDenied(
+                    f"{user} sees only some rows of {table}; overwrite would replace hidden rows"
+                )
             self._implicit(user).write(table, data, mode, schema_mode=schema_mode, where=where)
 
-        self._governed(user, mode if mode == "overwrite" else "write", table,
-                       f"{mode} {table}", go, rows=getattr(data, "num_rows", None))
+        self._governed(
+            user,
+            mode if mode == "overwrite" else "write",
+            table,
+            f"{mode} {table}",
+            go,
+            rows=getattr(data, "num_rows", None),
+        )
 
     def delete(self, table: str, where: str | None = None, *, user: str) -> dict[str, Any]:
         """Delete matching rows in one atomic commit (a filtered user deletes only visible rows)."""
@@ -190,19 +247,30 @@ class Lake:
 
         return self._governed(user, "delete", table, f"DELETE FROM {table} WHERE {where}", go)
 
-    def update(self, table: str, set: Mapping[str, str], where: str | None = None, *,
-               user: str) -> dict[str, Any]:
+    def update(
+        self, table: str, set: Mapping[str, str], where: str | None = None, *, user: str
+    ) -> dict[str, Any]:
         """Set columns to SQL expressions on matching rows in one atomic commit."""
 
         def go() -> dict[str, Any]:
-            w = authorize_write(self.policy, user, table, ["update"], columns=list(set or {}),
-                                reads=[str(v) for v in (set or {}).values()], where=where)
+            w = authorize_write(
+                self.policy,
+                user,
+                table,
+                ["update"],
+                columns=list(set or {}),
+                reads=[str(v) for v in (set or {}).values()],
+                where=where,
+            )
             return self._implicit(user).update(table, set, w)
 
-        return self._governed(user, "update", table, f"UPDATE {table} SET {dict(set or {})} WHERE {where}", go)
+        return self._governed(
+            user, "update", table, f"UPDATE {table} SET {dict(set or {})} WHERE {where}", go
+        )
 
-    def merge(self, table: str, source: Any, on: str | Sequence[str], *, user: str,
-              **actions: Any) -> dict[str, Any]:
+    def merge(
+        self, table: str, source: Any, on: str | Sequence[str], *, user: str, **actions: Any
+    ) -> dict[str, Any]:
         """Upsert: see `Transaction.merge` for the actions (needs insert and update)."""
         source = to_arrow(source)
 
@@ -210,7 +278,9 @@ class Lake:
             needed = ["insert", "update"] + (["delete"] if "delete" in actions.values() else [])
             w = authorize_write(self.policy, user, table, needed, columns=source.schema.names)
             if w is not None:
-                raise AccessDenied(f"{user} sees only some rows of {table}; merge needs the whole table")
+                raise AccessDenied(
+                    f"{user} sees only some rows of {table}; merge needs the whole table"
+                )
             return self._implicit(user).merge(table, source, on, **actions)
 
         return self._governed(user, "merge", table, f"MERGE INTO {table}", go)

@@ -46,13 +46,21 @@ class Policy:
         try:
             return self.engine.reload()
         except PolicyError as e:
-            self.lk.audit.record("lakeward", "policy_reload", str(self.folder), "error", reason=str(e))
+            self.lk.audit.record(
+                "lakeward", "policy_reload", str(self.folder), "error", reason=str(e)
+            )
             raise
 
     def _reloaded(self, version: str) -> None:
         audit = getattr(self.lk, "audit", None)
         if audit is not None:
-            audit.record("lakeward", "policy_reload", str(self.folder), "allowed", reason=f"version {version}")
+            audit.record(
+                "lakeward",
+                "policy_reload",
+                str(self.folder),
+                "allowed",
+                reason=f"version {version}",
+            )
 
     def _table_lookup(self, name: str) -> tuple[list[str], dict[str, dict[str, str]]] | None:
         parts = name.split(".")
@@ -60,12 +68,11 @@ class Policy:
             return None
         try:
             info = self.lk.catalog.table(".".join(parts[:2]), cached=True)
-            columns = list(self.lk.catalog.snapshot(info).schema.names)
-            db = self.lk.catalog.get_database(info.database)
+            columns = list(self.lk.catalog.snapshot(info, info.version).schema.names)
+            db_tags = self.lk.catalog.database_tags(info.database)
         except LakeError:
             return None
-        tags = {info.database: dict(db.tags), info.full_name: dict(info.tags)}
-        return columns, tags
+        return columns, {info.database: db_tags, info.full_name: dict(info.tags)}
 
     def allowed(self, user: str, resource: str, action: str) -> bool:
         """May `user` do `action` on `resource`? Always True without a policy folder."""
@@ -75,13 +82,12 @@ class Policy:
         """May the user know this table exists (a select view or a describe grant)?"""
         if self.engine is None:
             return True
-        if self.allowed(user, info.full_name, "describe"):
-            return True
         try:
-            self.engine.view(user, info.full_name, list(self.lk.catalog.snapshot(info).schema.names))
+            columns = list(self.lk.catalog.snapshot(info, info.version).schema.names)
+            self.engine.view(user, info.full_name, columns)  # cached per user and table
             return True
         except AccessDenied:
-            return False
+            return self.allowed(user, info.full_name, "describe")
 
     def describable_columns(self, user: str, info: TableInfo, columns: list[str]) -> set[str]:
         """Columns the user may know of: those they can select, else all (a describe grant)."""
@@ -101,28 +107,49 @@ class Policy:
         if self.engine is None:
             return None
         info = self.lk.catalog.table(table)
-        return self.engine.view(user, info.full_name, list(self.lk.catalog.snapshot(info).schema.names))
+        return self.engine.view(
+            user, info.full_name, list(self.lk.catalog.snapshot(info).schema.names)
+        )
 
 
 def _describe_rows(policy: Policy, user: str, view: str) -> list[tuple]:
     cat = policy.lk.catalog
     if view == "schemata":
         dbs = {i.database for i in cat.list_tables() if policy.may_describe(user, i)}
-        return [("lake", d.name, d.description) for d in cat.list_databases()
-                if d.name in dbs or policy.allowed(user, d.name, "describe")]
+        return [
+            ("lake", d.name, d.description)
+            for d in cat.list_databases()
+            if d.name in dbs or policy.allowed(user, d.name, "describe")
+        ]
     out: list[tuple] = []
     for info in cat.list_tables():
         if not policy.may_describe(user, info):
             continue
         if view == "tables":
-            out.append(("lake", info.database, info.name, "BASE TABLE" if info.table_type == "GOVERNED"
-                        else "EXTERNAL", info.description))
+            out.append(
+                (
+                    "lake",
+                    info.database,
+                    info.name,
+                    "BASE TABLE" if info.table_type == "GOVERNED" else "EXTERNAL",
+                    info.description,
+                )
+            )
             continue
         schema = cat.snapshot(info).schema
         shown = policy.describable_columns(user, info, list(schema.names))
         for pos, f in enumerate((f for f in schema if f.name in shown), start=1):
-            out.append(("lake", info.database, info.name, f.name, pos, str(f.type),
-                        "YES" if f.nullable else "NO"))
+            out.append(
+                (
+                    "lake",
+                    info.database,
+                    info.name,
+                    f.name,
+                    pos,
+                    str(f.type),
+                    "YES" if f.nullable else "NO",
+                )
+            )
     return out
 
 
@@ -130,7 +157,9 @@ def _columns_in(sql: str) -> set[str]:
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except ParseError as e:
-        raise SQLError(f"cannot parse {sql!r}: {e.errors[0]['description'] if e.errors else e}") from None
+        raise SQLError(
+            f"cannot parse {sql!r}: {e.errors[0]['description'] if e.errors else e}"
+        ) from None
     return {c.name.lower() for c in tree.find_all(exp.Column)}
 
 
@@ -170,7 +199,9 @@ def authorize_write(
         used |= _columns_in(sql)
     if used and (view is None or not used <= clear):
         # A predicate or value over hidden, masked or cell-filtered data would reveal it.
-        raise AccessDenied(f"{user} may only filter and compute on columns they fully see in {full}")
+        raise AccessDenied(
+            f"{user} may only filter and compute on columns they fully see in {full}"
+        )
     if view is not None and view.row_cond:
         return f"({view.row_cond})" + (f" AND ({where})" if where else "")
     return where

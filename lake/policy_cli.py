@@ -156,8 +156,12 @@ def _usage(message: str) -> None:
 @policy_app.command("explain")
 def explain(
     query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
-    user: Annotated[str, typer.Option("--user", "-u", envvar="LAKE_USER", help="User to explain for.")],
-    root: Annotated[Path, typer.Option("--root", "-r", envvar="LAKE_ROOT", help="Lake root.")] = Path("."),
+    user: Annotated[
+        str, typer.Option("--user", "-u", envvar="LAKE_USER", help="User to explain for.")
+    ],
+    root: Annotated[
+        Path, typer.Option("--root", "-r", envvar="LAKE_ROOT", help="Lake root.")
+    ] = Path("."),
     catalog: OptCatalog = None,
 ) -> None:
     """Show the SQL that runs for a user's query and every policy rule that shaped it."""

@@ -53,16 +53,17 @@ def _context(lk: Lake, user: str, tx: Transaction | None) -> QueryContext:
     cat = lk.catalog
     pinned: dict[int, tuple[int, bool]] = {}
 
-    def pin(infos: list[TableInfo]) -> None:
+    def pin(infos: list[TableInfo]) -> dict[int, tuple[int, bool]]:
         if tx is not None:
             for info in infos:
                 pinned[info.id] = tx.read_version(info)
-            return
+            return pinned
         governed = [i.id for i in infos if i.table_type == "GOVERNED"]
         pointers = cat.store.pointers(governed) if governed else {}
         for info in infos:
             v = pointers[info.id] if info.id in pointers else cat.current_version(info)
             pinned[info.id] = (v, False)
+        return pinned
 
     def snapshot(info: TableInfo, travel: TimeTravel | None) -> Snapshot:
         if travel is not None:
@@ -92,6 +93,7 @@ def _context(lk: Lake, user: str, tx: Transaction | None) -> QueryContext:
         pin=pin,
         access=lk.access,
         describe=lambda view: lk.policy.information_schema(user, view),
+        cache_key="" if tx is not None else (lk.policy.version or "open"),
     )
 
 
@@ -112,11 +114,19 @@ def run_sql(lk: Lake, query: str, user: str, tx: Transaction | None = None) -> p
         result = lk.engine.run(compiled.sql)
     except LakeError as e:
         decision = "denied" if isinstance(e, AccessDenied) else "error"
-        lk.audit.record(user if isinstance(user, str) else "", "sql", str(query)[:10000], decision,
-                        reason=str(e))
+        lk.audit.record(
+            user if isinstance(user, str) else "",
+            "sql",
+            str(query)[:10000],
+            decision,
+            reason=str(e),
+        )
         raise
     lk.audit.record(
-        user, "sql", query[:10000], "allowed",
+        user,
+        "sql",
+        query[:10000],
+        "allowed",
         tables=[(r.table.full_name, r.version) for r in compiled.reads],
         rules=[rule for r in compiled.reads for rule in r.rules],
         rows=result.num_rows,

@@ -39,7 +39,8 @@ def test_help_on_every_command():
 
 def test_init_table_sql_history_drop(tmp_path):
     root = str(tmp_path / "lake")
-    assert run("init", root).exit_code == 0
+    r = run("init", root, "--admin", "alice")
+    assert r.exit_code == 0 and "alice" in r.output
     assert run("db", "create", "sales", "--root", root).exit_code == 0
     r = run(
         "table",
@@ -77,7 +78,7 @@ def test_init_table_sql_history_drop(tmp_path):
                     "amount": pa.array([1, 2], pa.decimal128(12, 2)),
                 }
             ),
-            user="etl",
+            user="alice",
         )
     r = run(
         "sql",
@@ -100,7 +101,9 @@ def test_init_table_sql_history_drop(tmp_path):
     )
     assert r.output.split() == ['"id"', "1", "2"]
     r = run("table", "history", "sales.orders", "--root", root)
-    assert "WRITE" in r.output and "etl" in r.output
+    assert "WRITE" in r.output and "alice" in r.output
+    r = run("sql", "--root", root, "--user", "mallory", "SELECT count(*) FROM sales.orders")
+    assert r.exit_code == 1  # the starter policy denies everyone but the admin
     r = run(
         "explain",
         "--root",

@@ -120,7 +120,11 @@ class SqlStore(MetadataStore):
             return int(res.lastrowid or 0)
 
     def audit_pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        q = sa.select(s.audit_pending.c.seq, s.audit_pending.c.record).order_by(s.audit_pending.c.seq).limit(limit)
+        q = (
+            sa.select(s.audit_pending.c.seq, s.audit_pending.c.record)
+            .order_by(s.audit_pending.c.seq)
+            .limit(limit)
+        )
         with self._read() as conn:
             return [(int(seq), dict(rec)) for seq, rec in conn.execute(q).all()]
 

@@ -16,22 +16,33 @@ COLUMNS = {
     "schemata": ("catalog_name", "schema_name", "comment"),
     "tables": ("table_catalog", "table_schema", "table_name", "table_type", "comment"),
     "columns": (
-        "table_catalog", "table_schema", "table_name", "column_name", "ordinal_position",
-        "data_type", "is_nullable",
+        "table_catalog",
+        "table_schema",
+        "table_name",
+        "column_name",
+        "ordinal_position",
+        "data_type",
+        "is_nullable",
     ),
 }
 
-_SHOW_TABLES = re.compile(r"^\s*show\s+(?:all\s+)?tables(?:\s+(?:from|in)\s+([A-Za-z_]\w*))?\s*;?\s*$", re.I)
+_SHOW_TABLES = re.compile(
+    r"^\s*show\s+(?:all\s+)?tables(?:\s+(?:from|in)\s+([A-Za-z_]\w*))?\s*;?\s*$", re.I
+)
 _SHOW_DBS = re.compile(r"^\s*show\s+(?:databases|schemas)\s*;?\s*$", re.I)
-_DESCRIBE = re.compile(r"^\s*(?:describe|desc)\s+(?:table\s+)?([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*;?\s*$", re.I)
+_DESCRIBE = re.compile(
+    r"^\s*(?:describe|desc)\s+(?:table\s+)?([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*;?\s*$", re.I
+)
 
 
 def rewrite_statement(sql: str) -> str:
     """SHOW TABLES / SHOW DATABASES / DESCRIBE db.t as queries over information_schema."""
     if m := _SHOW_TABLES.match(sql):
         where = f" WHERE table_schema = '{m.group(1).lower()}'" if m.group(1) else ""
-        return ("SELECT table_schema AS database, table_name AS name, table_type, comment "
-                f"FROM information_schema.tables{where} ORDER BY 1, 2")
+        return (
+            "SELECT table_schema AS database, table_name AS name, table_type, comment "
+            f"FROM information_schema.tables{where} ORDER BY 1, 2"
+        )
     if _SHOW_DBS.match(sql):
         return "SELECT schema_name AS database, comment FROM information_schema.schemata ORDER BY 1"
     if m := _DESCRIBE.match(sql):
@@ -52,14 +63,16 @@ def relation_sql(name: str, ctx: QueryContext) -> str:
     """A VALUES relation for one information_schema view, as the user may see it."""
     view = name.lower()
     if view not in COLUMNS:
-        raise TableNotFound(f"table information_schema.{name} not found; "
-                            "there are schemata, tables and columns")
+        raise TableNotFound(
+            f"table information_schema.{name} not found; there are schemata, tables and columns"
+        )
     rows = ctx.describe(view)
     cols = COLUMNS[view]
     names = ", ".join(f'"{c}"' for c in cols)
     if not rows:
         nulls = ", ".join(
-            f'CAST(NULL AS {"BIGINT" if c == "ordinal_position" else "VARCHAR"}) AS "{c}"' for c in cols
+            f'CAST(NULL AS {"BIGINT" if c == "ordinal_position" else "VARCHAR"}) AS "{c}"'
+            for c in cols
         )
         return f"SELECT {nulls} WHERE false"
     values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)

@@ -120,7 +120,8 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
     relations: dict[str, str] = expression.meta.setdefault(META_RELATIONS, {})
     tables = [t for t in expression.find_all(exp.Table) if META_TABLE in t.meta]
     qualified = {(t.db.lower(), t.name.lower()) for t in tables}
-    ctx.pin([t.meta[META_TABLE] for t in tables])
+    if ctx.pinned is None:
+        ctx.pinned = ctx.pin([t.meta[META_TABLE] for t in tables])
     guard = _filtered_columns(expression)
     for i, node in enumerate(tables):
         info = node.meta[META_TABLE]
@@ -135,8 +136,14 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
         )
         scanned = snapshot.files.num_rows if keep is None else int(keep.true_count)
         ctx.reads.append(
-            TableRead(info, snapshot.version, snapshot.files.num_rows, scanned, view.rules,
-                      view.row_cond is not None)
+            TableRead(
+                info,
+                snapshot.version,
+                snapshot.files.num_rows,
+                scanned,
+                view.rules,
+                view.row_cond is not None,
+            )
         )
         placeholder = f"__lw_{nonce}_{i}"
         relations[placeholder] = view.sql(snapshot.relation_sql(keep), guard)

@@ -20,7 +20,9 @@ class LinesAdapter(Adapter):
         for line in self.lines:
             sec = line.ptype[0]
             if sec not in model.model or line.ptype not in model.model[sec]:
-                raise PolicyError(f"the model does not define line type {line.ptype!r}", line.file, line.line)
+                raise PolicyError(
+                    f"the model does not define line type {line.ptype!r}", line.file, line.line
+                )
             values = list(line.values)
             if line.ptype == "g":
                 values = [v.lower() for v in values]  # names match case-insensitively everywhere

@@ -110,7 +110,9 @@ def model_arity(model_text: str, where: str) -> dict[str, int]:
 class PolicyEngine:
     """Decisions for one policy folder; reloads itself when the folder's files change."""
 
-    def __init__(self, folder: Path, tables: TableLookup, on_reload: Callable[[str], None] | None = None):
+    def __init__(
+        self, folder: Path, tables: TableLookup, on_reload: Callable[[str], None] | None = None
+    ):
         self.folder = Path(folder)
         self.tables = tables
         self.on_reload = on_reload
@@ -132,9 +134,14 @@ class PolicyEngine:
         if errors:
             first = errors[0]
             raise PolicyError(
-                first.message + (f" (and {len(errors) - 1} more; run `lake policy check`)"
-                                 if len(errors) > 1 else ""),
-                first.file, first.line,
+                first.message
+                + (
+                    f" (and {len(errors) - 1} more; run `lake policy check`)"
+                    if len(errors) > 1
+                    else ""
+                ),
+                first.file,
+                first.line,
             )
         enforcer = casbin.Enforcer(self._model(loaded.model_text), LinesAdapter(loaded.lines))
         with self._lock:
@@ -190,7 +197,9 @@ class PolicyEngine:
             if e is not None:
                 return e
             subs = self.subjects(user)
-            lines = [line for s in subs for line in self._by_subject.get(s, ()) if line.ptype == "p"]
+            lines = [
+                line for s in subs for line in self._by_subject.get(s, ()) if line.ptype == "p"
+            ]
             lines.sort(key=lambda x: (x.file, x.line))
             e = casbin.Enforcer(self._model(self._policy.model_text), LinesAdapter(lines))
             e.add_function("subjectMatch", lambda r, p: p.lower() in subs)
@@ -205,7 +214,9 @@ class PolicyEngine:
                 return f"{line.where} p {', '.join(line.values)}"
         return "p " + ", ".join(explain)
 
-    def _ask(self, user: str, resource: str, action: str, tags: dict) -> tuple[bool, str | None, bool]:
+    def _ask(
+        self, user: str, resource: str, action: str, tags: dict
+    ) -> tuple[bool, str | None, bool]:
         """(allowed, rule, denied) for one question."""
         e = self._enforcer_for(user)
         self._tags_now = tags
@@ -228,7 +239,9 @@ class PolicyEngine:
         columns, catalog_tags = known
         base = ".".join(table.split(".")[:2])
         resources = [base.split(".")[0], base] + [f"{base}.{c}" for c in columns]
-        g2 = [(r, f"tag:{k}={v}") for r, kv in catalog_tags.items() for k, v in kv.items()] + self._g2
+        g2 = [
+            (r, f"tag:{k}={v}") for r, kv in catalog_tags.items() for k, v in kv.items()
+        ] + self._g2
         return effective_tags(g2, resources)
 
     def view(self, user: str, table: str, columns: list[str]) -> ViewSpec:
@@ -267,11 +280,15 @@ class PolicyEngine:
         rules += [p.rule for p in pairs if " p2 " in p.rule]
         if not pairs:
             raise refuse
-        visible = tuple(c for c in columns if c not in removed and any(c in p.columns for p in pairs))
+        visible = tuple(
+            c for c in columns if c not in removed and any(c in p.columns for p in pairs)
+        )
         if not visible:
             raise refuse
-        row_cond = None if any(p.cond is None for p in pairs) else " OR ".join(
-            f"({p.cond})" for p in pairs
+        row_cond = (
+            None
+            if any(p.cond is None for p in pairs)
+            else " OR ".join(f"({p.cond})" for p in pairs)
         )
         cell: dict[str, str] = {}
         for c in visible:
@@ -280,15 +297,20 @@ class PolicyEngine:
                 continue  # every row the user sees shows this cell
             cell[c] = " OR ".join(f"({p.cond})" for p in having)
         masks = self._mask_for(user, table, visible, tags, rules)
-        return ViewSpec(table, visible, row_cond, cell, masks, tuple(dict.fromkeys(r for r in rules if r)))
+        return ViewSpec(
+            table, visible, row_cond, cell, masks, tuple(dict.fromkeys(r for r in rules if r))
+        )
 
     def _filters(self, user: str, table: str, columns: list[str]) -> list[Pair]:
         subs = self.subjects(user)
         out = []
         for s in subs:
             for line in self._by_subject.get(s, ()):
-                if line.ptype != "p2" or not pattern_matches(line.values[1], table, {}) \
-                        or line.values[1].count(".") != 1:
+                if (
+                    line.ptype != "p2"
+                    or not pattern_matches(line.values[1], table, {})
+                    or line.values[1].count(".") != 1
+                ):
                     continue
                 _, _, name, cond, cols = line.values
                 try:
@@ -296,18 +318,27 @@ class PolicyEngine:
                     chosen = parse_columns(cols, columns)
                 except (PolicySQLError, ValueError) as e:
                     # Fail closed: a filter that no longer fits the table grants nothing.
-                    raise AccessDenied(f"the policy filter at {line.where} does not fit {table}: {e}") from None
+                    raise AccessDenied(
+                        f"the policy filter at {line.where} does not fit {table}: {e}"
+                    ) from None
                 out.append(Pair(cond_sql, chosen, f"{line.where} p2 {name}"))
         out.sort(key=lambda p: p.rule)
         return out
 
-    def _mask_for(self, user: str, table: str, visible: tuple[str, ...], tags: dict,
-                  rules: list[str]) -> dict[str, str]:
+    def _mask_for(
+        self, user: str, table: str, visible: tuple[str, ...], tags: dict, rules: list[str]
+    ) -> dict[str, str]:
         masks: dict[str, str] = {}
         for c in visible:
             res = f"{table}.{c}"
-            line = next((m for m in self._masks if pattern_matches(m.values[0], res, tags)
-                         and m.values[0].count(".") == 2), None)
+            line = next(
+                (
+                    m
+                    for m in self._masks
+                    if pattern_matches(m.values[0], res, tags) and m.values[0].count(".") == 2
+                ),
+                None,
+            )
             if line is None:
                 continue
             if self._ask(user, res, "unmask", tags)[0]:

@@ -9,7 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 ACTIONS = frozenset(
-    ["select", "insert", "update", "delete", "describe", "create", "alter", "drop", "unmask", "submit"]
+    [
+        "select",
+        "insert",
+        "update",
+        "delete",
+        "describe",
+        "create",
+        "alter",
+        "drop",
+        "unmask",
+        "submit",
+    ]
 )
 
 
@@ -44,9 +55,7 @@ def action_matches(requested: str, granted: str) -> bool:
     return granted == "*" or granted.lower() == requested.lower()
 
 
-def effective_tags(
-    g2: list[tuple[str, str]], resources: list[str]
-) -> dict[str, dict[str, str]]:
+def effective_tags(g2: list[tuple[str, str]], resources: list[str]) -> dict[str, dict[str, str]]:
     """Effective tags of each resource: database -> table -> column, the nearest tag of a key wins."""
     own: dict[str, dict[str, str]] = {}
     for res, tag in g2:

@@ -26,12 +26,18 @@ def normalize(sql: str, columns: list[str] | None = None) -> tuple[str, frozense
     except (ParseError, SqlglotError) as e:
         msg = e.errors[0]["description"] if isinstance(e, ParseError) and e.errors else str(e)
         raise PolicySQLError(f"cannot parse {sql!r}: {msg}") from None
-    if tree is None or isinstance(tree, (exp.Select, exp.Query, exp.Command)) or tree.find(
-        exp.Select, exp.Subquery, exp.Table, exp.Placeholder, exp.Parameter
+    if (
+        tree is None
+        or isinstance(tree, (exp.Select, exp.Query, exp.Command))
+        or tree.find(exp.Select, exp.Subquery, exp.Table, exp.Placeholder, exp.Parameter)
     ):
-        raise PolicySQLError(f"{sql!r} must be a plain expression: no queries, tables or parameters")
+        raise PolicySQLError(
+            f"{sql!r} must be a plain expression: no queries, tables or parameters"
+        )
     if tree.find(exp.AggFunc, exp.Window):
-        raise PolicySQLError(f"{sql!r} may not use an aggregate function or a window function: it is evaluated per row")
+        raise PolicySQLError(
+            f"{sql!r} may not use an aggregate function or a window function: it is evaluated per row"
+        )
     if tree.find(exp.Star):
         raise PolicySQLError(f"{sql!r} may not use *")
     try:
