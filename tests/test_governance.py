@@ -87,8 +87,12 @@ def test_star_subject_grants_a_column(lk):
     # bob's eu filter and the everyone-name grant are a union: all rows, other cells NULL.
     t = lk.sql("SELECT id, name FROM hr.people ORDER BY name", user="bob")
     assert t.to_pylist() == [
-        {"id": 1, "name": "Ada"}, {"id": 2, "name": "Bo"}, {"id": None, "name": "Cy"},
-        {"id": None, "name": "Di"}, {"id": None, "name": "Ed"}, {"id": 6, "name": "Fay"},
+        {"id": 1, "name": "Ada"},
+        {"id": 2, "name": "Bo"},
+        {"id": None, "name": "Cy"},
+        {"id": None, "name": "Di"},
+        {"id": None, "name": "Ed"},
+        {"id": 6, "name": "Fay"},
     ]
 
 
@@ -134,8 +138,10 @@ def test_error_probes_do_not_depend_on_hidden_rows(lk):
 
 
 def test_select_star_and_subqueries_see_only_visible(lk):
-    t = lk.sql("WITH x AS (SELECT * FROM hr.people) SELECT * FROM x WHERE id IN (SELECT id FROM hr.people)",
-               user="bob")
+    t = lk.sql(
+        "WITH x AS (SELECT * FROM hr.people) SELECT * FROM x WHERE id IN (SELECT id FROM hr.people)",
+        user="bob",
+    )
     assert t.num_rows == 3 and "ssn" not in t.column_names
 
 
@@ -164,8 +170,15 @@ def test_policy_hot_reload(lk, tmp_path):
 def test_governed_writes(lk):
     import pyarrow as pa
 
-    new = pa.table({"id": pa.array([9], pa.int64()), "region": ["eu"], "name": ["Zed"],
-                    "ssn": ["999"], "salary": pa.array([1], pa.int64())})
+    new = pa.table(
+        {
+            "id": pa.array([9], pa.int64()),
+            "region": ["eu"],
+            "name": ["Zed"],
+            "ssn": ["999"],
+            "salary": pa.array([1], pa.int64()),
+        }
+    )
     with pytest.raises(AccessDenied):
         lk.write("hr.people", new, user="bob")  # no insert grant
     with pytest.raises(AccessDenied):
@@ -178,9 +191,114 @@ def test_audit_records_everything(lk):
         lk.sql("SELECT * FROM hr.people", user="frank")
     with pytest.raises(AccessDenied):
         lk.sql("SELECT * FROM system.audit", user="alice")  # the audit table is governed too
-    t = lk.sql("SELECT a.user, a.action, a.decision, a.rows FROM system.audit a ORDER BY seq",
-               user="ivan")
+    t = lk.sql(
+        "SELECT a.user, a.action, a.decision, a.rows FROM system.audit a ORDER BY seq", user="ivan"
+    )
     recs = t.to_pylist()
     assert {"user": "alice", "action": "sql", "decision": "allowed", "rows": 1} in recs
     assert {"user": "frank", "action": "sql", "decision": "denied", "rows": None} in recs
     assert any(r["user"] == "alice" and r["decision"] == "denied" for r in recs)
+
+
+# hostile queries against a governed table ----------------------------------------------------
+HOSTILE_BOB = [
+    # CTE named like the table cannot swap in raw data; qualified names always mean the catalog.
+    "WITH people AS (SELECT * FROM hr.people) SELECT * FROM people",
+    'SELECT * FROM "hr"."people"',
+    "SELECT * FROM HR.PEOPLE",
+    "SELECT * FROM hr.people /* comment */ WHERE 1=1 -- trailing",
+    "SELECT * FROM (SELECT * FROM hr.people) x",
+    "SELECT * FROM hr.people UNION ALL SELECT * FROM hr.people",
+    "SELECT p.* FROM hr.people p, LATERAL (SELECT p.id) l",
+    "SELECT * FROM hr.people WHERE id IN (SELECT id FROM hr.people)",
+]
+
+
+@pytest.mark.parametrize("q", HOSTILE_BOB)
+def test_every_path_to_the_table_is_governed(lk, q):
+    t = lk.sql(q, user="bob")
+    assert "ssn" not in t.column_names
+    assert set(t["region"].to_pylist()) <= {"eu"}
+    assert set(t["salary"].to_pylist()) <= {0}
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "SELECT * FROM read_parquet('/etc/passwd')",
+        "SELECT * FROM 'hr/people/*.parquet'",
+        "SELECT * FROM people_raw",  # a Python variable name in the caller's scope
+        "SELECT current_setting('allowed_directories')",
+        "SELECT * FROM duckdb_tables()",
+        "SELECT * FROM hr.people; DROP TABLE hr.people",
+        "ATTACH 'x.db'",
+        "COPY (SELECT * FROM hr.people) TO '/tmp/x.csv'",
+        "SET enable_external_access = true",
+    ],
+)
+def test_hostile_queries_refused(lk, q):
+    import pyarrow as pa
+
+    people_raw = pa.table({"ssn": ["111"]})  # noqa: F841 - must stay unreachable
+    with pytest.raises((AccessDenied, SQLError, lake_errors().TableNotFound)) as e:
+        lk.sql(q, user="alice")
+    assert "111" not in str(e.value)
+
+
+def lake_errors():
+    import lake
+
+    return lake.errors
+
+
+def test_unknown_and_hidden_tables_fail_alike(lk):
+    errs = []
+    for q in ("SELECT * FROM hr.people", "SELECT * FROM hr.nothing_here"):
+        with pytest.raises(AccessDenied) as e:
+            lk.sql(q, user="erin")
+        errs.append(str(e.value).replace("people", "X").replace("nothing_here", "X"))
+    assert errs[0] == errs[1]
+
+
+def test_information_schema_show_describe_are_filtered(lk):
+    tables = lk.sql("SELECT table_schema, table_name FROM information_schema.tables", user="bob")
+    assert tables.to_pylist() == [{"table_schema": "hr", "table_name": "people"}]
+    assert lk.sql("SELECT * FROM information_schema.tables", user="erin").num_rows == 0
+    cols = lk.sql("DESCRIBE hr.people", user="alice")["column_name"].to_pylist()
+    assert cols == ["id", "region", "name", "salary"]  # ssn is not even described
+    assert lk.sql("SHOW TABLES", user="alice")["name"].to_pylist() == ["people"]
+    assert lk.sql("SHOW TABLES", user="erin").num_rows == 0
+    with pytest.raises(AccessDenied):
+        lk.sql("SELECT * FROM duckdb_columns()", user="alice")
+
+
+def test_filtered_update_and_delete_touch_only_visible_rows(tmp_path):
+    import pyarrow as pa
+
+    policy = (
+        POLICY
+        + "g, hank, role:eu\np, hank, hr.people, update, allow\np, hank, hr.people, delete, allow\n"
+    )
+    lk2 = governed_lake(tmp_path / "l2", policy)
+    try:
+        lk2.update("hr.people", set={"name": "upper(name)"}, user="hank")
+        lk2.delete("hr.people", where="id > 0", user="hank")  # deletes only eu rows
+        import lake
+
+        with lake.connect(tmp_path / "l2", policy=tmp_path / "l2" / "policy") as check:
+            t = check.sql("SELECT id, name FROM hr.people ORDER BY id", user="gina")
+        assert t.to_pylist() == [
+            {"id": 3, "name": "Cy"},
+            {"id": 4, "name": "Di"},
+            {"id": 5, "name": "Ed"},
+        ]
+        # Writing a column hank cannot see is refused; so is computing on a masked one.
+        with pytest.raises(AccessDenied):
+            lk2.update("hr.people", set={"ssn": "'x'"}, user="hank")
+        with pytest.raises(AccessDenied):
+            lk2.update("hr.people", set={"name": "CAST(salary AS VARCHAR)"}, user="hank")
+        with pytest.raises(AccessDenied):
+            lk2.delete("hr.people", where="ssn = '444'", user="hank")
+        del pa
+    finally:
+        lk2.close()

@@ -21,16 +21,19 @@ META_TRAVEL = "lake_time_travel"
 
 def _cte_names_in_scope(node: exp.Expression) -> set[str]:
     names: set[str] = set()
-    child, parent = node, node.parent
+    inside: exp.CTE | None = None  # the CTE whose body we are walking up out of
+    parent = node.parent
     while parent is not None:
+        if isinstance(parent, exp.CTE):
+            inside = parent
         with_ = parent.args.get("with_") or parent.args.get("with")
         if isinstance(with_, exp.With):
             for cte in with_.expressions:
                 # A non-recursive CTE does not see itself; recursive ones do.
-                if cte is child and not with_.args.get("recursive"):
+                if cte is inside and not with_.args.get("recursive"):
                     continue
                 names.add(cte.alias_or_name.lower())
-        child, parent = parent, parent.parent
+        parent = parent.parent
     return names
 
 

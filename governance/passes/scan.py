@@ -64,6 +64,9 @@ def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[st
     def mine(col: exp.Expression) -> str | None:
         if not isinstance(col, exp.Column) or col.name not in columns:
             return None
+        if col.args.get("db"):
+            same = col.db.lower() == node.db.lower() and col.table.lower() == node.name.lower()
+            return col.name if same and alias.lower() == node.name.lower() else None
         if col.table:
             return (
                 col.name if col.table.lower() == alias.lower() and not col.args.get("db") else None
