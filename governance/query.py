@@ -60,6 +60,8 @@ def _cache_key(sql: str, expression: exp.Expression, ctx: QueryContext) -> tuple
         (
             n.meta[META_TABLE].id,
             n.meta[META_TABLE].location,
+            # created_at tells apart a table dropped and re-created with the same id and place.
+            n.meta[META_TABLE].created_at,
             ctx.pinned[n.meta[META_TABLE].id][0],
             repr(n.meta.get(META_TRAVEL)),
         )

@@ -261,7 +261,7 @@ class _Parser:
 
     def done(self) -> None:
         if self.peek() is not None:
-            raise ValueError(f"trailing {self.toks[self.i:]}")
+            raise ValueError(f"trailing {self.toks[self.i :]}")
 
     def expr(self):
         e = self.conj()
@@ -391,7 +391,7 @@ def effective_tags(lines, column: str) -> dict[str, str]:
     for res in (db, f"{db}.{table}", column):
         for line in lines:
             if line[0] == "g2" and line[1] == res:
-                key, _, value = line[2][len("tag:"):].partition("=")
+                key, _, value = line[2][len("tag:") :].partition("=")
                 merged[key] = value
     return merged
 
@@ -399,7 +399,7 @@ def effective_tags(lines, column: str) -> dict[str, str]:
 def covers_column(lines, pattern: str, column: str) -> bool:
     """Does a p-line RESOURCE cover the column `db.table.column`?"""
     if pattern.startswith("tag:"):
-        key, _, value = pattern[len("tag:"):].partition("=")
+        key, _, value = pattern[len("tag:") :].partition("=")
         return effective_tags(lines, column).get(key) == value
     return segments_cover(pattern, column)
 
@@ -434,6 +434,7 @@ class Relation:
     columns: list[str]  # visible, in table order
     rows: list[dict]  # each row: visible column -> what the user reads
     masked: set[str] = field(default_factory=set)
+    hidden_cells: int = 0  # cells of present rows that read NULL because no pair shows them
 
 
 def view(lines, table: str, columns: list[str], rows: list[dict], user: str) -> Relation:
@@ -453,17 +454,23 @@ def view(lines, table: str, columns: list[str], rows: list[dict], user: str) -> 
     }
 
     # Rule 2: every grant is a pair (row condition, columns).
+    # An allow on columns (or a tag) grants each column it covers unless a deny on that column
+    # beats it; a grant left with no column is no pair (it shows no row either).
     pairs: list[Pair] = []
     for r in _p_lines(lines, subs, "select", "allow"):
         if covers_table(r, table):
             pairs.append(Pair(Const(True), set(columns)))
         else:
-            cols = {c for c in columns if covers_column(lines, r, full[c])}
+            cols = {c for c in columns if covers_column(lines, r, full[c]) and c not in denied}
             if cols:
                 pairs.append(Pair(Const(True), cols))
     for line in lines:
-        if line[0] == "p2" and line[1] in subs and line[2].count(".") == 1 \
-                and segments_cover(line[2], table):
+        if (
+            line[0] == "p2"
+            and line[1] in subs
+            and line[2].count(".") == 1
+            and segments_cover(line[2], table)
+        ):
             pairs.append(Pair(parse_expr(line[4]), parse_columns(line[5], columns)))
     if not pairs:
         raise Refused(f"{user} has no grant on {table}")
@@ -479,18 +486,25 @@ def view(lines, table: str, columns: list[str], rows: list[dict], user: str) -> 
     masks = {}
     for c in visible:
         mask = next(
-            (line[2] for line in lines if line[0] == "p3" and line[1].count(".") == 2
-             and segments_cover(line[1], full[c])),
+            (
+                line[2]
+                for line in lines
+                if line[0] == "p3" and line[1].count(".") == 2 and segments_cover(line[1], full[c])
+            ),
             None,
         )
         if mask is None:
             continue
-        allow = any(covers_column(lines, r, full[c]) for r in _p_lines(lines, subs, "unmask", "allow"))
-        deny = any(covers_column(lines, r, full[c]) for r in _p_lines(lines, subs, "unmask", "deny"))
+        allow = any(
+            covers_column(lines, r, full[c]) for r in _p_lines(lines, subs, "unmask", "allow")
+        )
+        deny = any(
+            covers_column(lines, r, full[c]) for r in _p_lines(lines, subs, "unmask", "deny")
+        )
         if not allow or deny:
             masks[c] = parse_mask(mask)
 
-    out = []
+    out, hidden = [], 0
     for raw in rows:
         holds = [p.cond.eval(raw) is True for p in pairs]
         if not any(holds):
@@ -500,12 +514,13 @@ def view(lines, table: str, columns: list[str], rows: list[dict], user: str) -> 
             shown = any(h and c in p.columns for h, p in zip(holds, pairs, strict=True))
             if not shown:
                 seen[c] = None
+                hidden += 1
             elif c in masks:
                 seen[c] = masks[c].eval(raw)  # masks see the stored values
             else:
                 seen[c] = raw[c]
         out.append(seen)
-    return Relation(visible, out, set(masks))
+    return Relation(visible, out, set(masks), hidden)
 
 
 # --------------------------------------------------------------------------------------------
