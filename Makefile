@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/lake demo --root ./demo-lake --fresh
 
 test: $(STAMP)
+	bash scripts/sysdeps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider tests
 
