@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from catalog.errors import InvalidArgument, LakeError
+from lake.batch_cli import job_app, queue_app, schedule_app
 from lake.policy_cli import policy_app
 
 app = typer.Typer(
@@ -28,6 +29,9 @@ db_app = typer.Typer(help="Create, list and drop databases.", no_args_is_help=Tr
 app.add_typer(table_app, name="table")
 app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
+app.add_typer(job_app, name="job")
+app.add_typer(queue_app, name="queue")
+app.add_typer(schedule_app, name="schedule")
 
 console = Console()
 err = Console(stderr=True)

@@ -41,6 +41,7 @@ DEMO_POLICY = """\
 # The demo's policy: etl administers, three people see three views of the same tables.
 g, etl, role:admin
 p, role:admin, *, *, allow
+p, role:admin, queue:*, submit, allow
 g, alice, role:analyst
 p, role:analyst, sales, select, allow
 p3, sales.customers.email, regexp_replace(email, '^[^@]+', '***')
@@ -202,4 +203,8 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
             f"[bold]File skipping[/]: WHERE region = 'eu' scans {r.files_scanned} of {r.files_total} files"
         )
         governance(lk, out)
+        out.print(Panel.fit("Batch: a checkpointing job on spot compute", style="cyan"))
+        from batch.demo import run_spot_demo
+
+        run_spot_demo(lk.batch, lk.catalog, lambda q, u: lk.sql(q, user=u), say=out.print)
         out.print(Panel.fit("demo finished", style="green"))

@@ -1,0 +1,170 @@
+"""One attempt of a job, run inside a Ray task that holds the job's CPUs and memory.
+
+The task restores the checkpoint, starts the sandbox, reports RUNNING to the store, then watches
+three things until the sandbox ends: a control file the scheduler writes (INTERRUPT, CANCEL,
+STOP), the per-attempt timeout, and the sandbox itself. Stopping is always notice (SIGTERM),
+grace, SIGKILL. The checkpoint is saved at notice and at the end of every attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from batch import checkpoints
+from batch.runtime.base import ExitStatus, Mount, Runtime, SandboxSpec
+
+CONTROL = "control"
+_stores: dict[str, Any] = {}
+_runtimes: dict[str | None, Runtime] = {}
+
+
+def load_sandbox_runtime(name: str | None = None) -> Runtime:
+    """The sandbox backend (`batch.runtime.load_runtime`), cached per process."""
+    rt = _runtimes.get(name)
+    if rt is None:
+        from batch.runtime import load_runtime
+
+        rt = _runtimes[name] = load_runtime(name)
+    return rt
+
+
+def _store(url: str) -> Any:
+    st = _stores.get(url)
+    if st is None:
+        from batch.store import BatchStore
+
+        st = _stores[url] = BatchStore(url, migrate_schema=False)
+    return st
+
+
+def read_control(attempt_dir: Path) -> str | None:
+    try:
+        return (attempt_dir / CONTROL).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_control(attempt_dir: Path, what: str) -> None:
+    """Ask a running attempt to stop (INTERRUPT, CANCEL or STOP); first request wins."""
+    attempt_dir.mkdir(parents=True, exist_ok=True)
+    path = attempt_dir / CONTROL
+    if path.exists():
+        return
+    tmp = attempt_dir / f".{CONTROL}.{os.getpid()}"
+    tmp.write_text(what)
+    os.replace(tmp, path)
+
+
+def run_attempt(plan: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt end to end; returns how it ended (never raises for job failures)."""
+    attempt_dir = Path(plan["attempt_dir"])
+    attempt_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"lakeward-{plan['job_id'].replace(':', '_')}-"))
+    local_ckpt = scratch / "checkpoints"
+    ckpt_store = Path(plan["checkpoint_dir"]) if plan.get("checkpoint_dir") else None
+    result: dict[str, Any] = {"node": socket.gethostname(), "worker_pid": os.getpid()}
+    try:
+        t0 = time.time()
+        if ckpt_store is not None:
+            checkpoints.restore(ckpt_store, local_ckpt)
+        else:
+            local_ckpt.mkdir(parents=True)
+        mounts = [Mount(local_ckpt, "/opt/ml/checkpoints", read_only=False)]
+        for name, path in plan.get("inputs", {}).items():
+            mounts.append(Mount(Path(path), f"/opt/ml/input/data/{name}", read_only=True))
+        for name in plan.get("outputs", []):
+            out = attempt_dir / "output" / name
+            out.mkdir(parents=True, exist_ok=True)
+            mounts.append(Mount(out, f"/opt/ml/output/{name}", read_only=False))
+        spec = SandboxSpec(
+            command=list(plan["command"]),
+            image=plan.get("image", "host"),
+            workdir=Path(plan["workdir"]) if plan.get("workdir") else None,
+            env=dict(plan["env"]),
+            mounts=tuple(mounts),
+            cpus=float(plan["cpus"]),
+            memory_bytes=plan.get("memory_bytes"),
+            network=bool(plan.get("network")),
+            stdout=attempt_dir / "stdout.log",
+            stderr=attempt_dir / "stderr.log",
+        )
+        try:
+            box = load_sandbox_runtime(plan.get("runtime")).start(spec)
+        except Exception as e:  # noqa: BLE001 - any start failure ends the attempt, not the scheduler
+            (attempt_dir / "stderr.log").open("a").write(f"lakeward: cannot start: {e}\n")
+            result.update(
+                start_error=f"{type(e).__name__}: {e}", started_at=t0, ended_at=time.time()
+            )
+            return result
+        started = time.time()
+        result.update(started_at=started, sandbox_pid=box.pid)
+        with contextlib.suppress(Exception):  # a store hiccup must not kill a running job
+            _store(plan["store_url"]).mark_running(
+                plan["job_id"],
+                plan["attempt"],
+                node=result["node"],
+                worker_pid=os.getpid(),
+                sandbox_pid=box.pid,
+                scratch=str(scratch),
+                started_at=started,
+            )
+        status, stop, notice_at = _watch(box, plan, attempt_dir, started, local_ckpt, ckpt_store)
+        ended = time.time()
+        if ckpt_store is not None:
+            checkpoints.save(local_ckpt, ckpt_store)
+        result.update(
+            code=status.code,
+            signal=status.signal,
+            runtime_reason=status.reason,
+            stop=stop,
+            notice_at=notice_at,
+            ended_at=ended,
+            last_checkpoint=checkpoints.newest_mtime(local_ckpt),
+        )
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _watch(
+    box: Any,
+    plan: dict[str, Any],
+    attempt_dir: Path,
+    started: float,
+    local_ckpt: Path,
+    ckpt_store: Path | None,
+) -> tuple[ExitStatus, str | None, float | None]:
+    timeout = plan.get("timeout_s")
+    grace = float(plan.get("grace_s", 2.0))
+    poll = float(plan.get("poll_s", 0.02))
+    while True:
+        status = box.wait(timeout=poll)
+        if status is not None:
+            return status, None, None
+        stop = read_control(attempt_dir)
+        if stop is None and timeout is not None and time.time() - started >= timeout:
+            stop = "TIMEOUT"
+        if stop is None:
+            continue
+        notice = time.time()
+        with contextlib.suppress(ProcessLookupError, OSError):
+            box.signal(signal.SIGTERM)
+        if stop == "INTERRUPT" and ckpt_store is not None:
+            checkpoints.save(local_ckpt, ckpt_store)
+        if stop == "STOP":
+            grace = min(grace, 1.0)  # the scheduler is shutting down; it waits only briefly
+        status = box.wait(timeout=max(0.0, notice + grace - time.time()))
+        if status is None:
+            box.kill()
+            status = box.wait(timeout=30)
+            if status is None:
+                status = ExitStatus(None, signal.SIGKILL, "KILLED")
+        return status, stop, notice
