@@ -10,14 +10,25 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_batch  # noqa: E402
 import bench_commit  # noqa: E402
+import bench_compaction  # noqa: E402
 import bench_governance  # noqa: E402
+import bench_ingest  # noqa: E402
 import bench_query  # noqa: E402
 import bench_sandbox  # noqa: E402
 import bench_skipping  # noqa: E402
 
 if __name__ == "__main__":
     results = []
-    for mod in (bench_commit, bench_skipping, bench_query, bench_governance, bench_sandbox, bench_batch):
+    for mod in (
+        bench_commit,
+        bench_skipping,
+        bench_query,
+        bench_governance,
+        bench_sandbox,
+        bench_batch,
+        bench_ingest,
+        bench_compaction,
+    ):
         results += mod.main()
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)

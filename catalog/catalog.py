@@ -7,7 +7,7 @@ import json
 import shutil
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class Catalog:
         self._writers_lock = threading.Lock()
         self._infos: dict[tuple[str, str], TableInfo] = {}
         self._db_tags: dict[str, dict[str, str]] = {}
+        self._commit_hooks: list[Callable[[TableInfo, int], None]] = []
 
     # databases ---------------------------------------------------------------------------------
     def create_database(
@@ -252,6 +253,13 @@ class Catalog:
             database = self.get_database(database).name
         return self.store.list_tables(database)
 
+    def set_properties(self, name: str, properties: Mapping[str, str | None]) -> TableInfo:
+        """Set (or, with None, remove) table properties, e.g. compaction.* thresholds."""
+        info = self.table(name)
+        self.store.update_table(info.id, properties=dict(properties))
+        self.forget(info)
+        return self.table(name)
+
     def describe(self, name: str) -> dict[str, Any]:
         """Everything the catalog knows about a table, with its current schema and size."""
         info = self.table(name)
@@ -393,6 +401,27 @@ class Catalog:
                 dt.create_checkpoint()
         with self._writers_lock:
             self._writers[info.location] = dt
+        for hook in list(self._commit_hooks):
+            with contextlib.suppress(Exception):  # a hook never fails a commit already made
+                hook(info, new)
+
+    def add_commit_hook(self, hook: Callable[[TableInfo, int], None]) -> None:
+        """Call `hook(table_info, new_version)` after each ratified commit of this process.
+
+        Hooks run on the committing thread, so they must be quick (e.g. enqueue work).
+        """
+        self._commit_hooks.append(hook)
+
+    def remove_commit_hook(self, hook: Callable[[TableInfo, int], None]) -> None:
+        """Stop calling a hook added with add_commit_hook."""
+        with contextlib.suppress(ValueError):
+            self._commit_hooks.remove(hook)
+
+    def partitions(self, name: str) -> list[dict[str, Any]]:
+        """The table's partitions now: values, file count, rows and bytes of each."""
+        from catalog.partitions import partitions
+
+        return partitions(self, name)
 
     def reap(self) -> int:
         """Abort transactions idle past their timeout and roll back what they left; returns how many."""

@@ -11,3 +11,4 @@ class Settings:
     write_lease_s: float = 600.0  # lock lease of a single write, for holders on other hosts
     lock_wait_s: float = 60.0  # how long a writer waits for a busy table before CommitConflict
     checkpoint_interval: int = 100  # write a Delta checkpoint every N ratified versions
+    auto_compact: bool = True  # compact small files in the background after commits

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from catalog.catalog import Catalog
 
 _HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+# Operations that rewrite files without changing a single row: a transaction that read the
+# table before one of them committed still read exactly the current rows.
+ROW_NEUTRAL = frozenset({"OPTIMIZE"})
 
 
 @dataclass
@@ -142,7 +145,9 @@ class Transaction:
                     at_snap = self.catalog.store.versions_at([info.id], self.snapshot_seq).get(
                         info.id
                     )
-                    changed = at_snap != pointer
+                    changed = at_snap != pointer and _changes_rows(
+                        self.catalog, info.id, at_snap, pointer
+                    )
             except BaseException:
                 self.catalog.store.unlock(self.id, [info.id])
                 raise
@@ -409,6 +414,14 @@ class Transaction:
         else:
             self.catalog.store.end_txn(self.id, state)
         self.state = state
+
+
+def _changes_rows(catalog: Catalog, table_id: int, old: int | None, new: int) -> bool:
+    """Whether a ratified commit after version `old`, up to `new`, changed the table's rows."""
+    if old is None or new < old:
+        return True
+    since = [c for c in catalog.store.commits(table_id, new - old) if c.version > old]
+    return len(since) != new - old or any(c.operation not in ROW_NEUTRAL for c in since)
 
 
 def table_schema(dt: DeltaTable) -> pa.Schema:

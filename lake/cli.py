@@ -15,6 +15,7 @@ from rich.table import Table
 
 from catalog.errors import InvalidArgument, LakeError
 from lake.batch_cli import job_app, queue_app, schedule_app
+from lake.ingest_cli import register as register_ingest
 from lake.policy_cli import policy_app
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(job_app, name="job")
 app.add_typer(queue_app, name="queue")
 app.add_typer(schedule_app, name="schedule")
+register_ingest(app)
 
 console = Console()
 err = Console(stderr=True)

@@ -17,6 +17,7 @@ DEFAULT_TOML = """\
 txn_timeout_s = 300        # explicit transactions idle longer than this are aborted
 lock_wait_s = 60           # a writer waits this long for a busy table, then CommitConflict
 checkpoint_interval = 100  # Delta checkpoint every N committed versions
+auto_compact = true        # background compaction (thresholds are table properties compaction.*)
 
 [audit]
 flush_interval_s = 2       # queued audit records move to system.audit this often

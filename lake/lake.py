@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import atexit
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -17,8 +19,15 @@ from catalog.txn import Transaction
 from governance.access import Access
 from governance.audit import AuditLog
 from lake import maintenance, query
+from lake.autocompact import AutoCompactor
 from lake.config import DEFAULT_TOML, load_config
 from lake.policy import Policy, authorize_write
+
+if TYPE_CHECKING:
+    from batch.api import Batch
+    from lake.crawl import CrawlResult
+    from lake.ingest import IngestResult
+    from lake.stream import StreamResult
 
 T = TypeVar("T")
 
@@ -138,6 +147,12 @@ class Lake:
         self.policy = Policy(self, folder if folder.is_dir() else None)
         self.catalog.reap()
         self.catalog.recover()
+        self.autocompact = (
+            AutoCompactor(self.catalog).start() if self.config.catalog.auto_compact else None
+        )
+        self._closed = False
+        # Background threads inside native code at interpreter exit can crash the process.
+        atexit.register(self.close)
 
     @property
     def access(self) -> Access:
@@ -151,8 +166,35 @@ class Lake:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @functools.cached_property
+    def batch(self) -> Batch:
+        """Batch jobs of this lake (the scheduler starts on first use)."""
+        from batch.api import Batch
+
+        return Batch.from_lake(
+            self,
+            authorize_write=lambda user, table, columns: authorize_write(
+                self.policy, user, table, ["insert"], columns=columns
+            ),
+            lake_factory=functools.partial(
+                connect,
+                str(self.root),
+                catalog=self.store.url,
+                ray_address=self.ray_address,
+                policy=self.policy.folder,
+            ),
+        )
+
     def close(self) -> None:
-        """Flush the audit trail and release the engine and the metadata store connections."""
+        """Stop batch work, flush the audit trail, release the engine and the store (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        if self.autocompact is not None:
+            self.autocompact.close()
+        if "batch" in self.__dict__:
+            self.batch.close()  # first: it forwards queued submission records to the audit
         self.audit.close()
         self.engine.close()
         self.store.close()
@@ -296,9 +338,19 @@ class Lake:
         user: str,
         target_size: int | None = None,
         zorder: Sequence[str] | None = None,
+        where: str | None = None,
+        partition: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Rewrite small files into target-size files, in one ratified commit."""
-        return maintenance.compact(self.catalog, table, user, target_size, zorder)
+        """Rewrite small files into target-size files (z-ordered on `zorder` columns) in one
+        ratified OPTIMIZE commit; a second one only if a concurrent delete or overwrite replaced
+        some of the files meanwhile (that part is redone on the fresh snapshot).
+
+        where ("region = 'eu'") or partition ({"region": "eu"}) limit it to some partitions.
+        Concurrent appends never fail because of it: the rewrite runs without the table lock.
+        """
+        return maintenance.compact(
+            self.catalog, table, user, target_size, zorder, where=where, partition=partition
+        )
 
     def vacuum(
         self,
@@ -308,9 +360,34 @@ class Lake:
         retention_hours: float | None = None,
         dry_run: bool = False,
         force: bool = False,
+        partition: Mapping[str, Any] | None = None,
     ) -> list[str]:
         """Delete files no longer referenced by versions inside the retention window."""
-        return maintenance.vacuum(self.catalog, table, user, retention_hours, dry_run, force)
+        return maintenance.vacuum(
+            self.catalog, table, user, retention_hours, dry_run, force, partition
+        )
+
+    def crawl(self, path: str | Path, *, database: str, user: str, **kw: Any) -> CrawlResult:
+        """Crawl a folder of Parquet/CSV/JSON files into Delta tables (see lake.crawl)."""
+        from lake.crawl import crawl
+
+        return crawl(self, path, database=database, user=user, **kw)
+
+    def ingest(
+        self, table: str, source: Any, *, user: str, mode: str = "append", **kw: Any
+    ) -> IngestResult:
+        """Load files or ("sqlalchemy-url", "SELECT ...") into a table, streamed, in one commit."""
+        from lake.ingest import ingest
+
+        return ingest(self, table, source, user=user, mode=mode, **kw)
+
+    def append_stream(
+        self, table: str, batches: Iterable[tuple[int, Any]], *, user: str, app_id: str
+    ) -> StreamResult:
+        """Append (seq, data) micro-batches exactly once per app_id, also across crashes."""
+        from lake.stream import append_stream
+
+        return append_stream(self, table, batches, user=user, app_id=app_id)
 
     def recover(self) -> dict[str, list[int]]:
         """Roll back Delta versions a crashed writer left past the catalog's committed version."""

@@ -31,6 +31,14 @@ def test_help_on_every_command():
         ["db", "create"],
         ["db", "list"],
         ["db", "drop"],
+        ["crawl"],
+        ["ingest"],
+        ["policy", "check"],
+        ["policy", "explain"],
+        ["job", "submit"],
+        ["job", "status"],
+        ["job", "list"],
+        ["queue", "list"],
     ]:
         r = run(*cmd, "--help")
         assert r.exit_code == 0, (cmd, r.output)

@@ -167,4 +167,6 @@ def test_four_writer_processes_lose_nothing(tmp_path):
             "SELECT count(*) AS n, count(DISTINCT id) AS d FROM sales.orders", user="u"
         ).to_pylist()
         assert got == [{"n": 4 * per * 20, "d": 4 * per * 20}]
-        assert lk.catalog.describe("sales.orders")["version"] == 4 * per
+        # One commit per append (background compaction may add OPTIMIZE versions between them).
+        ops = [h["operation"] for h in lk.history("sales.orders")]
+        assert ops.count("WRITE") == 4 * per

@@ -24,7 +24,9 @@ class SandboxSpec:
     image: str = "host"  # "host", a rootfs folder, or an OCI layout / docker-archive tarball
     workdir: Path | None = None  # bound read-only at /opt/ml/code, the working directory
     env: dict[str, str] = field(default_factory=dict)
-    mounts: tuple[Mount, ...] = ()  # /opt/ml/input/data/NAME, /opt/ml/output/NAME, /opt/ml/checkpoints
+    mounts: tuple[
+        Mount, ...
+    ] = ()  # /opt/ml/input/data/NAME, /opt/ml/output/NAME, /opt/ml/checkpoints
     cpus: float = 1.0
     memory_bytes: int | None = None
     network: bool = False

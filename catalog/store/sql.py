@@ -520,6 +520,14 @@ class SqlStore(MetadataStore):
         infos = [self._txn(r) for r in rows]
         return [t for t in infos if now > t.last_active + timedelta(seconds=t.timeout_s)]
 
+    def active_txns(self) -> list[TxnInfo]:
+        """Explicit transactions still ACTIVE (expired ones too, until reaped)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(s.transactions).where(s.transactions.c.state == "ACTIVE")
+            ).all()
+        return [self._txn(r) for r in rows]
+
     # locks -------------------------------------------------------------------------------
     def try_lock(
         self, table_id: int, token: str, owner: str, lease_s: float

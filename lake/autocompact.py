@@ -1,0 +1,205 @@
+"""Automatic compaction: one background thread of the lake process compacts tables whose small
+files pass their thresholds (table properties `compaction.*`, see `catalog.compaction.Policy`).
+
+Every ratified commit of this process notifies the worker (a catalog commit hook). A table is
+queued at most once; it is looked at no earlier than `compaction.min_interval_s` after this
+process last compacted it, nor after any process did (the OPTIMIZE rows of its history). The
+compaction itself is `catalog.compaction.compact`: it rewrites without the table lock and
+commits rebased, so the appends that triggered it never wait long and never fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from catalog.catalog import Catalog
+from catalog.compaction import OPERATION, Policy, Stopped, compact, exclusive
+from catalog.errors import LakeError
+from catalog.store import TableInfo
+
+log = logging.getLogger("lakeward.autocompact")
+
+USER = "lakeward:autocompact"
+_RETRY_S = 5.0  # after a failed attempt (e.g. the table lock was busy for lock_wait_s)
+_BUSY_S = 0.5  # after finding another process compacting the table
+_HISTORY = 64  # recent commits scanned for another process's compaction
+
+
+class AutoCompactor:
+    """Background compaction of one lake process's tables; `start()` it, `close()` it.
+
+    Counters in `stats`: checks, compactions, files_removed, files_added, errors, last_error,
+    seconds (spent compacting).
+    """
+
+    def __init__(self, catalog: Catalog, *, user: str = USER):
+        self.catalog = catalog
+        self.user = user
+        self.stats: dict[str, Any] = {
+            "checks": 0,
+            "compactions": 0,
+            "files_removed": 0,
+            "files_added": 0,
+            "errors": 0,
+            "last_error": None,
+            "seconds": 0.0,
+        }
+        self._due: dict[int, float] = {}  # table id -> monotonic time to look at it
+        self._last_run: dict[int, float] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    # lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> AutoCompactor:
+        """Start the worker thread and listen to this process's commits."""
+        if self._thread is not None:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="lakeward-autocompact", daemon=True)
+        self._thread.start()
+        self.catalog.add_commit_hook(self.notify)
+        return self
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop listening, abandon queued work and stop the worker.
+
+        A compaction in progress stops between bins and commits nothing it had not committed.
+        """
+        self.catalog.remove_commit_hook(self.notify)
+        self._stop.set()
+        with self._cond:
+            self._due.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> AutoCompactor:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # triggering --------------------------------------------------------------------------------
+    def notify(self, info: TableInfo, version: int | None = None) -> None:
+        """A commit landed on `info`: look at the table soon (the commit hook)."""
+        if info.table_type != "GOVERNED" or self._stop.is_set():
+            return
+        with self._cond:
+            if info.id not in self._due:
+                self._due[info.id] = time.monotonic()
+                self._cond.notify()
+
+    def idle(self) -> bool:
+        """Nothing queued and nothing running."""
+        with self._cond:
+            return not self._busy and not any(t <= time.monotonic() for t in self._due.values())
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until the worker has nothing to do now; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.idle():
+                return True
+            time.sleep(0.02)
+        return self.idle()
+
+    # the worker --------------------------------------------------------------------------------
+    def _next(self) -> int | None:
+        with self._cond:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self._due:
+                    table_id, at = min(self._due.items(), key=lambda kv: kv[1])
+                    if at <= now:
+                        del self._due[table_id]
+                        self._busy = True
+                        return table_id
+                    self._cond.wait(at - now)
+                else:
+                    self._cond.wait()
+            return None
+
+    def _later(self, table_id: int, delay: float) -> None:
+        with self._cond:
+            at = time.monotonic() + delay
+            self._due[table_id] = min(self._due.get(table_id, at), at)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            table_id = self._next()
+            if table_id is None:
+                return
+            try:
+                self.check(table_id)
+            except Stopped:
+                return
+            except Exception as e:  # noqa: BLE001 - the worker must outlive any one table
+                self.stats["errors"] += 1
+                self.stats["last_error"] = f"{type(e).__name__}: {e}"
+                log.warning("auto-compaction of table %s failed: %s", table_id, e)
+                if not self._stop.is_set():
+                    self._later(table_id, _RETRY_S)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def check(self, table_id: int) -> dict[str, Any] | None:
+        """Compact one table now if its policy says so; returns the metrics, or None."""
+        self.stats["checks"] += 1
+        info = self.catalog.store.get_table_by_id(table_id)
+        if info is None or info.table_type != "GOVERNED":
+            return None
+        try:
+            policy = Policy.from_properties(info.properties)
+        except LakeError as e:
+            log.warning("%s: %s; auto-compaction skipped", info.full_name, e)
+            return None
+        if not policy.enabled:
+            return None
+        now = time.monotonic()
+        wait = self._last_run.get(table_id, -1e18) + policy.min_interval_s - now
+        if wait > 0:
+            self._later(table_id, wait)
+            return None
+        with exclusive(info) as ours:
+            if not ours:  # another process of this host is compacting it right now
+                self._later(table_id, max(policy.min_interval_s, _BUSY_S))
+                return None
+            others = self._since_other_compaction(info)
+            if others is not None and others < policy.min_interval_s:
+                self._later(table_id, policy.min_interval_s - others)
+                return None
+            if not policy.due(self.catalog.snapshot(info)):
+                return None
+            self._last_run[table_id] = now
+            started = time.monotonic()
+            metrics = compact(
+                self.catalog,
+                info.full_name,
+                self.user,
+                target_size=policy.target_file_bytes,
+                small_file_bytes=policy.small_file_bytes,
+                attempts=1,  # new commits re-trigger us; no need to chase a moving table
+                stop=self._stop.is_set,
+            )
+            self.stats["seconds"] += time.monotonic() - started
+        if metrics["numFilesRemoved"]:
+            self.stats["compactions"] += 1
+            self.stats["files_removed"] += metrics["numFilesRemoved"]
+            self.stats["files_added"] += metrics["numFilesAdded"]
+        return metrics
+
+    def _since_other_compaction(self, info: TableInfo) -> float | None:
+        """Seconds since the table's last OPTIMIZE by anyone, if among its recent commits."""
+        for c in self.catalog.store.commits(info.id, _HISTORY):
+            if c.operation == OPERATION:
+                return (datetime.now(UTC) - c.committed_at).total_seconds()
+        return None
