@@ -358,16 +358,61 @@ def compact(
     root: Root = Path("."),
     catalog: Catalog = None,
     target_size: Annotated[int | None, typer.Option(help="Target file size in bytes.")] = None,
+    where: Annotated[
+        str | None, typer.Option(help="Only partitions matching, e.g. \"region = 'eu'\".")
+    ] = None,
+    zorder: Annotated[
+        list[str] | None, typer.Option("--zorder", help="Z-order by column, repeatable.")
+    ] = None,
 ) -> None:
-    """Compact a table's small files in one commit."""
+    """Compact a table's small files in one commit (concurrent appends never fail)."""
     try:
         with _open(root, catalog) as lk, console.status(f"compacting {name}"):
-            m = lk.compact(name, user=user, target_size=target_size)
+            m = lk.compact(name, user=user, target_size=target_size, where=where, zorder=zorder)
         console.print(
             f"[green]compacted[/] {name}: {m.get('numFilesRemoved', 0)} files -> {m.get('numFilesAdded', 0)}"
         )
     except LakeError as e:
         _fail(e)
+
+
+@app.command()
+def vacuum(
+    name: str,
+    user: User,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+    retention_hours: Annotated[
+        float | None, typer.Option(help="Keep files of versions this recent.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list what would be deleted.")] = False,
+    force: Annotated[bool, typer.Option(help="Allow retention below the safe minimum.")] = False,
+) -> None:
+    """Delete data files no version inside the retention window (or a running transaction) needs."""
+    try:
+        with _open(root, catalog) as lk:
+            files = lk.vacuum(
+                name, user=user, retention_hours=retention_hours, dry_run=dry_run, force=force
+            )
+        verb = "would delete" if dry_run else "deleted"
+        console.print(f"{verb} {len(files)} file(s) of {name}")
+    except LakeError as e:
+        _fail(e)
+
+
+@table_app.command("partitions")
+def table_partitions(name: str, root: Root = Path("."), catalog: Catalog = None) -> None:
+    """List a table's partitions with file count, rows and bytes."""
+    try:
+        with _open(root, catalog) as lk:
+            parts = lk.catalog.partitions(name)
+    except LakeError as e:
+        _fail(e)
+    t = Table("partition", "files", "rows", "bytes", header_style="bold cyan", title=name)
+    for p in parts:
+        label = ", ".join(f"{k}={v}" for k, v in p["partition"].items()) or "(unpartitioned)"
+        t.add_row(label, str(p["num_files"]), str(p["num_rows"]), str(p["size_bytes"]))
+    console.print(t)
 
 
 @app.command()

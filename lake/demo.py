@@ -79,6 +79,69 @@ def governance(lk: lake.Lake, out: Console) -> None:
     out.print(render(trail, "carol reads the audit trail (system.audit)"))
 
 
+def maintenance(lk: lake.Lake, out: Console) -> None:
+    """A crawl of raw files into Delta tables, and auto-compaction at work."""
+    import time
+
+    out.print(Panel.fit("Maintenance: crawl raw files, compact automatically", style="cyan"))
+    landing = lk.root / "_landing" / "clicks"
+    for day in ("2026-11-01", "2026-11-02"):
+        folder = landing / f"day={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "part-0.csv").write_text(
+            "user_id,page,ms\n" + "".join(f"{i},/p{i % 4},{10 * i}\n" for i in range(20))
+        )
+    result = lk.crawl(landing.parent, database="raw", user="etl")
+    out.print(
+        render(
+            pa.table(
+                {
+                    "table": [t.name for t in result.tables],
+                    "action": [t.action for t in result.tables],
+                    "files": [
+                        len(t.files) if isinstance(t.files, list) else t.files
+                        for t in result.tables
+                    ],
+                    "rows": [t.rows for t in result.tables],
+                    "partitioned by": [", ".join(t.partition_by) for t in result.tables],
+                }
+            ),
+            f"lk.crawl({landing.parent.name}/) into database raw",
+        )
+    )
+
+    lk.catalog.create_table(
+        "sales.events",
+        pa.schema([("id", pa.int64()), ("kind", pa.string())]),
+        user="etl",
+        properties={"compaction.min_small_files": "20", "compaction.min_interval_s": "0"},
+        exist_ok=True,
+    )
+    for i in range(19):
+        lk.write(
+            "sales.events",
+            pa.table({"id": pa.array([i], pa.int64()), "kind": ["click"]}),
+            user="etl",
+        )
+    files = lambda: lk.catalog.describe("sales.events")["num_files"]  # noqa: E731
+    out.print(f"sales.events after 19 one-row appends: {files()} small files")
+    lk.write(
+        "sales.events", pa.table({"id": pa.array([19], pa.int64()), "kind": ["click"]}), user="etl"
+    )
+    out.print(
+        f"the 20th append reaches the table's threshold (compaction.min_small_files = 20): "
+        f"{files()} files, compaction queued in the background"
+    )
+    deadline = time.monotonic() + 20
+    while files() > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ops = [h["operation"] for h in lk.history("sales.events")]
+    out.print(
+        f"after background auto-compaction: {files()} file; {ops.count('OPTIMIZE')} OPTIMIZE "
+        "commit by lakeward; the appends never waited on it"
+    )
+
+
 def run(root: Path, fresh: bool = False, console: Console | None = None) -> None:
     """Build the demo lake at `root` and narrate it."""
     out = console or Console()
@@ -203,6 +266,7 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
             f"[bold]File skipping[/]: WHERE region = 'eu' scans {r.files_scanned} of {r.files_total} files"
         )
         governance(lk, out)
+        maintenance(lk, out)
         out.print(Panel.fit("Batch: a checkpointing job on spot compute", style="cyan"))
         from batch.demo import run_spot_demo
 

@@ -121,6 +121,12 @@ def test_init_table_sql_history_drop(tmp_path):
         "SELECT * FROM sales.orders WHERE region = 'eu'",
     )
     assert "read_parquet" in r.output and "1/2 files" in r.output
+    r = run("table", "partitions", "sales.orders", "--root", root)
+    assert "region=eu" in r.output and "region=us" in r.output
+    r = run("compact", "sales.orders", "--user", "alice", "--root", root)
+    assert r.exit_code == 0 and "compacted" in r.output
+    r = run("vacuum", "sales.orders", "--user", "alice", "--root", root, "--dry-run")
+    assert r.exit_code == 0 and "would delete" in r.output
     assert run("table", "drop", "sales.orders", "--root", root).exit_code == 0
 
 
