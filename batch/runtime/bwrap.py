@@ -25,6 +25,7 @@ import functools
 import itertools
 import json
 import math
+import dataclasses
 import os
 import py_compile
 import queue
@@ -485,11 +486,17 @@ def build_argv(
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--new-session"]
     argv += ["--json-status-fd", str(status_fd), "--block-fd", str(block_fd)]
-    argv += layout_args(image, targets)
+    # Image folders under /tmp (a checkout or venv living there) go on top of the private /tmp.
+    late = [(src, dest) for src, dest in image.roots if dest == "/tmp" or dest.startswith("/tmp/")]
+    argv += layout_args(
+        dataclasses.replace(image, roots=tuple(r for r in image.roots if r not in late)), targets
+    )
     argv += ["--proc", "/proc", "--dev", "/dev"]
     if spec.memory_bytes and "--size" in _options():
         argv += ["--size", str(spec.memory_bytes)]  # /tmp is memory; keep it inside the limit
     argv += ["--tmpfs", "/tmp"]
+    for src, dest in late:
+        argv += ["--ro-bind", str(src), dest]
     if spec.network and image.host:
         argv += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]  # resolv.conf
     if spec.workdir is not None:
