@@ -20,12 +20,12 @@ read back as a signal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import itertools
 import json
 import math
-import dataclasses
 import os
 import py_compile
 import queue
