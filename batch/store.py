@@ -8,16 +8,14 @@ job states while the scheduler writes them.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
+
+from catalog.store.connections import Connections
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)
@@ -239,24 +237,6 @@ _GET_JOB = sa.text("SELECT * FROM batch_jobs WHERE id = :id")
 _STATUS = sa.text("SELECT status FROM batch_jobs WHERE id = :id")
 
 
-def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.close()
-
-    out = []
-    for begin in ("BEGIN IMMEDIATE", "BEGIN"):
-        eng = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=8)
-        sa.event.listen(eng, "connect", on_connect)
-        sa.event.listen(eng, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))
-        out.append(eng)
-    return out[0], out[1]
-
-
 def row_dict(row: Any) -> dict[str, Any]:
     d = dict(row._mapping)
     for key in ("inputs", "outputs", "result"):
@@ -271,68 +251,15 @@ class BatchStore:
     def __init__(self, url: str, *, migrate_schema: bool = True):
         self.url = url
         self._sqlite = url.startswith("sqlite")
-        if self._sqlite:
-            self._w, self._r = _sqlite_engines(url)
-        else:
-            self._w = sa.create_engine(url, pool_pre_ping=True)
-            self._r = self._w
-        self._tl = threading.local()
-        self._open: list[sa.Connection] = []
-        self._open_lock = threading.Lock()
+        self._db = Connections(url)
+        self.write, self.read = self._db.write, self._db.read
         self._known_defs: set[str] = set()  # definitions this process already stored
         if migrate_schema:
             with self.write() as conn:
                 migrate(conn)
 
-    # connections -----------------------------------------------------------------------------
-    def _conn(self, engine: sa.Engine, key: str) -> sa.Connection:
-        # One long-lived connection per thread and role, like catalog.store.sql.
-        tl = self._tl
-        if getattr(tl, "pid", None) != os.getpid():
-            tl.__dict__.clear()
-            tl.pid = os.getpid()
-        conn = getattr(tl, key, None)
-        if conn is None or conn.closed or conn.invalidated:
-            conn = engine.connect()
-            setattr(tl, key, conn)
-            with self._open_lock:
-                self._open.append(conn)
-        return conn
-
-    @contextmanager
-    def write(self) -> Iterator[sa.Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        conn = self._conn(self._w, "w")
-        try:
-            with conn.begin():
-                yield conn
-        except sa.exc.DBAPIError:
-            self._tl.__dict__.pop("w", None)
-            conn.invalidate()
-            raise
-
-    @contextmanager
-    def read(self) -> Iterator[sa.Connection]:
-        """A read transaction (never blocks writers in WAL mode)."""
-        conn = self._conn(self._r, "r")
-        try:
-            with conn.begin():
-                yield conn
-        except sa.exc.DBAPIError:
-            self._tl.__dict__.pop("r", None)
-            conn.invalidate()
-            raise
-
     def close(self) -> None:
-        with self._open_lock:
-            for conn in self._open:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            self._open.clear()
-        self._tl = threading.local()
-        self._w.dispose()
-        if self._r is not self._w:
-            self._r.dispose()
+        self._db.close()
 
     # submit ----------------------------------------------------------------------------------
     def insert(

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +20,7 @@ from catalog.store.base import (
     TableInfo,
     TxnInfo,
 )
+from catalog.store.connections import Connections
 
 
 def utcnow() -> datetime:
@@ -37,80 +34,15 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
-    """A writer engine whose transactions start with BEGIN IMMEDIATE, and a plain reader engine.
-
-    IMMEDIATE takes SQLite's write lock up front, so two writers never deadlock on a lock
-    upgrade; readers stay on deferred transactions and never block in WAL mode.
-    """
-
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.close()
-
-    engines = []
-    for begin in ("BEGIN IMMEDIATE", "BEGIN"):
-        eng = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=8)
-        sa.event.listen(eng, "connect", on_connect)
-        sa.event.listen(eng, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))
-        engines.append(eng)
-    return engines[0], engines[1]
-
-
 class SqlStore(MetadataStore):
     """Metadata store on any SQLAlchemy database (tested on SQLite; written for PostgreSQL too)."""
 
     def __init__(self, url: str):
         self.url = url
-        if url.startswith("sqlite"):
-            self._w, self._r = _sqlite_engines(url)
-        else:
-            self._w = sa.create_engine(url, pool_pre_ping=True)
-            self._r = self._w
-        self._tl = threading.local()
-        self._open: list[sa.Connection] = []
+        self._db = Connections(url)
+        self._write, self._read = self._db.write, self._db.read
         with self._write() as conn:
             s.migrate(conn)
-
-    def _conn(self, engine: sa.Engine, key: str) -> sa.Connection:
-        # One long-lived connection per thread and role: pool checkout and reset cost more than
-        # the statements of a commit.
-        tl = self._tl
-        if getattr(tl, "pid", None) != os.getpid():
-            tl.__dict__.clear()
-            tl.pid = os.getpid()
-        conn = getattr(tl, key, None)
-        if conn is None or conn.closed or conn.invalidated:
-            conn = engine.connect()
-            setattr(tl, key, conn)
-            self._open.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        conn = self._conn(self._w, "w")
-        try:
-            with conn.begin():
-                yield conn
-        except sa.exc.DBAPIError:
-            self._tl.__dict__.pop("w", None)
-            conn.invalidate()
-            raise
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        conn = self._conn(self._r, "r")
-        try:
-            with conn.begin():
-                yield conn
-        except sa.exc.DBAPIError:
-            self._tl.__dict__.pop("r", None)
-            conn.invalidate()
-            raise
 
     # audit -------------------------------------------------------------------------------------
     def audit_append(self, record: dict[str, Any]) -> int:
@@ -133,14 +65,7 @@ class SqlStore(MetadataStore):
             conn.execute(sa.delete(s.audit_pending).where(s.audit_pending.c.seq <= upto_seq))
 
     def close(self) -> None:
-        for conn in self._open:
-            with contextlib.suppress(Exception):
-                conn.close()
-        self._open.clear()
-        self._tl = threading.local()
-        self._w.dispose()
-        if self._r is not self._w:
-            self._r.dispose()
+        self._db.close()
 
     # databases ---------------------------------------------------------------------------
     def create_database(self, info: DatabaseInfo) -> None:
