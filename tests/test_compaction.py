@@ -26,7 +26,6 @@ import lake
 from catalog import locks
 from catalog.compaction import STAGING, Policy
 from catalog.errors import CommitConflict, InvalidArgument, SQLError
-from lake.autocompact import AutoCompactor
 
 HERE = Path(__file__).resolve()
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}
@@ -315,7 +314,8 @@ def until_one_file(lk, timeout: float = 30) -> None:
 def test_auto_compaction_in_process_follows_properties(tmp_path):
     root = tmp_path / "lake"
     make(root, {"compaction.min_small_files": "6", "compaction.min_interval_s": "0"})
-    with lake.connect(root) as lk, AutoCompactor(lk.catalog) as auto:
+    with lake.connect(root) as lk:
+        auto = lk.autocompact  # the lake's own background compactor
         for b in range(6):
             lk.write("sales.orders", batch(b, regions=("eu",)), user="etl")
         assert auto.wait_idle(30)
