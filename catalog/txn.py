@@ -72,6 +72,8 @@ class Transaction:
         if not implicit:
             self.snapshot_seq = catalog.store.begin_txn(self.id, user, self.timeout_s).snapshot_seq
         self.state = "ACTIVE"
+        # An audit record to queue inside the ratifying store transaction (lake sets it).
+        self.audit_record: dict[str, Any] | None = None
         self._locked: dict[int, _Locked] = {}
         self._read: set[int] = set()
 
@@ -381,11 +383,20 @@ class Transaction:
             for t in self._locked.values()
             if t.ops
         ]
+        audit = self.audit_record if moves else None
+        if audit is not None:
+            audit["tables"] = [
+                {"table": t.info.full_name, "version": t.ops[-1][0]}
+                for t in self._locked.values()
+                if t.ops
+            ]
         try:
             if moves or not self.implicit:
                 self.catalog.store.ratify(
-                    moves, self.id, self.user, self.id, close_txn=not self.implicit
+                    moves, self.id, self.user, self.id, close_txn=not self.implicit, audit=audit
                 )
+            if audit is not None:
+                audit["queued"] = True
             if not moves and self._locked:
                 self.catalog.store.unlock(self.id)
         except BaseException:

@@ -64,23 +64,19 @@ class AuditLog:
         reason: str = "",
     ) -> None:
         """Commit one audit record; AccessDenied (fail closed) if it cannot be written."""
-        rec = {
-            "at": datetime.now(UTC).isoformat(),
-            "user": user,
-            "action": action,
-            "statement": statement,
-            "tables": [{"table": t, "version": v} for t, v in tables],
-            "decision": decision,
-            "reason": reason,
-            "rules": list(rules),
-            "rows": rows,
-        }
+        rec = make_record(
+            user, action, statement, decision, tables=tables, rules=rules, rows=rows, reason=reason
+        )
         try:
             self.catalog.store.audit_append(rec)
         except Exception as e:  # noqa: BLE001 - any failure to audit refuses the call
             raise AccessDenied(
                 f"the audit log cannot be written ({type(e).__name__}); refused"
             ) from None
+        self._start()
+
+    def started(self) -> None:
+        """Make sure the flusher runs (for records committed inside a catalog commit)."""
         self._start()
 
     def _start(self) -> None:
@@ -144,6 +140,31 @@ class AuditLog:
             self._thread.join(timeout=5)
         with contextlib.suppress(LakeError, OSError):
             self.flush()
+
+
+def make_record(
+    user: str,
+    action: str,
+    statement: str,
+    decision: str,
+    *,
+    tables: Iterable[tuple[str, int]] = (),
+    rules: Iterable[str] = (),
+    rows: int | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """One audit record as it is queued (and later written to system.audit)."""
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "user": user,
+        "action": action,
+        "statement": statement,
+        "tables": [{"table": t, "version": v} for t, v in tables],
+        "decision": decision,
+        "reason": reason,
+        "rules": list(rules),
+        "rows": rows,
+    }
 
 
 def _table(rows: list[tuple[int, dict[str, Any]]]) -> pa.Table:

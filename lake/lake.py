@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,7 +18,7 @@ from catalog.errors import AccessDenied, InvalidArgument, LakeError
 from catalog.store import load_store
 from catalog.txn import Transaction
 from governance.access import Access
-from governance.audit import AuditLog
+from governance.audit import AuditLog, make_record
 from lake import maintenance, query
 from lake.autocompact import AutoCompactor
 from lake.config import DEFAULT_TOML, load_config
@@ -141,6 +142,7 @@ class Lake:
         self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
         self.ray_address = ray_address
         self.audit = AuditLog(self.catalog, self.config.audit_flush_s)
+        self._audit_tl = threading.local()
         folder = Path(policy).expanduser().resolve() if policy else self.root / "policy"
         if policy and not folder.is_dir():
             raise InvalidArgument(f"policy folder {folder} does not exist")
@@ -219,7 +221,9 @@ class Lake:
     begin = transaction
 
     def _implicit(self, user: str) -> Transaction:
-        return self.catalog.implicit(user)
+        tx = self.catalog.implicit(user)
+        tx.audit_record = getattr(self._audit_tl, "rec", None)
+        return tx
 
     def _governed(
         self,
@@ -231,6 +235,8 @@ class Lake:
         *,
         rows: int | None = None,
     ) -> T:
+        rec = make_record(user, action, statement, "allowed", rows=rows)
+        self._audit_tl.rec = rec  # picked up by _implicit: queued inside the commit itself
         try:
             result = fn()
         except AccessDenied as e:
@@ -241,10 +247,20 @@ class Lake:
         except LakeError as e:
             self.audit.record(user, action, statement, "error", tables=[(table, -1)], reason=str(e))
             raise
-        info = self.catalog.table(table)
-        self.audit.record(
-            user, action, statement, "allowed", tables=[(info.full_name, info.version)], rows=rows
-        )
+        finally:
+            self._audit_tl.rec = None
+        if rec.get("queued"):
+            self.audit.started()
+        else:  # nothing to commit (e.g. a delete matching no rows): audit on its own
+            info = self.catalog.table(table)
+            self.audit.record(
+                user,
+                action,
+                statement,
+                "allowed",
+                tables=[(info.full_name, info.version)],
+                rows=rows,
+            )
         return result
 
     def write(

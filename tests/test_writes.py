@@ -190,3 +190,23 @@ def test_compact_and_vacuum(sales):
         ].as_py()
         == 60
     )
+
+
+def test_write_and_its_audit_record_commit_together(tmp_path):
+    import lake
+
+    root = tmp_path / "lake"
+    root.mkdir()
+    (root / "lake.toml").write_text("[audit]\nflush_interval_s = 0\n")  # keep records queued
+    with lake.connect(root) as lk:
+        lk.catalog.create_database("sales")
+        lk.catalog.create_table("sales.orders", orders(0, 1).schema)
+        lk.write("sales.orders", orders(0, 3), user="etl")
+        lk.delete("sales.orders", where="id = 99", user="etl")  # matches nothing: no commit
+        recs = [r for _, r in lk.store.audit_pending(100)]
+        assert [(r["action"], r["user"], r["decision"]) for r in recs] == [
+            ("write", "etl", "allowed"),
+            ("delete", "etl", "allowed"),
+        ]
+        assert recs[0]["tables"] == [{"table": "sales.orders", "version": 1}]
+        assert recs[0]["rows"] == 3

@@ -118,7 +118,13 @@ class MetadataStore(abc.ABC):
     def version_at_time(self, table_id: int, when: datetime) -> int | None: ...
     @abc.abstractmethod
     def ratify(
-        self, moves: list[Ratify], txn_id: str, user: str, lock_token: str, close_txn: bool
+        self,
+        moves: list[Ratify],
+        txn_id: str,
+        user: str,
+        lock_token: str,
+        close_txn: bool,
+        audit: dict[str, Any] | None = None,
     ) -> int: ...
 
     # transactions

@@ -294,9 +294,19 @@ class SqlStore(MetadataStore):
         )
 
     def ratify(
-        self, moves: list[Ratify], txn_id: str, user: str, lock_token: str, close_txn: bool
+        self,
+        moves: list[Ratify],
+        txn_id: str,
+        user: str,
+        lock_token: str,
+        close_txn: bool,
+        audit: dict[str, Any] | None = None,
     ) -> int:
-        """Move every pointer or none: the commit point of a Lakeward write or transaction."""
+        """Move every pointer or none: the commit point of a Lakeward write or transaction.
+
+        `audit`, if given, is queued in the same store transaction: the write and its audit
+        record commit together or not at all.
+        """
         from catalog.errors import CommitConflict
 
         with self._write() as conn:
@@ -342,6 +352,8 @@ class SqlStore(MetadataStore):
                 ]
             if rows:
                 conn.execute(hot.ADD_COMMIT, rows)
+            if audit is not None:
+                conn.execute(hot.AUDIT_ADD, {"at": now, "record": audit})
             conn.execute(hot.UNLOCK, {"token": lock_token})
         return seq
 
