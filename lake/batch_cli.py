@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -60,21 +62,22 @@ def _open(root: Path, catalog: str | None) -> Any:
 
 
 def batch_of(lk: Any) -> Batch:
-    """The lake's Batch (`lk.batch` once wired into Lake; built the same way until then)."""
-    if getattr(type(lk), "batch", None) is not None:
-        return lk.batch
-    from batch.api import Batch
-
-    b = Batch.from_lake(lk)
-    lk._cli_batch = b
-    return b
+    """The lake's Batch."""
+    return lk.batch
 
 
-def _close(lk: Any) -> None:
-    b = getattr(lk, "_cli_batch", None)
-    if b is not None:
-        b.close()
-    lk.close()
+@contextmanager
+def _session(root: Path, catalog: str | None) -> Iterator[Any]:
+    """An open lake for one command; a LakeError becomes one red line and exit code 1."""
+    lk = None
+    try:
+        lk = _open(root, catalog)
+        yield lk
+    except LakeError as e:
+        _fail(e)
+    finally:
+        if lk is not None:
+            lk.close()
 
 
 def _fail(e: Exception) -> None:
@@ -126,7 +129,7 @@ def serve_main() -> None:
         if not b.scheduler_alive():
             b.serve(idle_exit_s=60)
     finally:
-        _close(lk)
+        lk.close()
 
 
 # jobs -------------------------------------------------------------------------------------------
@@ -174,9 +177,7 @@ def submit(
     ] = False,
 ) -> None:
     """Submit a job: lake job submit -u etl --spot --checkpoint -- python train.py"""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         b = batch_of(lk)
         b.autostart = wait
         j = b.submit(
@@ -207,11 +208,6 @@ def submit(
         _show(b, j.id)
         if final != "SUCCEEDED":
             raise typer.Exit(1)
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)
 
 
 def _watch(b: Batch, j: Job) -> str:
@@ -311,15 +307,8 @@ def _show(b: Batch, job_id: str) -> None:
 @job_app.command("status")
 def status(job_id: JobId, root: Root = Path("."), catalog: CatalogUrl = None) -> None:
     """State, attempts (exit code, reason), goodput, work lost and lineage of a job."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         _show(batch_of(lk), job_id)
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)
 
 
 @job_app.command("logs")
@@ -359,7 +348,7 @@ def logs(
         return
     finally:
         if lk is not None:
-            _close(lk)
+            lk.close()
 
 
 @job_app.command("list")
@@ -372,9 +361,7 @@ def list_jobs(
     limit: Annotated[int, typer.Option(help="At most this many (newest).")] = 50,
 ) -> None:
     """List jobs, newest last."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         jobs = batch_of(lk).list(queue, state.upper() if state else None, user=user)
         t = Table(
             Column("job", no_wrap=True),
@@ -400,41 +387,22 @@ def list_jobs(
                 r["status_reason"],
             )
         console.print(t)
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)
 
 
 @job_app.command("cancel")
 def cancel(job_id: JobId, root: Root = Path("."), catalog: CatalogUrl = None) -> None:
     """Cancel a job (a running attempt gets SIGTERM, grace, SIGKILL)."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         batch_of(lk).cancel(job_id)
         console.print(f"cancel requested for {job_id}")
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)
 
 
 @job_app.command("interrupt")
 def interrupt(job_id: JobId, root: Root = Path("."), catalog: CatalogUrl = None) -> None:
     """Deliver a spot interruption now: notice (SIGTERM), grace, SIGKILL, requeue."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         batch_of(lk).interrupt(job_id)
         console.print(f"interruption delivered to {job_id}")
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)
 
 
 @job_app.command("serve")
@@ -452,7 +420,7 @@ def serve(
         console.print(f"scheduling jobs of {lk.root} (Ctrl-C to stop)")
         b.serve(idle_exit_s=idle_exit)
     finally:
-        _close(lk)
+        lk.close()
 
 
 # queues -----------------------------------------------------------------------------------------
@@ -464,9 +432,7 @@ def queue() -> None:
 @queue_app.command("list")
 def queue_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
     """Queues (priority, compute order, fair-share weights, jobs by state) and compute capacity."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         b = batch_of(lk)
         t = Table(
             "queue",
@@ -504,11 +470,6 @@ def queue_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
                 f"{e['notice_s']:g}",
             )
         console.print(ct)
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)
 
 
 # schedules --------------------------------------------------------------------------------------
@@ -528,18 +489,11 @@ def schedule_add(
     queue: Annotated[str, typer.Option(help="Job queue.")] = "default",
 ) -> None:
     """Submit COMMAND at every CRON time."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         b = batch_of(lk)
         b.autostart = False
         s = b.schedule(name, cron, command, user=user, queue=queue)
         console.print(f"schedule [bold]{name}[/]: next run {s['next_run']:%Y-%m-%d %H:%M} UTC")
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)
 
 
 @schedule_app.command("list")
@@ -569,7 +523,7 @@ def schedule_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
             )
         console.print(t)
     finally:
-        _close(lk)
+        lk.close()
 
 
 @schedule_app.command("delete")
@@ -579,13 +533,6 @@ def schedule_delete(
     catalog: CatalogUrl = None,
 ) -> None:
     """Delete a schedule."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
+    with _session(root, catalog) as lk:
         batch_of(lk).unschedule(name)
         console.print(f"deleted schedule {name}")
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            _close(lk)

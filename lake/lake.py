@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
+from catalog import compaction
 from catalog.catalog import Catalog
 from catalog.data import to_arrow
 from catalog.engine import Engine
 from catalog.errors import AccessDenied, InvalidArgument, LakeError
 from catalog.store import load_store
 from catalog.txn import Transaction
+from catalog.vacuum import vacuum as vacuum_table
 from governance.access import Access
 from governance.audit import AuditLog, make_record
-from lake import maintenance, query
+from lake import query
 from lake.autocompact import AutoCompactor
 from lake.config import DEFAULT_TOML, load_config
 from lake.policy import Policy, authorize_write
@@ -364,8 +366,14 @@ class Lake:
         where ("region = 'eu'") or partition ({"region": "eu"}) limit it to some partitions.
         Concurrent appends never fail because of it: the rewrite runs without the table lock.
         """
-        return maintenance.compact(
-            self.catalog, table, user, target_size, zorder, where=where, partition=partition
+        return compaction.compact(
+            self.catalog,
+            table,
+            user,
+            target_size=target_size,
+            zorder=zorder,
+            where=where,
+            partition=partition,
         )
 
     def vacuum(
@@ -379,9 +387,7 @@ class Lake:
         partition: Mapping[str, Any] | None = None,
     ) -> list[str]:
         """Delete files no longer referenced by versions inside the retention window."""
-        return maintenance.vacuum(
-            self.catalog, table, user, retention_hours, dry_run, force, partition
-        )
+        return vacuum_table(self.catalog, table, user, retention_hours, dry_run, force, partition)
 
     def crawl(self, path: str | Path, *, database: str, user: str, **kw: Any) -> CrawlResult:
         """Crawl a folder of Parquet/CSV/JSON files into Delta tables (see lake.crawl)."""
