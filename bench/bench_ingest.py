@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, p50, report  # noqa: E402
 
 import lake  # noqa: E402
-from lake.ingest import ingest  # noqa: E402
+from catalog.ingestion.ingest import ingest  # noqa: E402
 
 ROWS = 3_000_000
 

@@ -1,7 +1,7 @@
 """Which DuckDB functions a Lakeward query may call: an allowlist, deny by default.
 
 The allowlist starts from a frozen snapshot of DuckDB's own catalog of built-in scalar, aggregate,
-window and (scalar) macro functions, `governance/_duckdb_catalog.py`, and removes every function
+window and (scalar) macro functions, `governance/duckdb_builtins_generated.py`, and removes every function
 that reveals engine state or the host environment, touches files, has side effects or runs SQL
 given as text. The snapshot is frozen on purpose: a DuckDB upgrade must not silently allow the
 functions it adds. Regenerate it after upgrading and review the diff:
@@ -14,11 +14,7 @@ Table functions are never called as scalars; in FROM only `unnest`, `range` and
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-
-from governance import _duckdb_catalog as snapshot
+from governance import duckdb_builtins_generated as snapshot
 
 # Reasons complete the sentence "function f() is not allowed: it ...".
 ENGINE_STATE = "reveals engine or session state"
@@ -166,87 +162,3 @@ ALLOWED_FUNCTIONS: frozenset[str] = _build_allowlist()
 def is_allowed(name: str) -> bool:
     """True if a query may call the function `name` (case-insensitive) outside FROM."""
     return name.lower() in ALLOWED_FUNCTIONS
-
-
-# --- regenerating the snapshot (dev time only) -------------------------------------------------
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def _tuple_source(items: set[str]) -> str:
-    quoted = [json.dumps(i) for i in sorted(items)]
-    return f"({quoted[0]},)" if len(quoted) == 1 else f"({', '.join(quoted)})"
-
-
-def render_snapshot() -> str:
-    """Source of `_duckdb_catalog.py`, read from a private in-memory DuckDB with no extensions."""
-    import duckdb  # only needed at dev time
-
-    con = duckdb.connect(":memory:", config={"autoload_known_extensions": False})
-    try:
-        functions = con.execute(
-            "SELECT DISTINCT lower(function_name), function_type, schema_name "
-            "FROM duckdb_functions() WHERE internal"
-        ).fetchall()
-        views = con.execute(
-            "SELECT DISTINCT schema_name, lower(view_name) FROM duckdb_views() WHERE internal"
-        ).fetchall()
-        version = con.execute("SELECT library_version FROM pragma_version()").fetchone()[0]
-    finally:
-        con.close()
-
-    kinds: dict[str, set[str]] = {}
-    pg_catalog: set[str] = set()
-    for name, kind, schema in functions:
-        if not _IDENTIFIER.match(name):
-            continue  # operators such as '+' or '~~' are never called by name
-        kinds.setdefault(name, set()).add(kind)
-        if schema == "pg_catalog":
-            pg_catalog.add(name)
-    views_by_schema: dict[str, set[str]] = {}
-    for schema, name in views:
-        views_by_schema.setdefault(schema, set()).add(name)
-
-    q = json.dumps
-    out = [
-        f'"""DuckDB {version} built-in functions and system views: GENERATED, do not edit.',
-        "",
-        "Regenerate with `python -m governance.functions`, then review the diff.",
-        '"""',
-        "",
-        f"DUCKDB_VERSION = {q(version)}",
-        "",
-        "# name -> kinds (scalar, aggregate, window, macro, table, table_macro, pragma)",
-        "FUNCTIONS: dict[str, tuple[str, ...]] = {",
-        *(f"    {q(n)}: {_tuple_source(ks)}," for n, ks in sorted(kinds.items())),
-        "}",
-        "",
-        "# Postgres-compatibility macros in the pg_catalog schema",
-        "PG_CATALOG_FUNCTIONS = frozenset(",
-        "    {",
-        *(f"        {q(n)}," for n in sorted(pg_catalog)),
-        "    }",
-        ")",
-        "",
-        "# schema -> internal views; those of main and pg_catalog are reachable unqualified",
-        "SYSTEM_VIEWS: dict[str, frozenset[str]] = {",
-    ]
-    for schema, names in sorted(views_by_schema.items()):
-        out += [f"    {q(schema)}: frozenset(", "        {"]
-        out += [f"            {q(n)}," for n in sorted(names)]
-        out += ["        }", "    ),"]
-    out += ["}", ""]
-    return "\n".join(out)
-
-
-def main() -> None:
-    """Rewrite `_duckdb_catalog.py` from the installed DuckDB (dev time)."""
-    target = Path(__file__).with_name("_duckdb_catalog.py")
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(render_snapshot())
-    tmp.replace(target)
-    print(f"wrote {target}; review the diff before committing")
-
-
-if __name__ == "__main__":
-    main()

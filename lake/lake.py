@@ -28,9 +28,9 @@ from lake.policy import Policy, authorize_write
 
 if TYPE_CHECKING:
     from batch.api import Batch
-    from lake.crawl import CrawlResult
-    from lake.ingest import IngestResult
-    from lake.stream import StreamResult
+    from catalog.ingestion.crawl import CrawlResult
+    from catalog.ingestion.ingest import IngestResult
+    from catalog.ingestion.stream import StreamResult
 
 T = TypeVar("T")
 
@@ -391,7 +391,7 @@ class Lake:
 
     def crawl(self, path: str | Path, *, database: str, user: str, **kw: Any) -> CrawlResult:
         """Crawl a folder of Parquet/CSV/JSON files into Delta tables (see lake.crawl)."""
-        from lake.crawl import crawl
+        from catalog.ingestion.crawl import crawl
 
         return crawl(self, path, database=database, user=user, **kw)
 
@@ -399,7 +399,7 @@ class Lake:
         self, table: str, source: Any, *, user: str, mode: str = "append", **kw: Any
     ) -> IngestResult:
         """Load files or ("sqlalchemy-url", "SELECT ...") into a table, streamed, in one commit."""
-        from lake.ingest import ingest
+        from catalog.ingestion.ingest import ingest
 
         return ingest(self, table, source, user=user, mode=mode, **kw)
 
@@ -407,7 +407,7 @@ class Lake:
         self, table: str, batches: Iterable[tuple[int, Any]], *, user: str, app_id: str
     ) -> StreamResult:
         """Append (seq, data) micro-batches exactly once per app_id, also across crashes."""
-        from lake.stream import append_stream
+        from catalog.ingestion.stream import append_stream
 
         return append_stream(self, table, batches, user=user, app_id=app_id)
 

@@ -1,28 +1,20 @@
+"""Fixtures for every test folder (helpers live in the `support` package)."""
+
 from __future__ import annotations
 
 import shutil
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 import lake
 
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "delta-interop"
-if not INTEROP.exists():
-    INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "delta-interop"
-
-ORDERS = pa.schema([("id", pa.int64()), ("region", pa.string()), ("amount", pa.float64())])
-
-
-def orders(start: int, n: int, regions=("eu", "us", "apac")) -> pa.Table:
-    return pa.table(
-        {
-            "id": pa.array(range(start, start + n), pa.int64()),
-            "region": pa.array([regions[i % len(regions)] for i in range(start, start + n)]),
-            "amount": pa.array([float(i) for i in range(start, start + n)]),
-        }
-    )
+from support.batch import BATCH_TOML
+from support.lakes import INTEROP, ORDERS
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ def sales(lk):
 
 @pytest.fixture
 def interop(tmp_path):
-    """Copy a shared Delta table to tmp so tests never touch the shared copy."""
+    """Copy a Delta test table to tmp so tests never touch the repository's copy."""
 
     def copy(name: str) -> Path:
         dst = tmp_path / "interop" / name
@@ -54,3 +46,48 @@ def interop(tmp_path):
         return dst
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray (4 logical CPUs: spot + on-demand capacity) shared by every batch test."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            namespace="lakeward-tests",
+        )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def make_lake(tmp_path: Path, ray_session: None) -> Iterator[Callable[..., Any]]:
+    """make_lake(extra_toml="", policy=None) -> an open lake with batch configured."""
+    opened: list[Any] = []
+
+    def make(
+        extra_toml: str = "", policy: str | None = None, name: str = "lake", base: str = BATCH_TOML
+    ) -> Any:
+        root = tmp_path / name
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "lake.toml").write_text(base + textwrap.dedent(extra_toml))
+        folder = None
+        if policy is not None:
+            folder = root / "policy"
+            folder.mkdir(exist_ok=True)
+            (folder / "policy.csv").write_text(policy)
+        lk = lake.connect(root, policy=folder)
+        opened.append(lk)
+        return lk
+
+    yield make
+    for lk in opened:
+        b = getattr(lk, "_test_batch", None)
+        if b is not None:
+            b.close()
+        lk.close()

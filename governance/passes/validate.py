@@ -26,7 +26,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from catalog.errors import AccessDenied, LakeError, SQLError
-from governance import _duckdb_catalog as duckdb_catalog
+from governance import duckdb_builtins_generated as duckdb_catalog
 from governance import functions
 from governance.passes.parse import DIALECT, NOT_YET_KEYWORDS, statement_refusal
 

@@ -1,0 +1,1 @@
+"""Loading data into tables: crawl folders, ingest files and queries, exactly-once streams."""

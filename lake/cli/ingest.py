@@ -1,0 +1,161 @@
+"""`lake crawl` and `lake ingest`: load folders, files and query results, with progress bars.
+
+`register(app)` adds both commands to the main `lake` app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from catalog.errors import LakeError
+from catalog.ingestion.crawl import CrawlResult, crawl
+from catalog.ingestion.ingest import ingest
+from lake.cli.common import CatalogUrl, Root, User, console
+from lake.cli.common import fail as _fail
+from lake.cli.common import open_lake as _open
+
+
+def _progress(files: bool = True) -> Progress:
+    """A bar over files (with the rows read so far), or just a rows counter for a query."""
+    by_file = (BarColumn(), MofNCompleteColumn(), TextColumn("files")) if files else ()
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        *by_file,
+        TextColumn("[cyan]{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def summary(result: CrawlResult) -> Table:
+    """A rich table of what a crawl did, one row per table."""
+    t = Table(
+        title=f"crawl of {result.path} into {result.database}",
+        header_style="bold cyan",
+        show_lines=False,
+    )
+    t.add_column("table", no_wrap=True)
+    t.add_column("action", no_wrap=True)
+    for col in ("new files", "known", "rows", "columns"):
+        t.add_column(col, justify="right")
+    t.add_column("partitioned by")
+    t.add_column("problems", ratio=1)
+    style = {"created": "green", "updated": "green", "unchanged": "dim", "failed": "red"}
+    for c in result.tables:
+        cols = str(len(c.schema)) if c.schema is not None else ""
+        if c.new_columns:
+            cols += f" [yellow](+{', '.join(c.new_columns)})[/]"
+        notes = [f"[red]{p}[/]" for p in c.problems] + [f"[yellow]{w}[/]" for w in c.warnings]
+        t.add_row(
+            c.name,
+            f"[{style.get(c.action, 'white')}]{c.action}[/]",
+            str(len(c.files)),
+            str(c.known),
+            f"{c.rows:,}",
+            cols,
+            ", ".join(c.partition_by),
+            "\n".join(notes),
+        )
+    if result.ignored:
+        t.caption = f"ignored {len(result.ignored)} file(s) that are not Parquet, CSV or JSON"
+    return t
+
+
+def crawl_command(
+    path: Annotated[Path, typer.Argument(help="Folder (or file) of Parquet, CSV or JSON files.")],
+    database: Annotated[
+        str, typer.Option("--database", "-d", help="Database for the tables (created if missing).")
+    ],
+    user: User,
+    root: Root = Path("."),
+    catalog: CatalogUrl = None,
+) -> None:
+    """Crawl a folder of Parquet, CSV and JSON files into Delta tables.
+
+    Infers and merges schemas, turns key=value folders into partitions, and appends only files
+    not crawled before. Exits 1 if a table had problems (nothing of that table is written).
+    """
+    try:
+        with _open(root, catalog) as lk, _progress() as bar:
+            task = bar.add_task(f"crawling {path}", total=None, rows=0)
+
+            def show(rows: int, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None, rows=rows)
+
+            result = crawl(lk, path, database=database, user=user, on_progress=show)
+    except LakeError as e:
+        _fail(e)
+    console.print(summary(result))
+    console.print(
+        f"{len(result.created)} created, {len(result.updated)} updated, "
+        f"{len(result.failed)} failed; {result.files} files, {result.rows:,} rows"
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def ingest_command(
+    table: Annotated[str, typer.Argument(help="database.table (created if missing).")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A file, folder or glob of Parquet/CSV/JSON, or a SQLAlchemy URL with --query."
+        ),
+    ],
+    user: User,
+    query: Annotated[
+        str | None, typer.Option("--query", "-q", help="SELECT to run on the SOURCE database.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="append or overwrite.")] = "append",
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="parquet, csv, tsv or json (default: by name).")
+    ] = None,
+    root: Root = Path("."),
+    catalog: CatalogUrl = None,
+) -> None:
+    """Load files or a query result into a table, streamed, in one atomic commit."""
+    src: str | tuple[str, str] = (source, query) if query is not None else source
+    try:
+        with _open(root, catalog) as lk, _progress(files=query is None) as bar:
+            task = bar.add_task(f"ingesting into {table}", total=None, rows=0)
+
+            def show(rows: int, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None, rows=rows)
+
+            result = ingest(lk, table, src, user=user, mode=mode, format=fmt, on_progress=show)
+    except LakeError as e:
+        _fail(e)
+    what = f"{len(result.files)} file(s)" if result.files else "the query"
+    if not result.committed:
+        console.print(f"[yellow]nothing to {mode}[/]: {what} held no rows")
+        return
+    speed = result.rows / result.seconds if result.seconds else 0.0
+    done = (
+        "created and loaded"
+        if result.created
+        else {"overwrite": "overwrote"}.get(mode, "appended to")
+    )
+    console.print(
+        f"[green]{done}[/] {table}: "
+        f"{result.rows:,} rows from {what} in {result.seconds:.1f} s ({speed:,.0f} rows/s), "
+        f"version {result.version}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `crawl` and `ingest` to the main `lake` app."""
+    app.command("crawl")(crawl_command)
+    app.command("ingest")(ingest_command)

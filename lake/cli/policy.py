@@ -1,0 +1,178 @@
+"""`lake policy ...`: check a policy folder before deploying it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from catalog.errors import LakeError
+from governance.policy.check import ERROR, WARNING, Problem, check_folder
+from governance.policy.engine import TableLookup
+from lake.lake import Lake, connect
+
+policy_app = typer.Typer(
+    help="Check policy folders (policy.csv, model.conf).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+Folder = Annotated[Path, typer.Argument(help="Policy folder holding policy.csv.")]
+OptRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        "-r",
+        envvar="LAKE_ROOT",
+        help="Root of an existing lake: its catalog tells which tables and columns exist.",
+    ),
+]
+OptCatalog = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog", envvar="LAKE_CATALOG", help="Metadata store URL (default: SQLite in the root)."
+    ),
+]
+
+STYLES = {ERROR: "red", WARNING: "yellow"}
+
+
+@policy_app.callback()
+def policy() -> None:
+    """Check policy folders (policy.csv, model.conf)."""
+
+
+CHECK_HELP = (
+    "Print every problem of a policy folder; exit 1 if any is an error.\n\n"
+    "With --root, rules are checked against the lake's tables and columns; without it, only "
+    "what the policy files alone can tell is checked."
+)
+
+
+@policy_app.command("check", help=CHECK_HELP)
+def check(folder: Folder, root: OptRoot = None, catalog: OptCatalog = None) -> None:
+    """Print every problem of a policy folder and a summary; exit 1 if any is an error."""
+    out = Console(highlight=False, soft_wrap=True)
+    if root is None:
+        problems = check_folder(folder, None)
+        out.print(Text("no --root: checks that need the catalog were skipped", style="dim"))
+    else:
+        problems = _check_with_lake(folder, root, catalog)
+    for p in problems:
+        out.print(Text(str(p), style=STYLES.get(p.severity, "")))
+    errors = sum(p.severity == ERROR for p in problems)
+    warnings = sum(p.severity == WARNING for p in problems)
+    summary = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
+    out.print(
+        Text(summary, style="bold " + ("red" if errors else "yellow" if warnings else "green"))
+    )
+    raise typer.Exit(1 if errors else 0)
+
+
+def _check_with_lake(folder: Path, root: Path, catalog: str | None) -> list[Problem]:
+    # lake.connect creates a lake where there is none; checking must never do that.
+    if not (root / "lake.toml").is_file():
+        _usage(f"no lake at {root} (no lake.toml); pass the root of an existing lake or no --root")
+    try:
+        lk = connect(root, catalog=catalog)
+    except LakeError as e:
+        _usage(f"cannot open the lake at {root}: {e}")
+    try:
+        tables, databases = catalog_lookup(lk)
+        return check_folder(folder, tables, databases)
+    finally:
+        lk.close()
+
+
+def catalog_lookup(lk: Lake) -> tuple[TableLookup, Callable[[], set[str]]]:
+    """A TableLookup and a database lister over an open lake's catalog.
+
+    Table names come from the catalog's listing; a table's columns are read from its current
+    snapshot the first time a rule names it.
+    """
+    cat = lk.catalog
+    db_tags = {d.name.lower(): dict(d.tags) for d in cat.list_databases()}
+    infos = {info.full_name.lower(): info for info in cat.list_tables()}
+    builtin = _builtin_tables(infos)
+    cache: dict[str, tuple[list[str], dict[str, dict[str, str]]] | None] = {}
+
+    def columns_of(name: str) -> list[str] | None:
+        if name not in infos:
+            return builtin.get(name)
+        try:
+            return list(cat.snapshot(infos[name]).schema.names)
+        except LakeError:
+            # An unreadable snapshot still names a table; its creation schema is the best guess.
+            return [f["name"] for f in json.loads(infos[name].schema_json)]
+
+    def tables(name: str) -> tuple[list[str], dict[str, dict[str, str]]] | None:
+        name = name.lower()
+        if name not in cache:
+            cols = columns_of(name)
+            cache[name] = None if cols is None else (cols, _tags_of(name, infos, db_tags))
+        return cache[name]
+
+    databases = set(db_tags) | {n.split(".")[0] for n in builtin}
+    return tables, lambda: set(databases)
+
+
+def _tags_of(
+    name: str, infos: dict, db_tags: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    db = name.split(".")[0]
+    tags = {db: db_tags.get(db, {})}
+    if name in infos:
+        tags[name] = dict(infos[name].tags)
+    return tags
+
+
+def _builtin_tables(infos: dict) -> dict[str, list[str]]:
+    """Tables Lakeward creates on first use, so rules on them are valid before they exist."""
+    from governance import audit
+
+    if audit.TABLE in infos:
+        return {}
+    return {audit.TABLE: list(audit.SCHEMA.names)}
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _usage(message: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(Text(message, style="bold red"))
+    raise typer.Exit(2)
+
+
+@policy_app.command("explain")
+def explain(
+    query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
+    user: Annotated[
+        str, typer.Option("--user", "-u", envvar="LAKE_USER", help="User to explain for.")
+    ],
+    root: Annotated[
+        Path, typer.Option("--root", "-r", envvar="LAKE_ROOT", help="Lake root.")
+    ] = Path("."),
+    catalog: OptCatalog = None,
+) -> None:
+    """Show the SQL that runs for a user's query and every policy rule that shaped it."""
+    console = Console()
+    try:
+        with connect(root, catalog=catalog) as lk:
+            ex = lk.explain(query, user=user)
+    except LakeError as e:
+        Console(stderr=True).print(f"[bold red]{type(e).__name__}:[/] {e}")
+        raise typer.Exit(1) from None
+    console.print(ex.sql, markup=False, highlight=False)
+    console.print()
+    for r in ex.reads:
+        console.print(f"[bold]{r.table.full_name}[/] v{r.version}")
+        if not r.rules:
+            console.print("  (no policy: open access)" if not lk.policy.engine else "  (no rule)")
+        for rule in r.rules:
+            console.print(f"  {rule}", markup=False, highlight=False)
