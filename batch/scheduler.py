@@ -18,16 +18,19 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from batch import checkpoints, lakeio
 from batch.config import BatchConfig, ComputeEnv, QueueConfig
+from batch.cron import parse_cron
 from batch.outcome import INTERRUPTED, classify, transition
+from batch.port import LakePort
 from batch.spec import Definition
 from batch.store import TERMINAL, BatchStore
+from batch.submit import Submitter
 from batch.worker import write_control
 from catalog.errors import LakeError
 from catalog.locks import holder_is_dead, owner_id
@@ -78,19 +81,15 @@ class Paths:
 
 @dataclass
 class Context:
-    """What the scheduler needs from the lake; `batch` never imports `lake`."""
+    """What the scheduler works with; the lake only through its port."""
 
     store: BatchStore
     cfg: BatchConfig
     paths: Paths
-    catalog: Any
-    sql: Callable[[str, str], Any] | None
-    authorize: Callable[[str, str, list[str]], None] | None
-    audit: Callable[..., None] | None
+    port: LakePort
+    submitter: Submitter  # cron schedules submit like lk.batch.submit does
     ray_address: str | None
-    submit: Callable[..., Any]  # Batch.submit, for cron schedules
     runtime: str | None = None
-    forward_audit: Callable[[], Any] | None = None  # orphaned submissions -> audit trail
 
 
 @dataclass
@@ -213,9 +212,9 @@ class Scheduler:
         if now >= self._sched_at:
             self._sched_at = now + 1.0
             self._run_schedules(now)
-            if self.ctx.forward_audit is not None and now >= self._audit_at:
+            if now >= self._audit_at:
                 self._audit_at = now + 5.0
-                self.ctx.forward_audit()
+                self.ctx.submitter.forward_audit(older_than=10.0)  # orphaned submissions
         self._simulate_spot(now)
         if self._dirty or now - self._scan_at > 1.0:
             self._dirty = False
@@ -456,11 +455,7 @@ class Scheduler:
             owner = full["parent_id"] or job_id
             try:
                 read = lakeio.materialize_inputs(
-                    self.ctx.catalog,
-                    self.ctx.sql,
-                    full["user"],
-                    full["inputs"],
-                    paths.inputs(owner),
+                    self.ctx.port, lakeio.acting(full), full["inputs"], paths.inputs(owner)
                 )
             except (LakeError, OSError) as e:
                 self.store.set_status_many(
@@ -573,12 +568,7 @@ class Scheduler:
         out_dir = self.ctx.paths.attempt(run.job_id, run.attempt) / "output"
         try:
             done = lakeio.commit_outputs(
-                self.ctx.catalog,
-                job["user"],
-                run.job_id,
-                job["outputs"],
-                out_dir,
-                self.ctx.authorize,
+                self.ctx.port, lakeio.acting(job), run.job_id, job["outputs"], out_dir
             )
         except Exception as e:  # noqa: BLE001 - bad output files fail the job, not the scheduler
             return "FAILED", f"OUTPUT_COMMIT_FAILED: {type(e).__name__}: {e}"
@@ -598,17 +588,6 @@ class Scheduler:
                 for name, o in fresh.items()
             ]
         )
-        if self.ctx.audit is not None:
-            for o in fresh.values():
-                with contextlib.suppress(Exception):
-                    self.ctx.audit(
-                        job["user"],
-                        "write",
-                        f"batch job {run.job_id} output to {o['table']}",
-                        "allowed",
-                        tables=[(o["table"], o["version"])],
-                        rows=o["rows"],
-                    )
         return "SUCCEEDED", ""
 
     def _rescue_checkpoint(self, run: Running, d: Definition) -> None:
@@ -669,10 +648,6 @@ class Scheduler:
                 write_control(self.ctx.paths.attempt(run.job_id, run.attempt), "INTERRUPT")
 
     def _run_schedules(self, now: float) -> None:
-        from datetime import UTC, datetime
-
-        from batch.cron import parse_cron
-
         for s in self.store.schedules():
             if not s["enabled"] or s["next_run"] > now:
                 continue
@@ -681,11 +656,11 @@ class Scheduler:
             if not self.store.advance_schedule(s["name"], s["next_run"], nxt, ""):
                 continue
             try:
-                job = self.ctx.submit(_schedule=s["name"], **kwargs)
+                job_id = self.ctx.submitter.submit(_schedule=s["name"], **kwargs)
             except LakeError as e:
                 log.warning("schedule %s could not submit: %s", s["name"], e)
                 continue
-            self.store.advance_schedule(s["name"], nxt, nxt, job.id)
+            self.store.advance_schedule(s["name"], nxt, nxt, job_id)
 
     def _notify(self) -> None:
         with self.changed:

@@ -46,6 +46,8 @@ jobs = sa.Table(
     sa.Column("array_size", sa.Integer, nullable=True),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("user", sa.String(255), nullable=False),
+    # "owner": submitted by the lake's owner without user=; the job acts as the owner too.
+    sa.Column("acting", sa.String(16), nullable=False, server_default="user"),
     sa.Column("queue", sa.String(255), nullable=False),
     sa.Column("share_id", sa.String(255), nullable=False),
     sa.Column("definition_id", sa.String(32), nullable=False),
@@ -178,8 +180,16 @@ def _v1(conn: sa.Connection) -> None:
     )
 
 
+def _v2(conn: sa.Connection) -> None:
+    cols = {c["name"] for c in sa.inspect(conn).get_columns("batch_jobs")}
+    if "acting" not in cols:
+        conn.execute(
+            sa.text("ALTER TABLE batch_jobs ADD COLUMN acting VARCHAR(16) NOT NULL DEFAULT 'user'")
+        )
+
+
 # Append only: a released migration never changes; index + 1 is the schema version.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

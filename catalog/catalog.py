@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable
 
-from catalog import recovery
+from catalog import locks, recovery
 from catalog.errors import (
     DatabaseNotFound,
     InvalidArgument,
@@ -371,9 +371,12 @@ class Catalog:
         self.reap()
         return Transaction(self, user, timeout_s=timeout_s)
 
-    def implicit(self, user: str) -> Transaction:
-        """A one-write transaction that commits itself."""
-        return Transaction(self, user, implicit=True)
+    def implicit(self, user: str, audit: dict[str, Any] | None = None) -> Transaction:
+        """A one-write transaction that commits itself; `audit` (a record) is queued in the
+        store transaction that ratifies the write."""
+        tx = Transaction(self, user, implicit=True)
+        tx.audit_record = audit
+        return tx
 
     def writer_table(self, location: str, pointer: int) -> DeltaTable:
         """A DeltaTable at exactly the ratified version, for a writer that holds the table lock."""
@@ -417,12 +420,6 @@ class Catalog:
         with contextlib.suppress(ValueError):
             self._commit_hooks.remove(hook)
 
-    def partitions(self, name: str) -> list[dict[str, Any]]:
-        """The table's partitions now: values, file count, rows and bytes of each."""
-        from catalog.partitions import partitions
-
-        return partitions(self, name)
-
     def reap(self) -> int:
         """Abort transactions idle past their timeout and roll back what they left; returns how many."""
         n = 0
@@ -433,8 +430,6 @@ class Catalog:
 
     def recover(self) -> dict[str, list[int]]:
         """Roll back unratified Delta versions of every governed table no live writer holds."""
-        from catalog import locks
-
         done = {}
         for info in self.store.list_tables():
             if info.table_type != "GOVERNED":

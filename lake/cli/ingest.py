@@ -20,8 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from catalog.errors import LakeError
-from catalog.ingestion.crawl import CrawlResult, crawl
-from catalog.ingestion.ingest import ingest
+from catalog.ingestion.crawl import CrawlResult
 from lake.cli.common import CatalogUrl, Root, User, console
 from lake.cli.common import fail as _fail
 from lake.cli.common import open_lake as _open
@@ -95,7 +94,7 @@ def crawl_command(
             def show(rows: int, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total or None, rows=rows)
 
-            result = crawl(lk, path, database=database, user=user, on_progress=show)
+            result = lk.crawl(path, database=database, user=user, on_progress=show)
     except LakeError as e:
         _fail(e)
     console.print(summary(result))
@@ -135,7 +134,7 @@ def ingest_command(
             def show(rows: int, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total or None, rows=rows)
 
-            result = ingest(lk, table, src, user=user, mode=mode, format=fmt, on_progress=show)
+            result = lk.ingest(table, src, user=user, mode=mode, format=fmt, on_progress=show)
     except LakeError as e:
         _fail(e)
     what = f"{len(result.files)} file(s)" if result.files else "the query"
