@@ -16,6 +16,9 @@ import lake  # noqa: E402
 from batch.api import Batch  # noqa: E402
 
 TOML = """\
+[catalog]
+auto_compact = false
+
 [batch]
 preempt_grace_s = 0.5
 poll_s = 0.005
