@@ -23,7 +23,7 @@ from batch.config import BatchConfig, load_batch_config
 from batch.cron import parse_cron
 from batch.job import Attempt, Job, JobTimeout
 from batch.scheduler import LEASE, Context, Paths, Scheduler, owner_dead
-from batch.store import STATES, TERMINAL, BatchStore
+from batch.store import STATES, BatchStore
 from catalog.errors import AccessDenied, InvalidArgument, JobError, LakeError, TableNotFound
 
 SqlFn = Callable[[str, str], Any]
@@ -133,7 +133,7 @@ class Batch:
         try:
             while True:
                 time.sleep(0.5)
-                busy = sched.running or any(s not in TERMINAL for (_q, s) in self.store.counts())
+                busy = sched.running or self.store.has_live()
                 if busy:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
@@ -419,13 +419,30 @@ class Batch:
         status: str | None = None,
         *,
         user: str | None = None,
-        limit: int | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        before: str | None = None,
         children: bool = False,
     ) -> list[Job]:
-        """Jobs, oldest first, optionally of one queue, status or user (array children hidden)."""
+        """One page of jobs, newest first, optionally of one queue, status or user (array
+        children hidden): at most `limit` (None: all), skipping `offset`; `before=` the last
+        job id of a page gives the next page, unshifted by jobs submitted meanwhile."""
         if status is not None and status not in STATES:
             raise InvalidArgument(f"status must be one of {', '.join(STATES)}, not {status!r}")
-        rows = self.store.list(queue, status, user=user, limit=limit, children=children)
+        for key, value, low in (("limit", limit, 1), ("offset", offset, 0)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low
+            ):
+                raise InvalidArgument(f"{key} must be an integer >= {low}, not {value!r}")
+        rows = self.store.list(
+            queue,
+            status,
+            user=user,
+            limit=limit,
+            offset=offset,
+            before=None if before is None else str(before),
+            children=children,
+        )
         return [Job(self, r["id"], r) for r in rows]
 
     def logs(self, job_id: str, attempt: int | None = None, stream: str | None = None) -> str:
