@@ -295,6 +295,41 @@ def four_writers(
         lk.close()
 
 
+def bounded_log(tmp: Path, versions: int = 1000, retention_s: int = 5) -> list[dict]:
+    """Log files and store rows after `versions` appends: Delta's default retention vs a short
+    one (the same appends, side by side)."""
+    sizes = {}
+    for label, props in (
+        ("default retention (30 days)", {}),
+        (
+            f"retention {retention_s} s",
+            {"delta.logRetentionDuration": f"interval {retention_s} seconds"},
+        ),
+    ):
+        lk = quiet_lake(tmp / f"log_{len(sizes)}")
+        try:
+            lk.catalog.create_database("b")
+            lk.catalog.create_table("b.t", SCHEMA)
+            if props:
+                lk.catalog.set_properties("b.t", props)
+            t = time.perf_counter()
+            for i in range(versions):
+                lk.write("b.t", rows(i, 2), user="bench")
+            took = time.perf_counter() - t
+            log = Path(lk.catalog.describe("b.t")["location"]) / "_delta_log"
+            counts = lk.store.row_counts()
+            sizes[label] = (len(list(log.iterdir())), counts["commits"], counts["transactions"])
+            print(
+                f"{label}: {versions} appends in {took:.1f} s -> {sizes[label][0]} log files, "
+                f"{sizes[label][1]} commit rows, {counts['audit_pending']} queued audit rows",
+                flush=True,
+            )
+        finally:
+            lk.close()
+    (a, b) = sizes.values()
+    return [{"benchmark": "log files kept, short / default retention", "ours": b[0], "raw": a[0]}]
+
+
 def main(repeat: int = 5, seconds: float = 20.0, rate: float = 30.0) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         # Off: lk.compact is measured on exactly the files written, not on what remains of them.
@@ -306,7 +341,7 @@ def main(repeat: int = 5, seconds: float = 20.0, rate: float = 30.0) -> list[dic
         finally:
             lk.close()
         load, _ = four_writers(Path(tmp), seconds, rate, batch_rows=100)
-        return out + load
+        return out + load + bounded_log(Path(tmp))
 
 
 if __name__ == "__main__":
