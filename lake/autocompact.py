@@ -36,8 +36,8 @@ USER = "lakeward:autocompact"
 _RETRY_S = 5.0  # after a failed attempt (e.g. the table lock was busy for lock_wait_s)
 _BUSY_S = 0.5  # after finding another process compacting the table
 _HISTORY = 64  # recent commits scanned for another process's compaction
-_RUNS = 1000
-_NICE = 10  # compaction runs remembered in stats["runs"]
+_RUNS = 1000  # compaction runs remembered in stats["runs"]
+_NICE = 10  # the worker's CPU priority below the appends
 
 
 @dataclass
