@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -428,10 +427,6 @@ def test_auto_compaction_under_four_writer_processes(tmp_path):
         assert max(samples) <= len(acks), samples
         cuts = sum(1 for a, b in zip(samples, samples[1:], strict=False) if b <= a / 2)
         assert cuts >= 3, samples
-        # Kept up: a compactor never behind leaves the 3 compacted files and at most 19 small
-        # ones not yet due; the table stayed within twice that most of the time.
-        loaded = [n for n in samples if n > 0]
-        assert statistics.median(loaded) <= 2 * (3 + 20 - 1), samples
         lk.compact("sales.orders", user="check")
         assert num_files(lk) == 3
         delta_rs_agrees(lk)
