@@ -25,7 +25,7 @@ from batch.cron import parse_cron
 from batch.job import Attempt, Job, JobTimeout
 from batch.port import LakeHandle, LakePort
 from batch.scheduler import LEASE, Context, Paths, Scheduler, owner_dead
-from batch.store import STATES, TERMINAL, BatchStore
+from batch.store import STATES, BatchStore
 from batch.submit import Submitter
 from catalog.errors import AccessDenied, InvalidArgument, JobError
 
@@ -106,7 +106,7 @@ class Batch:
         try:
             while True:
                 time.sleep(0.5)
-                busy = sched.running or any(s not in TERMINAL for (_q, s) in self.store.counts())
+                busy = sched.running or self.store.has_live()
                 if busy:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
@@ -195,24 +195,38 @@ class Batch:
         *,
         user: Any = None,
         submitted_by: str | None = None,
-        limit: int | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        before: str | None = None,
         children: bool = False,
     ) -> list[Job]:
-        """Jobs `user` may see, oldest first, optionally of one queue, status or submitter
-        (array children hidden unless children=True)."""
+        """One page of the jobs `user` may see, newest first, optionally of one queue, status
+        or submitter (array children hidden): at most `limit` (None: all), skipping `offset`;
+        `before=` the last job id of a page gives the next page, unshifted by jobs submitted
+        meanwhile."""
         if status is not None and status not in STATES:
             raise InvalidArgument(f"status must be one of {', '.join(STATES)}, not {status!r}")
-        admin = self.port.is_admin(user)
-        rows = self.store.list(
-            queue, status, user=submitted_by, limit=limit if admin else None, children=children
-        )
-        if not admin:
-            me = self.port.principal_name(user).lower()
-            queues = {
+        for key, value, low in (("limit", limit, 1), ("offset", offset, 0)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low
+            ):
+                raise InvalidArgument(f"{key} must be an integer >= {low}, not {value!r}")
+        visible = None
+        if not self.port.is_admin(user):
+            queues = [
                 q for q in self.cfg.queues if self.port.allowed(user, f"queue:{q}", "describe")
-            }
-            rows = [r for r in rows if r["user"].lower() == me or r["queue"] in queues]
-            rows = rows[:limit] if limit else rows
+            ]
+            visible = (self.port.principal_name(user), queues)
+        rows = self.store.list(
+            queue,
+            status,
+            user=submitted_by,
+            limit=limit,
+            offset=offset,
+            before=None if before is None else str(before),
+            children=children,
+            visible_to=visible,
+        )
         return [Job(self, r["id"], r, acting=user) for r in rows]
 
     def logs(

@@ -37,6 +37,12 @@ from catalog.locks import holder_is_dead, owner_id
 
 log = logging.getLogger("lakeward.batch")
 LEASE = "scheduler"
+# A scan reads what changed and the heads of the queues, never the whole queue:
+_MARGIN_S = 2.0  # final states are re-read this far back (writers' clocks and commits lag)
+_PAGE = 1000  # SUBMITTED jobs promoted per scan at most (a burst takes several scans)
+_SWEEP = 100  # PENDING jobs re-checked per scan, round robin: a safety net under the events
+_HEADS = 32  # RUNNABLE jobs of each (queue, share) a dispatch chooses from
+_PARENTS_S = 5.0  # every live array job is re-aggregated this often (others when touched)
 
 
 def owner_dead(owner: str) -> bool:
@@ -134,6 +140,11 @@ class Scheduler:
         self._avg_s: dict[str, float] = {}
         self._remote: Any = None
         self._ray_memory: float | None = None
+        self._ended_at = 0.0  # final states are read from here on (0: since the lease)
+        self._pending_at: tuple[float, str] | None = None  # the sweep's cursor
+        self._parents_at = 0.0
+        self._touched: set[str] = set()  # array jobs whose children this scheduler moved
+        self.stats = {"ticks": 0, "scans": 0, "scan_s": 0.0}  # scan_s: seconds spent scanning
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -190,6 +201,7 @@ class Scheduler:
     # one round -------------------------------------------------------------------------------
     def tick(self) -> None:
         """One scheduling round (the thread calls this every poll interval)."""
+        self.stats["ticks"] += 1
         now = time.time()
         if now >= self._lease_at:
             was = self.leader
@@ -198,6 +210,8 @@ class Scheduler:
             if self.leader and not was:
                 self._recover()
                 self._dirty = True
+                self._ended_at = self._parents_at = 0.0
+                self._pending_at = None
         if not self.leader:
             return
         if self.running:
@@ -219,7 +233,9 @@ class Scheduler:
         if self._dirty or now - self._scan_at > 1.0:
             self._dirty = False
             self._scan_at = now
+            started = time.perf_counter()
             self._scan(now)
+            self.stats["scan_s"] += time.perf_counter() - started
 
     def _collect(self, timeout: float) -> None:
         import ray
@@ -252,16 +268,40 @@ class Scheduler:
         return d
 
     def _scan(self, now: float) -> None:
-        rows = self._controls(self.store.scheduler_rows())
-        by_status: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            by_status.setdefault(r["status"], []).append(r)
-        promoted = self._promote(by_status.get("SUBMITTED", []), by_status.get("PENDING", []))
-        self._aggregate_arrays([r for r in rows if r["array_size"] is not None])
-        runnable = [r for r in by_status.get("RUNNABLE", []) if r["array_size"] is None]
-        runnable += promoted
-        if runnable:
-            self._dispatch(runnable, now)
+        """Promote, aggregate and dispatch, reading only what changed since the last scan and
+        the head of each (queue, share): its cost does not grow with the number of queued or
+        finished jobs."""
+        self.stats["scans"] += 1
+        self._controls(self.store.controlled())
+        since, self._ended_at = self._ended_at - _MARGIN_S, now
+        ended = self.store.ended_since(since) if since > 0 else []
+        submitted = self.store.in_status("SUBMITTED", _PAGE)
+        if len(submitted) == _PAGE:
+            self._dirty = True  # more of the burst next round
+        sweep = self.store.in_status("PENDING", _SWEEP, after=self._pending_at)
+        self._pending_at = (
+            (sweep[-1]["created_at"], sweep[-1]["id"]) if len(sweep) == _SWEEP else None
+        )
+        pending = {r["id"]: r for r in sweep}
+        pending.update((r["id"], r) for r in self.store.waiting_on(e["id"] for e in ended))
+        self._promote(submitted, list(pending.values()))
+        self._touched |= {e["parent_id"] for e in ended if e["parent_id"]}
+        self._touched |= {r["parent_id"] for r in submitted if r["parent_id"]}
+        if now - self._parents_at > _PARENTS_S:
+            self._parents_at = now
+            parents = self.store.live_parents()
+        else:
+            parents = self.store.rows_of(self._touched) if self._touched else []
+        self._touched.clear()
+        self._aggregate_arrays([p for p in parents if p["array_size"] is not None])
+        if self._has_room():
+            self._dispatch(self.store.runnable_heads(_HEADS), now)
+
+    def _has_room(self) -> bool:
+        free = {name: env.cpus for name, env in self.cfg.compute.items()}
+        for run in self.running.values():
+            free[run.env] -= run.cpus
+        return max(free.values(), default=0.0) > 0
 
     def _controls(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         keep = []
@@ -276,6 +316,7 @@ class Scheduler:
                 self.store.set_control_children(r["id"], ctl)
                 self.store.update_job(r["id"], control=None)
                 self._dirty = True
+                self._touched.add(r["id"])
                 keep.append(r)
             elif run is not None:
                 if run.control_sent is None:
@@ -483,6 +524,8 @@ class Scheduler:
         attempt_dir = paths.attempt(job_id, attempt)
         if not self.store.start_attempt(job_id, attempt, env.name, self.owner, str(attempt_dir)):
             return
+        if full["parent_id"]:
+            self._touched.add(full["parent_id"])
         grace = env.notice_s if env.spot else self.cfg.preempt_grace_s
         job_env = {
             **d.env,
@@ -540,6 +583,8 @@ class Scheduler:
         job = self.store.job(run.job_id)
         if job is None:
             return
+        if job["parent_id"]:
+            self._touched.add(job["parent_id"])
         d = self._definition(job["definition_id"])
         now = time.time()
         o = classify(result, d, run.dispatched)

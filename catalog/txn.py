@@ -266,9 +266,10 @@ class Transaction:
         schema_mode: str | None = None,
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, str] | None = None,
+        operation: str = "WRITE",
     ) -> bool:
         """The one exactly-once append: add `data` and record Delta application transactions
-        `app_txns` [(app_id, version)] in the same commit.
+        `app_txns` [(app_id, version)] in the same commit (recorded as `operation`).
 
         `precheck(dt)` runs under the table lock on the ratified version the commit follows;
         False means "already there": nothing is written and this returns False. Streams, the
@@ -292,7 +293,7 @@ class Transaction:
 
         # Only a precheck reads the table; a blind append never conflicts with a snapshot.
         reads = precheck is not None
-        return bool(self._run(name, "WRITE", {"mode": "append", **(params or {})}, reads, op))
+        return bool(self._run(name, operation, {"mode": "append", **(params or {})}, reads, op))
 
     def delete(self, name: str, where: str | None = None) -> dict[str, Any]:
         """Delete the rows matching `where` (a SQL predicate); all rows when None."""

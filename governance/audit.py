@@ -139,6 +139,7 @@ class AuditLog:
                         precheck=lambda dt, done=done: (app_version(dt, APP_ID) or 0) == done,
                         schema_mode="merge",  # older audit tables gain the newer columns
                         params={"upto": top},
+                        operation="AUDIT",
                     )
                     if not wrote:
                         continue  # another process flushed meanwhile: look again

@@ -139,8 +139,9 @@ class Gate:
         return any(self.may_describe(p, i) for i in self.catalog.list_tables(name))
 
     def columns(self, info: TableInfo) -> list[str]:
-        """The table's columns now, in table order."""
-        return list(self.catalog.snapshot(info, info.version).schema.names)
+        """The table's columns now, in table order (of its current version: an entry's own
+        version may be old, and its log cleaned up since)."""
+        return list(self.catalog.snapshot(info).schema.names)
 
     def lookup(self, p: Principal, name: str, *, cached: bool = False) -> TableInfo:
         """The table `name` as `p` may know it: a table the user may not describe raises the

@@ -173,7 +173,7 @@ class GovernedWriter:
             return None
 
     def _visible_schema(self, info: TableInfo, view: ViewSpec | None) -> pa.Schema:
-        schema = self.gate.catalog.snapshot(info, info.version).schema
+        schema = self.gate.catalog.snapshot(info).schema
         if view is None:
             return schema
         shown = {c.lower() for c in view.columns}
@@ -192,7 +192,7 @@ class GovernedWriter:
         known = {f.name.lower() for f in visible}
         new = [n for n in data.names if n.lower() not in known]
         if schema_mode == "merge" and new:
-            full = {n.lower() for n in self.gate.catalog.snapshot(info, info.version).schema.names}
+            full = {n.lower() for n in self.gate.catalog.snapshot(info).schema.names}
             if any(n.lower() in full for n in new):
                 new = []  # a hidden column: fails below exactly like a column that is not there
             else:
@@ -201,7 +201,7 @@ class GovernedWriter:
             check_schema(pa.schema([f for f in data]), visible, info.full_name)
         self._check_columns(info, view, [n for n in data.names if n.lower() in known], action)
         if view is not None:
-            full = self.gate.catalog.snapshot(info, info.version).schema
+            full = self.gate.catalog.snapshot(info).schema
             shown = {c.lower() for c in view.columns}
             if any(not f.nullable and f.name.lower() not in shown for f in full):
                 raise AccessDenied(

@@ -192,5 +192,22 @@ class MetadataStore(abc.ABC):
         returns the new sequence number, or 0 if another client installed one meanwhile.
         `audit` is queued in the same store transaction."""
 
+    # retention: rows of what the log no longer holds go (see catalog.retention)
+    @abc.abstractmethod
+    def prune_commits(self, table_id: int, below_version: int) -> int:
+        """Delete a table's commit rows of versions below `below_version`; returns how many."""
+
+    @abc.abstractmethod
+    def oldest_commit(self, table_id: int) -> CommitInfo | None:
+        """The table's oldest commit row still kept (None if it has none)."""
+
+    @abc.abstractmethod
+    def prune_transactions(self, ended_before: datetime) -> int:
+        """Delete transactions that ended before `ended_before`; returns how many."""
+
+    @abc.abstractmethod
+    def row_counts(self) -> dict[str, int]:
+        """Rows per store table (commits, transactions, audit_pending, ...): for monitoring."""
+
     @abc.abstractmethod
     def close(self) -> None: ...

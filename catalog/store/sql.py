@@ -575,3 +575,50 @@ class SqlStore(MetadataStore):
         if row is None:
             return None
         return {"token": row.token, "owner": row.owner, "expires_at": _aware(row.expires_at)}
+
+    # retention ---------------------------------------------------------------------------
+    def prune_commits(self, table_id: int, below_version: int) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                sa.delete(s.commits).where(
+                    (s.commits.c.table_id == table_id) & (s.commits.c.version < below_version)
+                )
+            ).rowcount
+
+    def oldest_commit(self, table_id: int) -> CommitInfo | None:
+        q = (
+            sa.select(s.commits)
+            .where(s.commits.c.table_id == table_id)
+            .order_by(s.commits.c.version)
+            .limit(1)
+        )
+        with self._read() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return CommitInfo(
+            r.table_id,
+            int(r.version),
+            int(r.seq),
+            r.txn_id,
+            r.user,
+            r.operation,
+            _aware(r.committed_at),
+            dict(r.params or {}),
+        )
+
+    def prune_transactions(self, ended_before: datetime) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                sa.delete(s.transactions).where(
+                    (s.transactions.c.state != "ACTIVE")
+                    & (s.transactions.c.ended_at < ended_before)
+                )
+            ).rowcount
+
+    def row_counts(self) -> dict[str, int]:
+        with self._read() as conn:
+            return {
+                t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                for t in s.metadata.sorted_tables
+            }
