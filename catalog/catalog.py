@@ -446,7 +446,9 @@ class Catalog:
                 continue
             token = uuid.uuid4().hex
             try:
-                pointer = locks.acquire(self.store, info.id, token, 60.0, wait_s=0.0)
+                pointer = locks.acquire(
+                    self.store, info.id, token, self.settings.write_lease_s, wait_s=0.0
+                )
             except LakeError:
                 continue  # a live writer holds it and will roll back on its own
             try:

@@ -12,7 +12,6 @@ import contextlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -135,8 +134,9 @@ class Transaction:
                     "with governed=True to write it"
                 )
             s = self.catalog.settings
-            lease = self.timeout_s if not self.implicit else s.write_lease_s
-            pointer = locks.acquire(self.catalog.store, info.id, self.id, lease, s.lock_wait_s)
+            pointer = locks.acquire(
+                self.catalog.store, info.id, self.id, s.write_lease_s, s.lock_wait_s
+            )
             if pointer is None:
                 self.catalog.forget(info)
                 raise TableNotFound(f"table {info.full_name} was dropped")
@@ -187,6 +187,7 @@ class Transaction:
             max_commit_retries=0,
         )
         try:
+            locks.check(self.catalog.store, self.id)  # fencing: never write past a lost lease
             result = fn(locked.dt, props)
         except BaseException as e:
             self._undo_to(locked, before)
@@ -205,14 +206,9 @@ class Transaction:
         return result
 
     def _holds_lock(self, table_id: int) -> bool:
-        # Rolling back is only ours to do while the lock is, with margin: after a takeover the
-        # versions past our pointer may be someone else's ratified commits.
-        holder = self.catalog.store.lock_holder(table_id)
-        return (
-            holder is not None
-            and holder["token"] == self.id
-            and holder["expires_at"] > datetime.now(UTC) + timedelta(seconds=2)
-        )
+        # Rolling back is only ours to do while the lock is: after a takeover the versions past
+        # our pointer may be someone else's ratified commits.
+        return locks.holds(self.catalog.store, table_id, self.id)
 
     def _undo_to(self, locked: _Locked, version: int) -> None:
         if self._holds_lock(locked.info.id):
@@ -391,6 +387,8 @@ class Transaction:
                 if t.ops
             ]
         try:
+            if moves:
+                locks.check(self.catalog.store, self.id)  # fencing; ratify also checks the token
             if moves or not self.implicit:
                 self.catalog.store.ratify(
                     moves, self.id, self.user, self.id, close_txn=not self.implicit, audit=audit
@@ -402,6 +400,7 @@ class Transaction:
         except BaseException:
             self._abandon("ABORTED")
             raise
+        locks.released(self.catalog.store, self.id)
         self.state = "COMMITTED"
         for t in self._locked.values():
             if t.ops:
@@ -424,6 +423,7 @@ class Transaction:
             self.catalog.store.unlock(self.id)
         else:
             self.catalog.store.end_txn(self.id, state)
+        locks.released(self.catalog.store, self.id)
         self.state = state
 
 

@@ -16,7 +16,7 @@ from catalog.catalog import Catalog
 from catalog.data import to_arrow
 from catalog.engine import Engine
 from catalog.errors import AccessDenied, InvalidArgument, LakeError
-from catalog.store import load_store
+from catalog.store.roots import open_root_store
 from catalog.txn import Transaction
 from catalog.vacuum import vacuum as vacuum_table
 from governance.access import Access
@@ -139,7 +139,7 @@ class Lake:
         if not toml.exists():
             toml.write_text(DEFAULT_TOML)
         self.config = load_config(self.root)
-        self.store = load_store(catalog, self.root)
+        self.store = open_root_store(self.root, catalog, self.config.catalog_url)
         self.catalog = Catalog(self.root, self.store, self.config.catalog)
         self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
         self.ray_address = ray_address

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator
@@ -13,8 +14,24 @@ import pytest
 
 import lake
 
+from support import pg
 from support.batch import BATCH_TOML
 from support.lakes import INTEROP, ORDERS
+
+
+@pytest.fixture(autouse=True)
+def catalog_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """Where the lakes of a test keep their catalog: SQLite in each root, or, when
+    LAKE_TEST_CATALOG names a PostgreSQL server, a fresh database of it for this test alone
+    (through $LAKE_CATALOG, which `lake.connect` reads). Yields that database's URL or None."""
+    server = os.environ.get("LAKE_TEST_CATALOG")
+    if not server:
+        monkeypatch.delenv("LAKE_CATALOG", raising=False)  # never a developer's own catalog
+        yield None
+        return
+    with pg.fresh_database(server) as url:
+        monkeypatch.setenv("LAKE_CATALOG", url)
+        yield url
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from catalog.errors import InvalidArgument
 from catalog.store.base import (
     CommitInfo,
     DatabaseInfo,
+    LockHolder,
     MetadataStore,
     Ratify,
     TableInfo,
@@ -17,11 +18,13 @@ from catalog.store.base import (
 __all__ = [
     "CommitInfo",
     "DatabaseInfo",
+    "LockHolder",
     "MetadataStore",
     "Ratify",
     "TableInfo",
     "TxnInfo",
     "load_store",
+    "normalize_url",
 ]
 
 
@@ -31,13 +34,22 @@ def load_store(url: str | None, root: Path | None = None) -> MetadataStore:
         if root is None:
             raise InvalidArgument("a metadata store needs a URL or a lake root")
         url = f"sqlite:///{Path(root) / '_lakeward' / 'catalog.db'}"
-    scheme = url.split(":", 1)[0].split("+", 1)[0]
-    if scheme in ("sqlite", "postgresql", "postgres", "mysql"):
-        from catalog.store.sql import SqlStore
+    url = normalize_url(url)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    from catalog.store.sql import SqlStore
 
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return SqlStore(url.replace("postgres://", "postgresql://", 1))
+    return SqlStore(url)
+
+
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy URL of a catalog: `postgresql://` and `postgres://` use psycopg 3."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if sep and (scheme == "sqlite" or scheme.startswith("postgresql+")):
+        return url
     raise InvalidArgument(
-        f"unsupported catalog URL scheme {scheme!r}; use sqlite:/// or postgresql://"
+        f"unsupported catalog URL scheme {scheme.split('+')[0]!r}; "
+        "use sqlite:///path or postgresql://user@host/database"
     )

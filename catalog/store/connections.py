@@ -1,18 +1,28 @@
-"""SQLAlchemy engines and per-thread connections shared by every store on the metadata database."""
+"""One pooled SQLAlchemy engine per metadata-store URL and process, shared by every store on it.
+
+The catalog store and the batch store of a lake (and of every lake of the process on the same
+URL) share one small pool, so a client holds at most `POOL_SIZE + MAX_OVERFLOW` connections, and
+the last `close()` of a URL closes them all.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 
+POOL_SIZE = 2  # connections kept open per URL and process
+MAX_OVERFLOW = 3  # more, opened while several threads hit the store at once, closed after
+# Any key works as long as every Lakeward process uses the same one: it serialises migrations.
+MIGRATION_LOCK_KEY = 0x4C616B6577617264  # "Lakeward"
 
-def sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
+
+def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
     """A writer engine whose transactions start with BEGIN IMMEDIATE, and a plain reader engine.
 
     IMMEDIATE takes SQLite's write lock up front, so two writers never deadlock on a lock
@@ -29,70 +39,114 @@ def sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
 
     engines = []
     for begin in ("BEGIN IMMEDIATE", "BEGIN"):
-        eng = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=8)
+        eng = sa.create_engine(
+            url, poolclass=sa.pool.QueuePool, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW
+        )
         sa.event.listen(eng, "connect", on_connect)
         sa.event.listen(eng, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))
         engines.append(eng)
     return engines[0], engines[1]
 
 
-class Connections:
-    """Writer and reader engines for a URL, with one long-lived connection per thread and role.
+def _server_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
+    """One pool; reads run in autocommit (one round trip, READ COMMITTED's snapshot anyway)."""
+    eng = sa.create_engine(
+        url,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        # No pre-ping: it costs a round trip per checkout; a connection the server dropped
+        # fails its statement once and SQLAlchemy replaces the pool's connections.
+        # Every transaction ends in COMMIT or ROLLBACK before its connection goes back.
+        pool_reset_on_return=None,
+        connect_args={"application_name": "lakeward"},
+    )
+    return eng, eng.execution_options(isolation_level="AUTOCOMMIT")
 
-    Pool checkout and reset cost more than the statements of a commit, so connections are kept.
-    """
+
+class _Shared:
+    def __init__(self, url: str):
+        self.url = url
+        self.users = 0
+        if url.startswith("sqlite"):
+            self.writer, self.reader = _sqlite_engines(url)
+        else:
+            self.writer, self.reader = _server_engines(url)
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.reader.pool is not self.writer.pool:
+            self.reader.dispose()
+
+
+_shared: dict[tuple[int, str], _Shared] = {}
+_shared_lock = threading.Lock()
+
+
+def open_count(url: str) -> int:
+    """How many open stores of this process use `url` (0: its engine is disposed)."""
+    with _shared_lock:
+        s = _shared.get((os.getpid(), url))
+        return s.users if s else 0
+
+
+class Connections:
+    """The shared engines of a URL, checked out per transaction; `close()` once per instance."""
 
     def __init__(self, url: str):
         self.url = url
-        if url.startswith("sqlite"):
-            self.writer, self.reader = sqlite_engines(url)
-        else:
-            self.writer = sa.create_engine(url, pool_pre_ping=True)
-            self.reader = self.writer
-        self._tl = threading.local()
-        self._open: list[sa.Connection] = []
-        self._open_lock = threading.Lock()
+        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        key = (os.getpid(), url)  # never share a connection across fork
+        with _shared_lock:
+            shared = _shared.get(key)
+            if shared is None:
+                shared = _shared[key] = _Shared(url)
+            shared.users += 1
+        self._shared: _Shared | None = shared
+        self._key = key
 
-    def _conn(self, engine: sa.Engine, key: str) -> sa.Connection:
-        tl = self._tl
-        if getattr(tl, "pid", None) != os.getpid():  # never share a connection across fork
-            tl.__dict__.clear()
-            tl.pid = os.getpid()
-        conn = getattr(tl, key, None)
-        if conn is None or conn.closed or conn.invalidated:
-            conn = engine.connect()
-            setattr(tl, key, conn)
-            with self._open_lock:
-                self._open.append(conn)
-        return conn
+    @property
+    def closed(self) -> bool:
+        return self._shared is None
+
+    @property
+    def _engines(self) -> _Shared:
+        if self._shared is None:
+            raise RuntimeError("this metadata store is closed")
+        return self._shared
 
     @contextmanager
-    def _begin(self, engine: sa.Engine, key: str) -> Iterator[sa.Connection]:
-        conn = self._conn(engine, key)
-        try:
-            with conn.begin():
-                yield conn
-        except sa.exc.DBAPIError:
-            self._tl.__dict__.pop(key, None)
-            conn.invalidate()
-            raise
+    def _begin(self, engine: sa.Engine) -> Iterator[sa.Connection]:
+        with engine.connect() as conn, conn.begin():
+            yield conn
 
     def write(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        return self._begin(self.writer, "w")
+        return self._begin(self._engines.writer)
 
     def read(self) -> contextlib.AbstractContextManager[sa.Connection]:
-        """A read transaction (never blocks writers in WAL mode)."""
-        return self._begin(self.reader, "r")
+        """A read (WAL snapshot on SQLite, autocommit statements on PostgreSQL)."""
+        return self._begin(self._engines.reader)
+
+    def migrate(self, step: Callable[[sa.Connection], Any]) -> Any:
+        """Run `step` in a write transaction that no other process migrates beside.
+
+        SQLite's BEGIN IMMEDIATE already serialises; PostgreSQL DDL does not (two first connects
+        create the same types), so an advisory lock held until commit does.
+        """
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            return step(conn)
 
     def close(self) -> None:
-        """Close every kept connection and dispose of the engines."""
-        with self._open_lock:
-            for conn in self._open:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            self._open.clear()
-        self._tl = threading.local()
-        self.writer.dispose()
-        if self.reader is not self.writer:
-            self.reader.dispose()
+        """Give this store's share back; the last one disposes of the engines (idempotent)."""
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        with _shared_lock:
+            shared.users -= 1
+            last = shared.users == 0
+            if last and _shared.get(self._key) is shared:
+                del _shared[self._key]
+        if last:
+            shared.dispose()

@@ -1,8 +1,10 @@
 """Hand-written SQL for the commit hot path (lock, ratify, pointers).
 
-SQLAlchemy Core costs ~100 us per statement to build and compile; a commit runs seven of them, so
-these few are plain `text()` with typed parameters. They are portable SQL (SQLite >= 3.35 and
-PostgreSQL both have ON CONFLICT and RETURNING).
+SQLAlchemy Core costs ~100 us per statement to build and compile; a commit runs several, so these
+few are plain `text()` with typed parameters. They are portable SQL (SQLite >= 3.35 and
+PostgreSQL both have ON CONFLICT and RETURNING) except for the clock: lock leases are compared
+with the database server's clock on PostgreSQL, so holders on hosts with skewed clocks agree on
+when a lease ran out; SQLite is one file on one host, whose clock the caller passes as `:now`.
 """
 
 from __future__ import annotations
@@ -10,17 +12,68 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 _TS = sa.DateTime(timezone=True)
+_NOW = {"postgresql": "clock_timestamp()", "sqlite": ":now"}
+_EXPIRES = {
+    "postgresql": "clock_timestamp() + make_interval(secs => :lease_s)",
+    "sqlite": ":expires",
+}
 
-LOCK = sa.text(
-    "INSERT INTO table_locks (table_id, token, owner, acquired_at, expires_at) "
-    "VALUES (:table_id, :token, :owner, :now, :expires) ON CONFLICT DO NOTHING"
-).bindparams(sa.bindparam("now", type_=_TS), sa.bindparam("expires", type_=_TS))
 
-HOLDER = sa.text("SELECT token FROM table_locks WHERE table_id = :table_id")
+def _clocked(sql: str) -> dict[str, sa.TextClause]:
+    out = {}
+    for dialect in _NOW:
+        stmt = sa.text(sql.format(now=_NOW[dialect], expires=_EXPIRES[dialect]))
+        if dialect == "sqlite":
+            stmt = stmt.bindparams(
+                *(sa.bindparam(n, type_=_TS) for n in ("now", "expires") if f":{n}" in str(stmt))
+            )
+        out[dialect] = stmt
+    return out
+
+
+# Take the table's lock if it is free (or already ours) and read the ratified version, in one
+# statement: on PostgreSQL an UPDATE that waited for a concurrent ratify re-reads the row it
+# updates, so the version returned is never older than the lock.
+LOCK = _clocked(
+    "UPDATE tables SET lock_token = :token, lock_owner = :owner, lock_expires = {expires} "
+    "WHERE id = :table_id AND (lock_token IS NULL OR lock_token = :token) RETURNING version"
+)
+
+HOLDER = {
+    d: stmt.columns(
+        sa.column("token", sa.String),
+        sa.column("owner", sa.String),
+        sa.column("expired", sa.Boolean),
+        sa.column("txn_state", sa.String),
+        sa.column("txn_last_active", _TS),
+        sa.column("txn_timeout_s", sa.Float),
+    )
+    for d, stmt in _clocked(
+        "SELECT t.lock_token AS token, t.lock_owner AS owner, t.lock_expires < {now} AS expired, "
+        "x.state AS txn_state, x.last_active AS txn_last_active, x.timeout_s AS txn_timeout_s "
+        "FROM tables t LEFT JOIN transactions x ON x.id = t.lock_token WHERE t.id = :table_id"
+    ).items()
+}
+
+STEAL = _clocked(
+    "UPDATE tables SET lock_token = :token, lock_owner = :owner, lock_expires = {expires} "
+    "WHERE id = :table_id AND lock_token = :old_token RETURNING version"
+)
+
+RENEW = {
+    d: stmt.bindparams(sa.bindparam("tokens", expanding=True))
+    for d, stmt in _clocked(
+        "UPDATE tables SET lock_expires = {expires} WHERE lock_token IN :tokens "
+        "RETURNING lock_token"
+    ).items()
+}
+
+UNLOCK = sa.text(
+    "UPDATE tables SET lock_token = NULL, lock_owner = NULL, lock_expires = NULL "
+    "WHERE lock_token = :token"
+)
 
 POINTER = sa.text("SELECT version FROM tables WHERE id = :table_id")
-
-DROP_LOCK = sa.text("DELETE FROM table_locks WHERE table_id = :table_id")
 
 NEXT_SEQ = sa.text(
     "UPDATE lake_meta SET value = value + 1 WHERE key = 'commit_seq' RETURNING value"
@@ -31,17 +84,17 @@ CLOSE_TXN = sa.text(
     "WHERE id = :txn_id AND state = 'ACTIVE'"
 ).bindparams(sa.bindparam("now", type_=_TS))
 
+# The pointer moves only from the version the writer started on and only while its lock stands
+# (a takeover after the lease ran out makes this commit fail); the same statement releases it.
 MOVE = sa.text(
-    "UPDATE tables SET version = :new WHERE id = :table_id AND version = :expected "
-    "AND EXISTS (SELECT 1 FROM table_locks WHERE table_id = :table_id AND token = :token)"
+    "UPDATE tables SET version = :new, lock_token = NULL, lock_owner = NULL, lock_expires = NULL "
+    "WHERE id = :table_id AND version = :expected AND lock_token = :token"
 )
 
 ADD_COMMIT = sa.text(
     'INSERT INTO commits (table_id, version, seq, txn_id, "user", operation, committed_at, params) '
     "VALUES (:table_id, :version, :seq, :txn_id, :user, :operation, :now, :params)"
 ).bindparams(sa.bindparam("now", type_=_TS), sa.bindparam("params", type_=sa.JSON))
-
-UNLOCK = sa.text("DELETE FROM table_locks WHERE token = :token")
 
 TABLE_BY_NAME = sa.text(
     "SELECT id, database, name, location, table_type, schema_json, partition_by, description, "
@@ -63,6 +116,6 @@ TABLE_BY_NAME = sa.text(
 
 PROPS = sa.text("SELECT key, value FROM table_properties WHERE table_id = :table_id")
 
-AUDIT_ADD = sa.text("INSERT INTO audit_pending (at, record) VALUES (:at, :record)").bindparams(
-    sa.bindparam("at", type_=_TS), sa.bindparam("record", type_=sa.JSON)
-)
+AUDIT_ADD = sa.text(
+    "INSERT INTO audit_pending (at, record) VALUES (:at, :record) RETURNING seq"
+).bindparams(sa.bindparam("at", type_=_TS), sa.bindparam("record", type_=sa.JSON))

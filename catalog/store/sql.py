@@ -15,6 +15,7 @@ from catalog.store import schema as s
 from catalog.store.base import (
     CommitInfo,
     DatabaseInfo,
+    LockHolder,
     MetadataStore,
     Ratify,
     TableInfo,
@@ -35,21 +36,33 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 class SqlStore(MetadataStore):
-    """Metadata store on any SQLAlchemy database (tested on SQLite; written for PostgreSQL too)."""
+    """Metadata store on SQLite or PostgreSQL through SQLAlchemy (both run the same tests)."""
 
     def __init__(self, url: str):
         self.url = url
         self._db = Connections(url)
         self._write, self._read = self._db.write, self._db.read
-        with self._write() as conn:
-            s.migrate(conn)
+        self._dialect = self._db.dialect
+        try:
+            self._db.migrate(s.migrate)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    def _clock(self, lease_s: float = 0.0) -> dict[str, Any]:
+        # Parameters of the lease statements (hot.LOCK & co): the caller's clock on SQLite.
+        now = utcnow()
+        return {"now": now, "expires": now + timedelta(seconds=lease_s), "lease_s": lease_s}
 
     # audit -------------------------------------------------------------------------------------
     def audit_append(self, record: dict[str, Any]) -> int:
-        """Durably queue one audit record (committed before this returns)."""
+        """Durably queue one audit record (committed before this returns); its sequence number."""
         with self._write() as conn:
-            res = conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": record})
-            return int(res.lastrowid or 0)
+            return int(conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": record}).scalar_one())
 
     def audit_pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
         q = (
@@ -201,7 +214,7 @@ class SqlStore(MetadataStore):
 
     def drop_table(self, table_id: int) -> None:
         with self._write() as conn:
-            for t in (s.commits, s.locks, s.properties):
+            for t in (s.commits, s.properties):
                 conn.execute(sa.delete(t).where(t.c.table_id == table_id))
             conn.execute(sa.delete(s.tables).where(s.tables.c.id == table_id))
 
@@ -322,8 +335,6 @@ class SqlStore(MetadataStore):
             seq = int(conn.execute(hot.NEXT_SEQ).scalar_one())
             rows = []
             for m in moves:
-                # The pointer moves only from the version we started on and only while our lock
-                # still stands: a takeover after a lease expiry makes this commit fail.
                 moved = conn.execute(
                     hot.MOVE,
                     {
@@ -432,11 +443,6 @@ class SqlStore(MetadataStore):
             conn.execute(
                 sa.update(s.transactions).where(s.transactions.c.id == txn_id).values(**values)
             )
-            conn.execute(
-                sa.update(s.locks)
-                .where(s.locks.c.token == txn_id)
-                .values(expires_at=now + timedelta(seconds=values.get("timeout_s", info.timeout_s)))
-            )
         return self.get_txn(txn_id)  # type: ignore[return-value]
 
     def end_txn(self, txn_id: str, state: str) -> None:
@@ -446,7 +452,7 @@ class SqlStore(MetadataStore):
                 .where((s.transactions.c.id == txn_id) & (s.transactions.c.state == "ACTIVE"))
                 .values(state=state, ended_at=utcnow())
             )
-            conn.execute(sa.delete(s.locks).where(s.locks.c.token == txn_id))
+            conn.execute(hot.UNLOCK, {"token": txn_id})
 
     def expired_txns(self) -> list[TxnInfo]:
         with self._read() as conn:
@@ -468,66 +474,84 @@ class SqlStore(MetadataStore):
     # locks -------------------------------------------------------------------------------
     def try_lock(
         self, table_id: int, token: str, owner: str, lease_s: float
-    ) -> tuple[str | None, int | None]:
-        """Take the table's write lock.
-
-        Returns (None, pointer) when taken (pointer None if the table is gone, lock not kept),
-        else (holder's token, None).
-        """
-        now = utcnow()
-        with self._write() as conn:
-            args = {
-                "table_id": table_id,
-                "token": token,
-                "owner": owner,
-                "now": now,
-                "expires": now + timedelta(seconds=lease_s),
-            }
-            if conn.execute(hot.LOCK, args).rowcount != 1:
-                holder = conn.execute(hot.HOLDER, {"table_id": table_id}).scalar()
-                if holder != token:
-                    return holder, None
-            pointer = conn.execute(hot.POINTER, {"table_id": table_id}).scalar()
-            if pointer is None:
-                conn.execute(hot.DROP_LOCK, {"table_id": table_id})
+    ) -> tuple[int | None, LockHolder | None]:
+        args = {"table_id": table_id, "token": token, "owner": owner}
+        while True:
+            with self._write() as conn:
+                version = conn.execute(
+                    hot.LOCK[self._dialect], {**args, **self._clock(lease_s)}
+                ).scalar()
+                if version is not None:
+                    return int(version), None
+                holder = self._holder(conn, table_id)
+            if holder is None:
                 return None, None
-            return None, int(pointer)
+            if holder.token:
+                return None, holder
+            # Released between the two statements (PostgreSQL, READ COMMITTED): try again.
+
+    def _holder(self, conn: sa.Connection, table_id: int) -> LockHolder | None:
+        """None: no such table; a holder with an empty token: the lock is free."""
+        row = conn.execute(
+            hot.HOLDER[self._dialect], {"table_id": table_id, **self._clock()}
+        ).first()
+        if row is None:
+            return None
+        idle_until = None
+        if row.txn_last_active is not None:
+            idle_until = _aware(row.txn_last_active) + timedelta(seconds=float(row.txn_timeout_s))
+        return LockHolder(
+            row.token or "", row.owner or "", bool(row.expired), row.txn_state, idle_until
+        )
 
     def steal_lock(
         self, table_id: int, old_token: str, token: str, owner: str, lease_s: float
-    ) -> bool:
-        now = utcnow()
+    ) -> int | None:
+        args = {"table_id": table_id, "old_token": old_token, "token": token, "owner": owner}
         with self._write() as conn:
-            res = conn.execute(
-                sa.update(s.locks)
-                .where((s.locks.c.table_id == table_id) & (s.locks.c.token == old_token))
-                .values(
-                    token=token,
-                    owner=owner,
-                    acquired_at=now,
-                    expires_at=now + timedelta(seconds=lease_s),
-                )
+            version = conn.execute(
+                hot.STEAL[self._dialect], {**args, **self._clock(lease_s)}
+            ).scalar()
+            if version is None:
+                return None
+            conn.execute(
+                sa.update(s.transactions)
+                .where((s.transactions.c.id == old_token) & (s.transactions.c.state == "ACTIVE"))
+                .values(state="ABORTED", ended_at=utcnow())
             )
-            if res.rowcount == 1:
-                conn.execute(
-                    sa.update(s.transactions)
-                    .where(
-                        (s.transactions.c.id == old_token) & (s.transactions.c.state == "ACTIVE")
-                    )
-                    .values(state="ABORTED", ended_at=now)
-                )
-            return res.rowcount == 1
+            return int(version)
+
+    def renew_locks(self, tokens: Iterable[str], lease_s: float) -> set[str]:
+        tokens = list(tokens)
+        if not tokens:
+            return set()
+        with self._write() as conn:
+            rows = conn.execute(
+                hot.RENEW[self._dialect], {"tokens": tokens, **self._clock(lease_s)}
+            ).all()
+        return {r[0] for r in rows}
 
     def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None:
         with self._write() as conn:
-            q = sa.delete(s.locks).where(s.locks.c.token == token)
-            if table_ids is not None:
-                q = q.where(s.locks.c.table_id.in_(list(table_ids)))
-            conn.execute(q)
+            if table_ids is None:
+                conn.execute(hot.UNLOCK, {"token": token})
+                return
+            conn.execute(
+                sa.update(s.tables)
+                .where((s.tables.c.lock_token == token) & s.tables.c.id.in_(list(table_ids)))
+                .values(lock_token=None, lock_owner=None, lock_expires=None)
+            )
 
-    def lock_holder(self, table_id: int) -> dict[str, Any] | None:
+    def lock_holder(self, table_id: int) -> LockHolder | None:
         with self._read() as conn:
-            row = conn.execute(sa.select(s.locks).where(s.locks.c.table_id == table_id)).first()
-        if row is None:
-            return None
-        return {"token": row.token, "owner": row.owner, "expires_at": _aware(row.expires_at)}
+            holder = self._holder(conn, table_id)
+        return holder if holder is not None and holder.token else None
+
+    # identity ----------------------------------------------------------------------------
+    def catalog_id(self) -> int:
+        with self._read() as conn:
+            return int(
+                conn.execute(
+                    sa.select(s.meta.c.value).where(s.meta.c.key == "catalog_id")
+                ).scalar_one()
+            )
