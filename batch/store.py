@@ -273,9 +273,9 @@ class BatchStore:
     """Jobs, attempts, fair-share usage, schedules, lineage and the scheduler lease."""
 
     def __init__(self, url: str, *, migrate_schema: bool = True):
-        self.url = url
-        self._sqlite = url.startswith("sqlite")
         self._db = Connections(url)
+        self.url = self._db.url
+        self._sqlite = self.url.startswith("sqlite")
         self._dialect = self._db.dialect
         self.write, self.read = self._db.write, self._db.read
         self._known_defs: set[str] = set()  # definitions this process already stored

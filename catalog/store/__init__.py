@@ -14,6 +14,7 @@ from catalog.store.base import (
     TableInfo,
     TxnInfo,
 )
+from catalog.store.connections import normalize_url
 
 __all__ = [
     "CommitInfo",
@@ -40,16 +41,3 @@ def load_store(url: str | None, root: Path | None = None) -> MetadataStore:
     from catalog.store.sql import SqlStore
 
     return SqlStore(url)
-
-
-def normalize_url(url: str) -> str:
-    """The SQLAlchemy URL of a catalog: `postgresql://` and `postgres://` use psycopg 3."""
-    scheme, sep, rest = url.partition("://")
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
-    if sep and (scheme == "sqlite" or scheme.startswith("postgresql+")):
-        return url
-    raise InvalidArgument(
-        f"unsupported catalog URL scheme {scheme.split('+')[0]!r}; "
-        "use sqlite:///path or postgresql://user@host/database"
-    )

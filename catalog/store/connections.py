@@ -16,6 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from catalog.errors import InvalidArgument
+
 POOL_SIZE = 2  # connections kept open per URL and process
 MAX_OVERFLOW = 3  # more, opened while several threads hit the store at once, closed after
 # Any key works as long as every Lakeward process uses the same one: it serialises migrations.
@@ -63,6 +65,19 @@ def _server_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
     return eng, eng.execution_options(isolation_level="AUTOCOMMIT")
 
 
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy URL of a catalog: `postgresql://` and `postgres://` use psycopg 3."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if sep and (scheme == "sqlite" or scheme.startswith("postgresql+")):
+        return url
+    raise InvalidArgument(
+        f"unsupported catalog URL scheme {scheme.split('+')[0]!r}; "
+        "use sqlite:///path or postgresql://user@host/database"
+    )
+
+
 class _Shared:
     def __init__(self, url: str):
         self.url = url
@@ -93,7 +108,7 @@ class Connections:
     """The shared engines of a URL, checked out per transaction; `close()` once per instance."""
 
     def __init__(self, url: str):
-        self.url = url
+        url = self.url = normalize_url(url)
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         key = (os.getpid(), url)  # never share a connection across fork
         with _shared_lock:

@@ -39,8 +39,8 @@ class SqlStore(MetadataStore):
     """Metadata store on SQLite or PostgreSQL through SQLAlchemy (both run the same tests)."""
 
     def __init__(self, url: str):
-        self.url = url
         self._db = Connections(url)
+        self.url = self._db.url
         self._write, self._read = self._db.write, self._db.read
         self._dialect = self._db.dialect
         try:
@@ -427,21 +427,25 @@ class SqlStore(MetadataStore):
                 )
             if info.state != "ACTIVE":
                 raise TransactionError(f"transaction {txn_id} is {info.state}")
-            if now > info.last_active + timedelta(seconds=info.timeout_s):
+            timed_out = now > info.last_active + timedelta(seconds=info.timeout_s)
+            if timed_out:  # committed below, then refused: raising here would roll it back
                 conn.execute(
                     sa.update(s.transactions)
                     .where(s.transactions.c.id == txn_id)
                     .values(state="ABORTED", ended_at=now)
                 )
-                raise TransactionError(
-                    f"transaction {txn_id} was idle longer than its {info.timeout_s:g} s timeout and "
-                    "was aborted; start a new one"
+                conn.execute(hot.UNLOCK, {"token": txn_id})
+            else:
+                values: dict[str, Any] = {"last_active": now}
+                if timeout_s is not None:
+                    values["timeout_s"] = timeout_s
+                conn.execute(
+                    sa.update(s.transactions).where(s.transactions.c.id == txn_id).values(**values)
                 )
-            values: dict[str, Any] = {"last_active": now}
-            if timeout_s is not None:
-                values["timeout_s"] = timeout_s
-            conn.execute(
-                sa.update(s.transactions).where(s.transactions.c.id == txn_id).values(**values)
+        if timed_out:
+            raise TransactionError(
+                f"transaction {txn_id} was idle longer than its {info.timeout_s:g} s timeout and "
+                "was aborted; start a new one"
             )
         return self.get_txn(txn_id)  # type: ignore[return-value]
 
