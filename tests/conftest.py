@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import lake
 from support import pg
 from support.batch import BATCH_TOML
 from support.lakes import INTEROP, ORDERS
+from support.procs import Worker
 
 
 @pytest.fixture(autouse=True)
@@ -108,3 +110,16 @@ def make_lake(tmp_path: Path, ray_session: None) -> Iterator[Callable[..., Any]]
         if b is not None:
             b.close()
         lk.close()
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[..., Worker]]:
+    """workers(mode, root, arg=None, other_host=False) -> a started support/lease_worker.py;
+    whatever is still running at the end is resumed and killed."""
+    started: list[Worker] = []
+    yield lambda *a, **k: started.append(Worker(*a, **k)) or started[-1]
+    for w in started:
+        if w.proc.poll() is None:
+            w.signal(signal.SIGCONT)
+            w.signal(signal.SIGKILL)
+            w.proc.wait(10)
