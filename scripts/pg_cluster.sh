@@ -69,8 +69,7 @@ stop() {
   local dir=$1 pid
   [ -f "$dir/data/postmaster.pid" ] || { rm -rf "$dir"; return 0; }
   pid=$(head -1 "$dir/data/postmaster.pid")
-  kill -TERM "$pid" 2>/dev/null || true # smart shutdown would wait for clients; fast:
-  kill -INT "$pid" 2>/dev/null || true
+  kill -INT "$pid" 2>/dev/null || true # fast shutdown: disconnects clients, then exits
   for _ in $(seq 1 100); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -80,10 +79,11 @@ stop() {
 }
 
 run() {
-  local dir url status=0
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/lakeward-pg.XXXXXX")
-  trap 'stop "$dir"' EXIT
-  if url=$(start "$dir"); then
+  local url status=0 t0=$SECONDS
+  PG_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/lakeward-pg.XXXXXX")
+  trap 'stop "$PG_RUN_DIR"' EXIT
+  if url=$(start "$PG_RUN_DIR"); then
+    echo "pg_cluster: PostgreSQL at $url (started in $((SECONDS - t0)) s)" >&2
     export LAKE_TEST_PG="$url"
   else
     echo "pg_cluster: PostgreSQL unavailable; the PostgreSQL tests will be skipped" >&2

@@ -60,7 +60,7 @@ def _server_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
         # fails its statement once and SQLAlchemy replaces the pool's connections.
         # Every transaction ends in COMMIT or ROLLBACK before its connection goes back.
         pool_reset_on_return=None,
-        connect_args={"application_name": "lakeward"},
+        connect_args={"application_name": "lakeward", "options": _SESSION_OPTIONS},
     )
     return eng, eng.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -76,6 +76,25 @@ def normalize_url(url: str) -> str:
         f"unsupported catalog URL scheme {scheme.split('+')[0]!r}; "
         "use sqlite:///path or postgresql://user@host/database"
     )
+
+
+# A client paused or cut off inside a transaction would hold its row locks (a table's lock row,
+# the commit counter) until its connection dies: the server ends such a transaction after
+# 10 s idle, and finds a vanished client host within ~25 s by TCP keepalives.
+_SESSION_OPTIONS = (
+    "-c idle_in_transaction_session_timeout=10000 -c tcp_keepalives_idle=10 "
+    "-c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+)
+
+_compiled_sql: dict[tuple[int, str], str] = {}
+
+
+def _compiled(stmt: sa.TextClause, dialect: sa.Dialect) -> str:
+    key = (id(stmt), dialect.name)
+    sql = _compiled_sql.get(key)
+    if sql is None:
+        sql = _compiled_sql[key] = str(stmt.compile(dialect=dialect))
+    return sql
 
 
 class _Shared:
@@ -141,6 +160,37 @@ class Connections:
     def read(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """A read (WAL snapshot on SQLite, autocommit statements on PostgreSQL)."""
         return self._begin(self._engines.reader)
+
+    def single(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        """For one writing statement, atomic on its own: autocommit (one round trip) on
+        PostgreSQL, a write transaction on SQLite."""
+        engines = self._engines
+        return self._begin(engines.writer if self.dialect == "sqlite" else engines.reader)
+
+    def execute_all(
+        self, conn: sa.Connection, steps: list[tuple[sa.TextClause, dict[str, Any]]]
+    ) -> list[tuple[int, Any]]:
+        """Run statements in order in `conn`'s transaction; (rowcount, first row) of each.
+
+        On PostgreSQL they go in one pipeline: one round trip for all of them, however many.
+        """
+        if self.dialect != "postgresql":
+            out = []
+            for stmt, params in steps:
+                res = conn.execute(stmt, params)
+                out.append((res.rowcount, res.first() if res.returns_rows else None))
+            return out
+        from psycopg.types.json import Json
+
+        raw = conn.connection.driver_connection
+        cursors = []
+        with raw.pipeline():
+            for stmt, params in steps:
+                cur = raw.cursor()
+                args = {k: Json(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+                cur.execute(_compiled(stmt, conn.dialect), args)
+                cursors.append(cur)
+        return [(c.rowcount, c.fetchone() if c.description else None) for c in cursors]
 
     def migrate(self, step: Callable[[sa.Connection], Any]) -> Any:
         """Run `step` in a write transaction that no other process migrates beside.

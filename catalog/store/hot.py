@@ -91,15 +91,15 @@ MOVE = sa.text(
     "WHERE id = :table_id AND version = :expected AND lock_token = :token"
 )
 
+# The sequence number NEXT_SEQ just drew in the same transaction, so all of ratify's statements
+# can be sent at once (one round trip on PostgreSQL).
 ADD_COMMIT = sa.text(
     'INSERT INTO commits (table_id, version, seq, txn_id, "user", operation, committed_at, params) '
-    "VALUES (:table_id, :version, :seq, :txn_id, :user, :operation, :now, :params)"
+    "VALUES (:table_id, :version, (SELECT value FROM lake_meta WHERE key = 'commit_seq'), "
+    ":txn_id, :user, :operation, :now, :params)"
 ).bindparams(sa.bindparam("now", type_=_TS), sa.bindparam("params", type_=sa.JSON))
 
-TABLE_BY_NAME = sa.text(
-    "SELECT id, database, name, location, table_type, schema_json, partition_by, description, "
-    "tags, owner, created_at, version FROM tables WHERE database = :database AND name = :name"
-).columns(
+_TABLE_COLUMNS = (
     sa.column("id", sa.Integer),
     sa.column("database", sa.String),
     sa.column("name", sa.String),
@@ -110,11 +110,49 @@ TABLE_BY_NAME = sa.text(
     sa.column("description", sa.String),
     sa.column("tags", sa.JSON),
     sa.column("owner", sa.String),
-    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("created_at", _TS),
     sa.column("version", sa.BigInteger),
+    sa.column("prop_key", sa.String),
+    sa.column("prop_value", sa.String),
 )
+# A table and its properties in one statement: one row per property (one with NULLs if none).
+TABLE_BY_NAME = sa.text(
+    "SELECT t.id, t.database, t.name, t.location, t.table_type, t.schema_json, t.partition_by, "
+    "t.description, t.tags, t.owner, t.created_at, t.version, p.key AS prop_key, "
+    "p.value AS prop_value FROM tables t LEFT JOIN table_properties p ON p.table_id = t.id "
+    "WHERE t.database = :database AND t.name = :name"
+).columns(*_TABLE_COLUMNS)
 
-PROPS = sa.text("SELECT key, value FROM table_properties WHERE table_id = :table_id")
+BEGIN_TXN = sa.text(
+    'INSERT INTO transactions (id, "user", state, started_at, last_active, timeout_s, '
+    "snapshot_seq) SELECT :id, :user, 'ACTIVE', :now, :now, :timeout_s, value FROM lake_meta "
+    "WHERE key = 'commit_seq' RETURNING snapshot_seq"
+).bindparams(sa.bindparam("now", type_=_TS))
+
+# Record activity of a transaction that is still within its idle timeout (else no row).
+_FRESH = {
+    "postgresql": "last_active + make_interval(secs => timeout_s) >= :now",
+    "sqlite": "julianday(last_active) + timeout_s / 86400.0 >= julianday(:now)",
+}
+TOUCH_TXN = {
+    d: sa.text(
+        "UPDATE transactions SET last_active = :now, timeout_s = coalesce(:timeout_s, timeout_s) "
+        f"WHERE id = :txn_id AND state = 'ACTIVE' AND {fresh} "
+        'RETURNING id, "user", state, started_at, last_active, timeout_s, snapshot_seq'
+    )
+    .bindparams(sa.bindparam("now", type_=_TS), sa.bindparam("timeout_s", type_=sa.Float))
+    .columns(
+        sa.column("id", sa.String),
+        sa.column("user", sa.String),
+        sa.column("state", sa.String),
+        sa.column("started_at", _TS),
+        sa.column("last_active", _TS),
+        sa.column("timeout_s", sa.Float),
+        sa.column("snapshot_seq", sa.BigInteger),
+    )
+    for d, fresh in _FRESH.items()
+}
+
 
 AUDIT_ADD = sa.text(
     "INSERT INTO audit_pending (at, record) VALUES (:at, :record) RETURNING seq"

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from catalog.errors import DatabaseExists, TableExists, TransactionError
+from catalog.errors import CommitConflict, DatabaseExists, TableExists, TransactionError
 from catalog.store import hot
 from catalog.store import schema as s
 from catalog.store.base import (
@@ -22,6 +22,15 @@ from catalog.store.base import (
     TxnInfo,
 )
 from catalog.store.connections import Connections
+
+
+def _driver_integrity_errors() -> tuple[type[BaseException], ...]:
+    # PostgreSQL pipelines raise the driver's own errors, not SQLAlchemy's wrappers.
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.IntegrityError,)
 
 
 def utcnow() -> datetime:
@@ -61,7 +70,7 @@ class SqlStore(MetadataStore):
     # audit -------------------------------------------------------------------------------------
     def audit_append(self, record: dict[str, Any]) -> int:
         """Durably queue one audit record (committed before this returns); its sequence number."""
-        with self._write() as conn:
+        with self._db.single() as conn:
             return int(conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": record}).scalar_one())
 
     def audit_pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
@@ -194,11 +203,11 @@ class SqlStore(MetadataStore):
 
     def get_table(self, database: str, name: str) -> TableInfo | None:
         with self._read() as conn:
-            row = conn.execute(hot.TABLE_BY_NAME, {"database": database, "name": name}).first()
-            if row is None:
-                return None
-            props = {k: v for k, v in conn.execute(hot.PROPS, {"table_id": row.id}).all()}
-            return self._table_info(row, props)
+            rows = conn.execute(hot.TABLE_BY_NAME, {"database": database, "name": name}).all()
+        if not rows:
+            return None
+        props = {r.prop_key: r.prop_value for r in rows if r.prop_key is not None}
+        return self._table_info(rows[0], props)
 
     def get_table_by_id(self, table_id: int) -> TableInfo | None:
         with self._read() as conn:
@@ -320,52 +329,52 @@ class SqlStore(MetadataStore):
         `audit`, if given, is queued in the same store transaction: the write and its audit
         record commit together or not at all.
         """
-        from catalog.errors import CommitConflict
-
-        with self._write() as conn:
-            now = utcnow()
-            if (
-                close_txn
-                and conn.execute(hot.CLOSE_TXN, {"now": now, "txn_id": txn_id}).rowcount != 1
-            ):
-                raise TransactionError(
-                    f"transaction {txn_id} is no longer active (aborted after its idle timeout "
-                    "or cancelled); nothing was committed"
-                )
-            seq = int(conn.execute(hot.NEXT_SEQ).scalar_one())
-            rows = []
-            for m in moves:
-                moved = conn.execute(
-                    hot.MOVE,
-                    {
-                        "new": m.new,
-                        "table_id": m.table_id,
-                        "expected": m.expected,
-                        "token": lock_token,
-                    },
-                ).rowcount
-                if moved != 1:
-                    raise CommitConflict(
-                        "lost the table lock before commit (lease expired) or the table changed; retry"
+        now = utcnow()
+        steps: list[tuple[sa.TextClause, dict[str, Any]]] = []
+        if close_txn:
+            steps.append((hot.CLOSE_TXN, {"now": now, "txn_id": txn_id}))
+        steps.append((hot.NEXT_SEQ, {}))
+        for m in moves:
+            move = {
+                "new": m.new,
+                "table_id": m.table_id,
+                "expected": m.expected,
+                "token": lock_token,
+            }
+            steps.append((hot.MOVE, move))
+        for m in moves:
+            for v, op, p in m.operations:
+                row = {
+                    "table_id": m.table_id,
+                    "version": v,
+                    "txn_id": txn_id,
+                    "user": user,
+                    "operation": op,
+                    "now": now,
+                    "params": json.loads(json.dumps(p, default=str)) if p else {},
+                }
+                steps.append((hot.ADD_COMMIT, row))
+        if audit is not None:
+            steps.append((hot.AUDIT_ADD, {"at": now, "record": audit}))
+        steps.append((hot.UNLOCK, {"token": lock_token}))
+        lost = CommitConflict(
+            "lost the table lock before commit (lease expired) or the table changed; retry"
+        )
+        try:
+            with self._write() as conn:
+                results = self._db.execute_all(conn, steps)
+                if close_txn and results[0][0] != 1:
+                    raise TransactionError(
+                        f"transaction {txn_id} is no longer active (aborted after its idle "
+                        "timeout or cancelled); nothing was committed"
                     )
-                rows += [
-                    {
-                        "table_id": m.table_id,
-                        "version": v,
-                        "seq": seq,
-                        "txn_id": txn_id,
-                        "user": user,
-                        "operation": op,
-                        "now": now,
-                        "params": json.loads(json.dumps(p, default=str)) if p else {},
-                    }
-                    for v, op, p in m.operations
-                ]
-            if rows:
-                conn.execute(hot.ADD_COMMIT, rows)
-            if audit is not None:
-                conn.execute(hot.AUDIT_ADD, {"at": now, "record": audit})
-            conn.execute(hot.UNLOCK, {"token": lock_token})
+                first_move = 2 if close_txn else 1
+                if any(n != 1 for n, _ in results[first_move : first_move + len(moves)]):
+                    raise lost
+                seq = int(results[first_move - 1][1][0])
+        except (sa.exc.IntegrityError, *_driver_integrity_errors()) as e:
+            # Another commit already holds one of these versions: the table changed.
+            raise lost from e
         return seq
 
     # transactions ------------------------------------------------------------------------
@@ -381,27 +390,11 @@ class SqlStore(MetadataStore):
         )
 
     def begin_txn(self, txn_id: str, user: str, timeout_s: float) -> TxnInfo:
-        with self._write() as conn:
-            seq = int(
-                conn.execute(
-                    sa.select(s.meta.c.value).where(s.meta.c.key == "commit_seq")
-                ).scalar_one()
-            )
-            now = utcnow()
-            conn.execute(
-                sa.insert(s.transactions).values(
-                    id=txn_id,
-                    user=user,
-                    state="ACTIVE",
-                    started_at=now,
-                    last_active=now,
-                    timeout_s=timeout_s,
-                    snapshot_seq=seq,
-                )
-            )
-            return self._txn(
-                conn.execute(sa.select(s.transactions).where(s.transactions.c.id == txn_id)).one()
-            )
+        now = utcnow()
+        args = {"id": txn_id, "user": user, "now": now, "timeout_s": timeout_s}
+        with self._db.single() as conn:
+            seq = int(conn.execute(hot.BEGIN_TXN, args).scalar_one())
+        return TxnInfo(txn_id, user, "ACTIVE", now, now, float(timeout_s), seq)
 
     def get_txn(self, txn_id: str) -> TxnInfo | None:
         with self._read() as conn:
@@ -412,6 +405,12 @@ class SqlStore(MetadataStore):
 
     def touch_txn(self, txn_id: str, timeout_s: float | None = None) -> TxnInfo:
         """Record activity (and optionally a new idle timeout); refuses a transaction past its timeout."""
+        args = {"txn_id": txn_id, "now": utcnow(), "timeout_s": timeout_s}
+        with self._db.single() as conn:
+            row = conn.execute(hot.TOUCH_TXN[self._dialect], args).first()
+        if row is not None:
+            return self._txn(row)
+        # Not active, or idle too long: find out which, and abort it in the second case.
         with self._write() as conn:
             row = conn.execute(
                 sa.select(s.transactions).where(s.transactions.c.id == txn_id)
@@ -481,12 +480,13 @@ class SqlStore(MetadataStore):
     ) -> tuple[int | None, LockHolder | None]:
         args = {"table_id": table_id, "token": token, "owner": owner}
         while True:
-            with self._write() as conn:
+            with self._db.single() as conn:
                 version = conn.execute(
                     hot.LOCK[self._dialect], {**args, **self._clock(lease_s)}
                 ).scalar()
-                if version is not None:
-                    return int(version), None
+            if version is not None:
+                return int(version), None
+            with self._read() as conn:
                 holder = self._holder(conn, table_id)
             if holder is None:
                 return None, None
