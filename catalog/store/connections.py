@@ -167,30 +167,59 @@ class Connections:
         engines = self._engines
         return self._begin(engines.writer if self.dialect == "sqlite" else engines.reader)
 
-    def execute_all(
-        self, conn: sa.Connection, steps: list[tuple[sa.TextClause, dict[str, Any]]]
+    def atomic(
+        self,
+        steps: list[tuple[sa.TextClause, dict[str, Any]]],
+        check: Callable[[list[tuple[int, Any]]], None],
     ) -> list[tuple[int, Any]]:
-        """Run statements in order in `conn`'s transaction; (rowcount, first row) of each.
+        """Run statements in one transaction; commit unless `check(results)` raises.
 
-        On PostgreSQL they go in one pipeline: one round trip for all of them, however many.
+        Results are (rowcount, first row) per statement. On PostgreSQL all statements travel in
+        one message and COMMIT in a second: two round trips however many statements. (One
+        message, not a pipeline: a client stopped halfway through a pipeline leaves the server
+        waiting for the rest, past idle_in_transaction_session_timeout.)
         """
         if self.dialect != "postgresql":
-            out = []
-            for stmt, params in steps:
-                res = conn.execute(stmt, params)
-                out.append((res.rowcount, res.first() if res.returns_rows else None))
-            return out
+            with self.write() as conn:
+                out = []
+                for stmt, params in steps:
+                    res = conn.execute(stmt, params)
+                    out.append((res.rowcount, res.first() if res.returns_rows else None))
+                check(out)
+                return out
+        import psycopg
         from psycopg.types.json import Json
 
-        raw = conn.connection.driver_connection
-        cursors = []
-        with raw.pipeline():
-            for stmt, params in steps:
-                cur = raw.cursor()
-                args = {k: Json(v) if isinstance(v, dict | list) else v for k, v in params.items()}
-                cur.execute(_compiled(stmt, conn.dialect), args)
-                cursors.append(cur)
-        return [(c.rowcount, c.fetchone() if c.description else None) for c in cursors]
+        with self._engines.reader.connect() as conn:  # autocommit: BEGIN is ours to send
+            raw = conn.connection.driver_connection
+            cur = psycopg.ClientCursor(raw)
+            sql = ";\n".join(
+                [
+                    "BEGIN",
+                    *(
+                        cur.mogrify(
+                            _compiled(stmt, conn.dialect),
+                            {k: Json(v) if isinstance(v, dict | list) else v for k, v in p.items()},
+                        )
+                        for stmt, p in steps
+                    ),
+                ]
+            )
+            try:
+                cur.execute(sql)
+                out = []
+                while cur.nextset():  # the first result is BEGIN's
+                    out.append((cur.rowcount, cur.fetchone() if cur.description else None))
+                check(out)
+                cur.execute("COMMIT")
+                return out
+            except BaseException:
+                if raw.closed:
+                    conn.invalidate()
+                elif raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):
+                        cur.execute("ROLLBACK")
+                raise
 
     def migrate(self, step: Callable[[sa.Connection], Any]) -> Any:
         """Run `step` in a write transaction that no other process migrates beside.

@@ -360,21 +360,23 @@ class SqlStore(MetadataStore):
         lost = CommitConflict(
             "lost the table lock before commit (lease expired) or the table changed; retry"
         )
+        first_move = 2 if close_txn else 1
+
+        def check(results: list[tuple[int, Any]]) -> None:
+            if close_txn and results[0][0] != 1:
+                raise TransactionError(
+                    f"transaction {txn_id} is no longer active (aborted after its idle "
+                    "timeout or cancelled); nothing was committed"
+                )
+            if any(n != 1 for n, _ in results[first_move : first_move + len(moves)]):
+                raise lost
+
         try:
-            with self._write() as conn:
-                results = self._db.execute_all(conn, steps)
-                if close_txn and results[0][0] != 1:
-                    raise TransactionError(
-                        f"transaction {txn_id} is no longer active (aborted after its idle "
-                        "timeout or cancelled); nothing was committed"
-                    )
-                first_move = 2 if close_txn else 1
-                if any(n != 1 for n, _ in results[first_move : first_move + len(moves)]):
-                    raise lost
-                seq = int(results[first_move - 1][1][0])
+            results = self._db.atomic(steps, check)
         except (sa.exc.IntegrityError, *_driver_integrity_errors()) as e:
             # Another commit already holds one of these versions: the table changed.
             raise lost from e
+        seq = int(results[first_move - 1][1][0])
         return seq
 
     # transactions ------------------------------------------------------------------------
