@@ -211,6 +211,11 @@ def check(store: MetadataStore, token: str) -> None:
         )
 
 
+def valid(store: MetadataStore, token: str) -> bool:
+    """Whether this process still surely holds `token`'s locks (no round trip: its own lease)."""
+    return heartbeat(store).valid(token)
+
+
 def holds(store: MetadataStore, table_id: int, token: str) -> bool:
     """Whether `token` holds the table's lock now, by the store and by this process's lease."""
     if not heartbeat(store).valid(token):

@@ -141,7 +141,7 @@ class Transaction:
                 self.catalog.forget(info)
                 raise TableNotFound(f"table {info.full_name} was dropped")
             try:
-                dt = self.catalog.writer_table(info.location, pointer)
+                dt = self.catalog.writer_table(info.location, pointer, self._still_ours)
                 changed = False
                 if self.snapshot_seq is not None:
                     at_snap = self.catalog.store.versions_at([info.id], self.snapshot_seq).get(
@@ -210,9 +210,12 @@ class Transaction:
         # our pointer may be someone else's ratified commits.
         return locks.holds(self.catalog.store, table_id, self.id)
 
+    def _still_ours(self) -> bool:
+        return locks.valid(self.catalog.store, self.id)
+
     def _undo_to(self, locked: _Locked, version: int) -> None:
         if self._holds_lock(locked.info.id):
-            recovery.rollback_past(locked.info.location, version)
+            recovery.rollback_past(locked.info.location, version, self._still_ours)
             locked.dt = DeltaTable(locked.info.location, version=version)
 
     # writes ----------------------------------------------------------------------------------
@@ -416,8 +419,8 @@ class Transaction:
     def _abandon(self, state: str) -> None:
         for t in self._locked.values():
             if t.ops and self._holds_lock(t.info.id):
-                with contextlib.suppress(OSError):  # the next lock holder rolls it back
-                    recovery.rollback_past(t.info.location, t.pointer)
+                with contextlib.suppress(OSError, CommitConflict):  # the next holder rolls back
+                    recovery.rollback_past(t.info.location, t.pointer, self._still_ours)
         self._locked.clear()
         if self.implicit:
             self.catalog.store.unlock(self.id)

@@ -24,7 +24,8 @@ ENV = "LAKE_CATALOG"
 def redact(url: str) -> str:
     """The URL without its password (safe to record, log and show)."""
     try:
-        return sa.engine.make_url(url).set(password=None).render_as_string(hide_password=False)
+        parsed = sa.engine.make_url(url)
+        return parsed._replace(password=None).render_as_string(hide_password=False)
     except sa.exc.ArgumentError:
         return url.split("@", 1)[-1]
 
