@@ -169,6 +169,18 @@ def _stealable(holder: LockHolder) -> bool:
     return holder.txn_idle_until is not None and holder.txn_idle_until < datetime.now(UTC)
 
 
+def _hold(store: MetadataStore, token: str, sent: float, lease_s: float) -> bool:
+    """Start renewing a lock just taken by a statement sent at `sent`; False if it is gone."""
+    if time.monotonic() - sent > lease_s / 3:
+        # The statement waited (on a row another client held): the lease counted from when it
+        # was sent is mostly spent, so renew it now rather than at the next beat.
+        sent = time.monotonic()
+        if token not in store.renew_locks([token], lease_s):
+            return False
+    heartbeat(store).hold(token, sent, lease_s)
+    return True
+
+
 def acquire(
     store: MetadataStore, table_id: int, token: str, lease_s: float, wait_s: float
 ) -> int | None:
@@ -184,14 +196,13 @@ def acquire(
         sent = time.monotonic()
         pointer, holder = store.try_lock(table_id, token, owner, lease_s)
         if holder is None:
-            if pointer is not None:
-                heartbeat(store).hold(token, sent, lease_s)
+            if pointer is not None and not _hold(store, token, sent, lease_s):
+                continue
             return pointer
         if _stealable(holder):
             sent = time.monotonic()
             pointer = store.steal_lock(table_id, holder.token, token, owner, lease_s)
-            if pointer is not None:
-                heartbeat(store).hold(token, sent, lease_s)
+            if pointer is not None and _hold(store, token, sent, lease_s):
                 return pointer
             continue
         if time.monotonic() >= deadline:
