@@ -170,14 +170,15 @@ class Connections:
     def atomic(
         self,
         steps: list[tuple[sa.TextClause, dict[str, Any]]],
-        check: Callable[[list[tuple[int, Any]]], None],
+        check: Callable[[list[tuple[int, Any]]], None] | None = None,
     ) -> list[tuple[int, Any]]:
-        """Run statements in one transaction; commit unless `check(results)` raises.
+        """Run statements in one transaction; commit unless one fails or `check(results)` raises.
 
-        Results are (rowcount, first row) per statement. On PostgreSQL all statements travel in
-        one message and COMMIT in a second: two round trips however many statements. (One
-        message, not a pipeline: a client stopped halfway through a pipeline leaves the server
-        waiting for the rest, past idle_in_transaction_session_timeout.)
+        Results are (rowcount, first row) per statement. On PostgreSQL the statements travel in
+        one message, with COMMIT at its end when there is no `check` (one round trip however many
+        statements; their failures must then be errors), else in a second message. (One message,
+        not a pipeline: a client stopped halfway through a pipeline leaves the server waiting for
+        the rest, beyond the reach of idle_in_transaction_session_timeout.)
         """
         if self.dialect != "postgresql":
             with self.write() as conn:
@@ -185,7 +186,8 @@ class Connections:
                 for stmt, params in steps:
                     res = conn.execute(stmt, params)
                     out.append((res.rowcount, res.first() if res.returns_rows else None))
-                check(out)
+                if check is not None:
+                    check(out)
                 return out
         import psycopg
         from psycopg.types.json import Json
@@ -193,25 +195,21 @@ class Connections:
         with self._engines.reader.connect() as conn:  # autocommit: BEGIN is ours to send
             raw = conn.connection.driver_connection
             cur = psycopg.ClientCursor(raw)
-            sql = ";\n".join(
-                [
-                    "BEGIN",
-                    *(
-                        cur.mogrify(
-                            _compiled(stmt, conn.dialect),
-                            {k: Json(v) if isinstance(v, dict | list) else v for k, v in p.items()},
-                        )
-                        for stmt, p in steps
-                    ),
-                ]
-            )
+            sql = [
+                cur.mogrify(
+                    _compiled(stmt, conn.dialect),
+                    {k: Json(v) if isinstance(v, dict | list) else v for k, v in p.items()},
+                )
+                for stmt, p in steps
+            ]
             try:
-                cur.execute(sql)
+                cur.execute(";\n".join(["BEGIN", *sql, *(["COMMIT"] if check is None else [])]))
                 out = []
-                while cur.nextset():  # the first result is BEGIN's
+                while cur.nextset() and len(out) < len(steps):  # skips BEGIN's result
                     out.append((cur.rowcount, cur.fetchone() if cur.description else None))
-                check(out)
-                cur.execute("COMMIT")
+                if check is not None:
+                    check(out)
+                    cur.execute("COMMIT")
                 return out
             except BaseException:
                 if raw.closed:

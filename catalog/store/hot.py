@@ -157,3 +157,25 @@ TOUCH_TXN = {
 AUDIT_ADD = sa.text(
     "INSERT INTO audit_pending (at, record) VALUES (:at, :record) RETURNING seq"
 ).bindparams(sa.bindparam("at", type_=_TS), sa.bindparam("record", type_=sa.JSON))
+
+
+# PostgreSQL ratifies in one message ending in COMMIT, so its checks are constraint violations
+# that abort the transaction: a transaction no longer ACTIVE adds NULL to the commit counter
+# (lake_meta.value is NOT NULL), a pointer that did not move leaves commits.table_id NULL.
+PG_CLOSE_AND_SEQ = sa.text(
+    "WITH closed AS (UPDATE transactions SET state = 'COMMITTED', ended_at = :now, "
+    "last_active = :now WHERE id = :txn_id AND state = 'ACTIVE' RETURNING 1 AS one) "
+    "UPDATE lake_meta SET value = value + (SELECT one FROM closed) WHERE key = 'commit_seq' "
+    "RETURNING value"
+).bindparams(sa.bindparam("now", type_=_TS))
+
+PG_MOVE_AND_RECORD = sa.text(
+    "WITH moved AS (UPDATE tables SET version = :new, lock_token = NULL, lock_owner = NULL, "
+    "lock_expires = NULL WHERE id = :table_id AND version = :expected AND lock_token = :token "
+    "RETURNING id) "
+    'INSERT INTO commits (table_id, version, seq, txn_id, "user", operation, committed_at, params) '
+    "SELECT (SELECT id FROM moved), v.version, "
+    "(SELECT value FROM lake_meta WHERE key = 'commit_seq'), :txn_id, :user, v.operation, :now, "
+    "v.params FROM jsonb_to_recordset(CAST(:ops AS jsonb)) "
+    "AS v(version bigint, operation text, params json)"
+).bindparams(sa.bindparam("now", type_=_TS))

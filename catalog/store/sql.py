@@ -24,13 +24,17 @@ from catalog.store.base import (
 from catalog.store.connections import Connections
 
 
-def _driver_integrity_errors() -> tuple[type[BaseException], ...]:
-    # PostgreSQL pipelines raise the driver's own errors, not SQLAlchemy's wrappers.
-    try:
-        import psycopg
-    except ImportError:
-        return ()
-    return (psycopg.IntegrityError,)
+def _lost() -> CommitConflict:
+    return CommitConflict(
+        "lost the table lock before commit (lease expired) or the table changed; retry"
+    )
+
+
+def _inactive(txn_id: str) -> TransactionError:
+    return TransactionError(
+        f"transaction {txn_id} is no longer active (aborted after its idle timeout or "
+        "cancelled); nothing was committed"
+    )
 
 
 def utcnow() -> datetime:
@@ -330,6 +334,22 @@ class SqlStore(MetadataStore):
         record commit together or not at all.
         """
         now = utcnow()
+        ops = {
+            m.table_id: [
+                {
+                    "version": v,
+                    "operation": op,
+                    "params": json.loads(json.dumps(p, default=str)) if p else {},
+                }
+                for v, op, p in m.operations
+            ]
+            for m in moves
+        }
+        tail = [(hot.UNLOCK, {"token": lock_token})]
+        if audit is not None:
+            tail.insert(0, (hot.AUDIT_ADD, {"at": now, "record": audit}))
+        if self._dialect == "postgresql":
+            return self._ratify_pg(moves, txn_id, user, lock_token, close_txn, now, ops, tail)
         steps: list[tuple[sa.TextClause, dict[str, Any]]] = []
         if close_txn:
             steps.append((hot.CLOSE_TXN, {"now": now, "txn_id": txn_id}))
@@ -343,41 +363,53 @@ class SqlStore(MetadataStore):
             }
             steps.append((hot.MOVE, move))
         for m in moves:
-            for v, op, p in m.operations:
-                row = {
-                    "table_id": m.table_id,
-                    "version": v,
-                    "txn_id": txn_id,
-                    "user": user,
-                    "operation": op,
-                    "now": now,
-                    "params": json.loads(json.dumps(p, default=str)) if p else {},
-                }
-                steps.append((hot.ADD_COMMIT, row))
-        if audit is not None:
-            steps.append((hot.AUDIT_ADD, {"at": now, "record": audit}))
-        steps.append((hot.UNLOCK, {"token": lock_token}))
-        lost = CommitConflict(
-            "lost the table lock before commit (lease expired) or the table changed; retry"
-        )
+            for row in ops[m.table_id]:
+                common = {"table_id": m.table_id, "txn_id": txn_id, "user": user, "now": now}
+                steps.append((hot.ADD_COMMIT, {**common, **row}))
         first_move = 2 if close_txn else 1
 
         def check(results: list[tuple[int, Any]]) -> None:
             if close_txn and results[0][0] != 1:
-                raise TransactionError(
-                    f"transaction {txn_id} is no longer active (aborted after its idle "
-                    "timeout or cancelled); nothing was committed"
-                )
+                raise _inactive(txn_id)
             if any(n != 1 for n, _ in results[first_move : first_move + len(moves)]):
-                raise lost
+                raise _lost()
 
         try:
-            results = self._db.atomic(steps, check)
-        except (sa.exc.IntegrityError, *_driver_integrity_errors()) as e:
-            # Another commit already holds one of these versions: the table changed.
-            raise lost from e
-        seq = int(results[first_move - 1][1][0])
-        return seq
+            results = self._db.atomic(steps + tail, check)
+        except sa.exc.IntegrityError as e:
+            raise _lost() from e  # another commit already holds one of these versions
+        return int(results[first_move - 1][1][0])
+
+    def _ratify_pg(
+        self,
+        moves: list[Ratify],
+        txn_id: str,
+        user: str,
+        lock_token: str,
+        close_txn: bool,
+        now: datetime,
+        ops: dict[int, list[dict[str, Any]]],
+        tail: list[tuple[sa.TextClause, dict[str, Any]]],
+    ) -> int:
+        """ratify in one round trip: every check is a constraint violation (see hot.PG_*)."""
+        import psycopg
+
+        if close_txn:
+            steps = [(hot.PG_CLOSE_AND_SEQ, {"now": now, "txn_id": txn_id})]
+        else:
+            steps = [(hot.NEXT_SEQ, {})]
+        for m in moves:
+            assert ops[m.table_id], "a move always has operations"  # else nothing checks it
+            args = {"new": m.new, "table_id": m.table_id, "expected": m.expected}
+            who = {"token": lock_token, "txn_id": txn_id, "user": user, "now": now}
+            steps.append((hot.PG_MOVE_AND_RECORD, {**args, **who, "ops": ops[m.table_id]}))
+        try:
+            results = self._db.atomic(steps + tail)
+        except psycopg.errors.NotNullViolation as e:
+            raise (_inactive(txn_id) if e.diag.table_name == "lake_meta" else _lost()) from e
+        except psycopg.IntegrityError as e:
+            raise _lost() from e  # another commit already holds one of these versions
+        return int(results[0][1][0])
 
     # transactions ------------------------------------------------------------------------
     def _txn(self, row: Any) -> TxnInfo:
