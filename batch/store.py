@@ -677,13 +677,14 @@ class BatchStore:
         missing, expired by the database's clock, or when `steal(holder)` says its holder is gone.
         """
         args = {"name": name, "owner": owner, **self._clock(lease_s)}
-        with self.write() as conn:
+        with self._db.single() as conn:
             if conn.execute(_LEASE_TAKE[self._dialect], args).first() is not None:
                 return True
+        with self.read() as conn:
             holder = conn.execute(_LEASE_HOLDER, {"name": name}).scalar()
         if holder is None or not steal(holder):
             return False
-        with self.write() as conn:
+        with self._db.single() as conn:
             return conn.execute(_LEASE_STEAL[self._dialect], {**args, "old": holder}).rowcount == 1
 
     def _clock(self, lease_s: float) -> dict[str, float]:

@@ -563,14 +563,14 @@ class SqlStore(MetadataStore):
         tokens = list(tokens)
         if not tokens:
             return set()
-        with self._write() as conn:
+        with self._db.single() as conn:
             rows = conn.execute(
                 hot.RENEW[self._dialect], {"tokens": tokens, **self._clock(lease_s)}
             ).all()
         return {r[0] for r in rows}
 
     def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None:
-        with self._write() as conn:
+        with self._db.single() as conn:
             if table_ids is None:
                 conn.execute(hot.UNLOCK, {"token": token})
                 return

@@ -367,3 +367,36 @@ def test_times_come_back_in_utc(store, two_tables):
     assert store.commits(a.id)[0].committed_at > before
     assert store.version_at_time(a.id, datetime.now(UTC)) == 0
     assert store.version_at_time(a.id, before - timedelta(days=1)) is None
+
+
+def test_a_lake_on_postgresql_holds_few_connections_and_releases_them_all(tmp_path):
+    import pyarrow as pa
+
+    import lake
+
+    with pg.fresh_database(pg.require_server()) as url:
+        peak = 0
+        lk = lake.connect(tmp_path / "lake", catalog=url)
+        try:
+            lk.catalog.create_database("s")
+            lk.catalog.create_table("s.t", pa.schema([("id", pa.int64())]))
+            lk.batch.store.counts()  # the batch store shares the catalog's pool
+
+            def work(i):
+                for j in range(5):
+                    lk.write("s.t", pa.table({"id": [i * 10 + j]}), user="u")
+                    lk.sql("SELECT count(*) AS n FROM s.t", user="u")
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                peak = max(peak, pg.sessions(url))
+                time.sleep(0.01)
+            with lk.transaction(user="u") as tx:
+                tx.write("s.t", pa.table({"id": [999]}))
+            assert lk.sql("SELECT count(*) AS n FROM s.t", user="u")["n"][0].as_py() == 21
+        finally:
+            lk.close()
+        assert 0 < peak <= POOL_SIZE + MAX_OVERFLOW, peak
+        assert pg.sessions(url) == 0
