@@ -279,7 +279,7 @@ class BatchStore:
         self._dialect = self._db.dialect
         self.write, self.read = self._db.write, self._db.read
         self._known_defs: set[str] = set()  # definitions this process already stored
-        if migrate_schema:
+        if migrate_schema and self._db.schema_version(meta.name) != str(SCHEMA_VERSION):
             try:
                 self._db.migrate(migrate)
             except BaseException:

@@ -219,6 +219,17 @@ class Connections:
                         cur.execute("ROLLBACK")
                 raise
 
+    def schema_version(self, meta_table: str) -> Any:
+        """The schema version recorded in `meta_table` (None: no such table yet), read without
+        the migration lock: connecting to an up-to-date store costs one read."""
+        try:
+            with self.read() as conn:
+                return conn.execute(
+                    sa.text(f"SELECT value FROM {meta_table} WHERE key = 'schema_version'")
+                ).scalar()
+        except sa.exc.DBAPIError:
+            return None
+
     def migrate(self, step: Callable[[sa.Connection], Any]) -> Any:
         """Run `step` in a write transaction that no other process migrates beside.
 

@@ -57,7 +57,8 @@ class SqlStore(MetadataStore):
         self._write, self._read = self._db.write, self._db.read
         self._dialect = self._db.dialect
         try:
-            self._db.migrate(s.migrate)
+            if self._db.schema_version("lake_meta") != s.SCHEMA_VERSION:
+                self._db.migrate(s.migrate)
         except BaseException:
             self._db.close()
             raise

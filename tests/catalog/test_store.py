@@ -313,7 +313,7 @@ def test_stores_on_one_url_share_a_small_pool_released_on_close(store_url):
     assert open_count(stores[0].url) == 0
     if store_url.startswith("postgresql"):
         assert 0 < peak <= POOL_SIZE + MAX_OVERFLOW
-        assert pg.sessions(store_url) == 0
+        assert pg.sessions_after_close(store_url) == 0
 
 
 # concurrency, with real processes ------------------------------------------------------------------
@@ -399,4 +399,4 @@ def test_a_lake_on_postgresql_holds_few_connections_and_releases_them_all(tmp_pa
         finally:
             lk.close()
         assert 0 < peak <= POOL_SIZE + MAX_OVERFLOW, peak
-        assert pg.sessions(url) == 0
+        assert pg.sessions_after_close(url) == 0

@@ -58,3 +58,14 @@ def sessions(url: str) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         ).fetchone()[0]
+
+
+def sessions_after_close(url: str, timeout: float = 10.0) -> int:
+    """`sessions(url)` once the server has let go of clients that just disconnected (a server
+    process outlives its client's goodbye by a moment), or after `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (n := sessions(url)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n
