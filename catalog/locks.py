@@ -104,7 +104,10 @@ class Heartbeat:
             self._held[token] = _Held(lease_s, taken_at + lease_s - MARGIN_S)
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._loop, name="lakeward-lock-heartbeat", daemon=True
+                    target=self._loop,
+                    args=(lease_s / 3,),
+                    name="lakeward-lock-heartbeat",
+                    daemon=True,
                 )
                 self._thread.start()
 
@@ -118,8 +121,9 @@ class Heartbeat:
         with self._lock:
             self._held.pop(token, None)
 
-    def _loop(self) -> None:
+    def _loop(self, pause: float) -> None:
         while True:
+            time.sleep(pause)  # a lock just taken is good for its whole lease
             store = self._store()
             with self._lock:
                 held = dict(self._held)
@@ -145,7 +149,6 @@ class Heartbeat:
                         else:  # released, or taken over after our lease ran out
                             del self._held[token]
             del store
-            time.sleep(pause)
 
 
 _beats: weakref.WeakKeyDictionary[MetadataStore, Heartbeat] = weakref.WeakKeyDictionary()
