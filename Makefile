@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-sqlite test-postgres lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,10 +17,28 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lake demo --root ./demo-lake --fresh
 
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
+# The suites that run a second time with every lake's catalog in PostgreSQL.
+PG_TESTS := tests/catalog tests/governance tests/batch
+
+# Both backends: a throwaway PostgreSQL (scripts/pg_cluster.sh, installed from Debian if
+# missing) for the whole run; without one, the PostgreSQL part says why it is skipped.
 test: $(STAMP)
 	bash scripts/sysdeps.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider tests
+	bash scripts/pg_cluster.sh run $(MAKE) --no-print-directory test-sqlite test-postgres
+
+# Everything on SQLite (the PostgreSQL cases of the store suite too when LAKE_TEST_PG is set).
+test-sqlite: $(STAMP)
+	$(PYTEST) tests
+
+# The catalog, transaction, crash, governance and batch tests with the catalog in PostgreSQL.
+test-postgres: $(STAMP)
+	@if [ -z "$$LAKE_TEST_PG" ]; then \
+	  echo "test-postgres skipped: no PostgreSQL (LAKE_TEST_PG unset; see scripts/pg_cluster.sh)"; \
+	else \
+	  LAKE_TEST_CATALOG="$$LAKE_TEST_PG" $(PYTEST) $(PG_TESTS); \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

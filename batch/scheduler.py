@@ -26,6 +26,7 @@ from typing import Any
 from batch import checkpoints, lakeio
 from batch.config import BatchConfig, ComputeEnv, QueueConfig
 from batch.cron import parse_cron
+from batch.lease import Lease
 from batch.outcome import INTERRUPTED, classify, transition
 from batch.port import LakePort
 from batch.spec import Definition
@@ -130,7 +131,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._defs: dict[str, Definition] = {}
         self._usage: dict[tuple[str, str], tuple[float, float]] = {}
-        self._lease_at = 0.0
+        self.lease = Lease(self.store, LEASE, self.owner, self.cfg.lease_s, owner_dead)
         self._scan_at = 0.0
         self._dirty = True
         self._wake_mtime = 0.0
@@ -149,6 +150,8 @@ class Scheduler:
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
+            self.lease.renew()  # the first round knows at once whether it schedules
+            self.lease.start()
             self._thread = threading.Thread(target=self._loop, name="lakeward-batch", daemon=True)
             self._thread.start()
 
@@ -164,6 +167,7 @@ class Scheduler:
         self._wake.set()
         self._thread.join(timeout)
         self._thread = None
+        self.lease.stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -182,8 +186,6 @@ class Scheduler:
 
     def _drain(self) -> None:
         if not self.running:
-            if self.leader:
-                self.store.drop_lease(LEASE, self.owner)
             return
         for run in self.running.values():
             write_control(self.ctx.paths.attempt(run.job_id, run.attempt), "STOP")
@@ -196,22 +198,22 @@ class Scheduler:
             with contextlib.suppress(Exception):
                 ray.cancel(run.ref, force=True)
             self._finish(run, {"lost": "the scheduler stopped"})
-        self.store.drop_lease(LEASE, self.owner)
 
     # one round -------------------------------------------------------------------------------
     def tick(self) -> None:
         """One scheduling round (the thread calls this every poll interval)."""
         self.stats["ticks"] += 1
         now = time.time()
-        if now >= self._lease_at:
-            was = self.leader
-            self.leader = self.store.take_lease(LEASE, self.owner, self.cfg.lease_s, owner_dead)
-            self._lease_at = now + self.cfg.lease_s / 4
-            if self.leader and not was:
-                self._recover()
-                self._dirty = True
-                self._ended_at = self._parents_at = 0.0
-                self._pending_at = None
+        was = self.leader
+        if self._thread is None:  # driven by hand (tests): no lease thread, renew here
+            self.lease.renew()
+        # Fencing: act only while a renewal confirmed the lease within the last lease period.
+        self.leader = self.lease.held()
+        if self.leader and not was:
+            self._recover()
+            self._dirty = True
+            self._ended_at = self._parents_at = 0.0
+            self._pending_at = None
         if not self.leader:
             return
         if self.running:
@@ -522,6 +524,8 @@ class Scheduler:
                 )
         attempt = int(full["attempts"]) + 1
         attempt_dir = paths.attempt(job_id, attempt)
+        if not self.lease.held():
+            return  # paused past the lease: another scheduler may own this job now
         if not self.store.start_attempt(job_id, attempt, env.name, self.owner, str(attempt_dir)):
             return
         if full["parent_id"]:

@@ -264,6 +264,30 @@ _INSERT_OUTBOX_Q = (
 )
 _INSERT_DEP = sa.text("INSERT INTO batch_deps (job_id, dep_id) VALUES (:job_id, :dep_id)")
 _GET_JOB = sa.text("SELECT * FROM batch_jobs WHERE id = :id")
+# Lease times are the database server's on PostgreSQL (hosts' clocks may disagree) and this
+# host's on SQLite (one file, one host), passed as :now / :expires.
+_DB_NOW = {"postgresql": "extract(epoch FROM clock_timestamp())::float8", "sqlite": ":now"}
+_DB_EXPIRES = {"postgresql": f"{_DB_NOW['postgresql']} + :lease_s", "sqlite": ":expires"}
+
+
+def _per_dialect(sql: str) -> dict[str, sa.TextClause]:
+    return {d: sa.text(sql.format(now=_DB_NOW[d], expires=_DB_EXPIRES[d])) for d in _DB_NOW}
+
+
+_LEASE_TAKE = _per_dialect(
+    "INSERT INTO batch_leases (name, owner, expires_at) VALUES (:name, :owner, {expires}) "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
+    "WHERE batch_leases.owner = excluded.owner OR batch_leases.expires_at < {now} "
+    "RETURNING owner"
+)
+_LEASE_STEAL = _per_dialect(
+    "UPDATE batch_leases SET owner = :owner, expires_at = {expires} "
+    "WHERE name = :name AND owner = :old"
+)
+_LEASE_HOLDER = sa.text("SELECT owner FROM batch_leases WHERE name = :name")
+_LEASE_LEFT = _per_dialect(
+    "SELECT owner, expires_at - {now} AS left_s FROM batch_leases WHERE name = :name"
+)
 _STATUS = sa.text("SELECT status FROM batch_jobs WHERE id = :id")
 
 
@@ -308,15 +332,19 @@ class BatchStore:
     """Jobs, attempts, fair-share usage, schedules, lineage and the scheduler lease."""
 
     def __init__(self, url: str, *, migrate_schema: bool = True):
-        self.url = url
-        self._sqlite = url.startswith("sqlite")
         self._db = Connections(url)
+        self.url = self._db.url
+        self._sqlite = self.url.startswith("sqlite")
+        self._dialect = self._db.dialect
         self.write, self.read = self._db.write, self._db.read
         self._known_defs: set[str] = set()  # definitions this process already stored
         self.rows_read = 0  # job rows the scheduler's queries returned (its work, counted)
-        if migrate_schema:
-            with self.write() as conn:
-                migrate(conn)
+        if migrate_schema and self._db.schema_version(meta.name) != str(SCHEMA_VERSION):
+            try:
+                self._db.migrate(migrate)
+            except BaseException:
+                self._db.close()
+                raise
 
     def close(self) -> None:
         self._db.close()
@@ -813,28 +841,33 @@ class BatchStore:
     def take_lease(
         self, name: str, owner: str, lease_s: float, steal: Callable[[str], bool]
     ) -> bool:
-        """Hold the named lease (the scheduler's); `steal(holder)` says a holder is gone."""
-        now = time.time()
-        with self.write() as conn:
-            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
-            if row is None:
-                conn.execute(
-                    sa.insert(leases).values(name=name, owner=owner, expires_at=now + lease_s)
-                )
+        """Take or renew the named lease (the scheduler's) for `lease_s`; True if `owner` holds it.
+
+        One conditional upsert decides, so two processes can never both win; it is free when
+        missing, expired by the database's clock, or when `steal(holder)` says its holder is gone.
+        """
+        args = {"name": name, "owner": owner, **self._clock(lease_s)}
+        with self._db.single() as conn:
+            if conn.execute(_LEASE_TAKE[self._dialect], args).first() is not None:
                 return True
-            if row.owner == owner or row.expires_at < now or steal(row.owner):
-                conn.execute(
-                    sa.update(leases)
-                    .where(leases.c.name == name)
-                    .values(owner=owner, expires_at=now + lease_s)
-                )
-                return True
+        with self.read() as conn:
+            holder = conn.execute(_LEASE_HOLDER, {"name": name}).scalar()
+        if holder is None or not steal(holder):
             return False
+        with self._db.single() as conn:
+            return conn.execute(_LEASE_STEAL[self._dialect], {**args, "old": holder}).rowcount == 1
+
+    def _clock(self, lease_s: float) -> dict[str, float]:
+        now = time.time()  # SQLite: one host; PostgreSQL statements read the server's clock
+        return {"now": now, "expires": now + lease_s, "lease_s": lease_s}
 
     def lease_holder(self, name: str) -> tuple[str, float] | None:
+        """(holder, when its lease ends in UNIX seconds by this host's clock) or None."""
         with self.read() as conn:
-            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
-        return (row.owner, float(row.expires_at)) if row else None
+            row = conn.execute(
+                _LEASE_LEFT[self._dialect], {"name": name, "now": time.time()}
+            ).first()
+        return (row.owner, time.time() + float(row.left_s)) if row else None
 
     def drop_lease(self, name: str, owner: str) -> None:
         with self.write() as conn:

@@ -22,7 +22,6 @@ from batch import checkpoints
 from batch.runtime.base import ExitStatus, Mount, Runtime, SandboxSpec
 
 CONTROL = "control"
-_stores: dict[str, Any] = {}
 _runtimes: dict[str | None, Runtime] = {}
 
 
@@ -36,13 +35,15 @@ def load_sandbox_runtime(name: str | None = None) -> Runtime:
     return rt
 
 
-def _store(url: str) -> Any:
-    st = _stores.get(url)
-    if st is None:
-        from batch.store import BatchStore
+def _mark_running(url: str, job_id: str, attempt: int, **fields: Any) -> None:
+    # Open for this one write and close: a worker process never sits on store connections.
+    from batch.store import BatchStore
 
-        st = _stores[url] = BatchStore(url, migrate_schema=False)
-    return st
+    st = BatchStore(url, migrate_schema=False)
+    try:
+        st.mark_running(job_id, attempt, **fields)
+    finally:
+        st.close()
 
 
 def read_control(attempt_dir: Path) -> str | None:
@@ -107,7 +108,8 @@ def run_attempt(plan: dict[str, Any]) -> dict[str, Any]:
         started = time.time()
         result.update(started_at=started, sandbox_pid=box.pid)
         with contextlib.suppress(Exception):  # a store hiccup must not kill a running job
-            _store(plan["store_url"]).mark_running(
+            _mark_running(
+                plan["store_url"],
                 plan["job_id"],
                 plan["attempt"],
                 node=result["node"],

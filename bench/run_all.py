@@ -15,6 +15,7 @@ import bench_governance  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_query  # noqa: E402
 import bench_sandbox  # noqa: E402
+import bench_scale  # noqa: E402
 import bench_skipping  # noqa: E402
 
 if __name__ == "__main__":
@@ -28,6 +29,7 @@ if __name__ == "__main__":
         bench_batch,
         bench_ingest,
         bench_compaction,
+        bench_scale,
     ):
         results += mod.main()
     out = Path(__file__).parent / "out"

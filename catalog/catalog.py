@@ -442,9 +442,12 @@ class Catalog:
         tx.audit_record = audit
         return tx
 
-    def writer_table(self, location: str, pointer: int) -> DeltaTable:
-        """A DeltaTable at exactly the ratified version, for a writer that holds the table lock."""
-        recovery.rollback_past(location, pointer)
+    def writer_table(
+        self, location: str, pointer: int, still_ours: Callable[[], bool] | None = None
+    ) -> DeltaTable:
+        """A DeltaTable at exactly the ratified version, for a writer that holds the table lock
+        (`still_ours`: its fencing check, see `recovery.rollback_past`)."""
+        recovery.rollback_past(location, pointer, still_ours)
         with self._writers_lock:
             dt = self._writers.get(location)
         try:
@@ -509,12 +512,18 @@ class Catalog:
                 continue
             token = uuid.uuid4().hex
             try:
-                pointer = locks.acquire(self.store, info.id, token, 60.0, wait_s=0.0)
+                pointer = locks.acquire(
+                    self.store, info.id, token, self.settings.write_lease_s, wait_s=0.0
+                )
             except LakeError:
                 continue  # a live writer holds it and will roll back on its own
             try:
                 removed = (
-                    recovery.rollback_past(info.location, pointer) if pointer is not None else []
+                    recovery.rollback_past(
+                        info.location, pointer, lambda t=token: locks.valid(self.store, t)
+                    )
+                    if pointer is not None
+                    else []
                 )
             finally:
                 self.store.unlock(token, [info.id])

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+
+from catalog.errors import CommitConflict
 
 _VERSIONED = re.compile(r"^(\d{20})\.")
 
@@ -32,11 +35,14 @@ def latest_version(location: str) -> int:
     return versions[-1] if versions else -1
 
 
-def rollback_past(location: str, pointer: int) -> list[int]:
+def rollback_past(
+    location: str, pointer: int, still_ours: Callable[[], bool] | None = None
+) -> list[int]:
     """Delete every log file of a version newer than `pointer`; returns the versions removed.
 
     Newest first, so an interrupted rollback leaves a contiguous log that a later call finishes.
-    Orphaned data files are left for vacuum.
+    Orphaned data files are left for vacuum. `still_ours()` is asked before each deletion
+    (fencing): a lock holder paused past its lease must not delete what the next holder ratified.
     """
     log = Path(location) / "_delta_log"
     # Versions are contiguous and a rollback deletes newest first, so anything past the pointer
@@ -55,6 +61,11 @@ def rollback_past(location: str, pointer: int) -> list[int]:
                 if hi > pointer:
                     doomed.setdefault(hi, []).append(Path(entry.path))
     last = log / "_last_checkpoint"
+    if doomed and still_ours is not None and not still_ours():
+        raise CommitConflict(
+            "lost the table lock before rolling back (this writer was paused longer than its "
+            "lease); nothing was committed, retry"
+        )
     if doomed and last.exists():
         try:
             if int(json.loads(last.read_text())["version"]) > pointer:
@@ -66,5 +77,10 @@ def rollback_past(location: str, pointer: int) -> list[int]:
         for path in sorted(
             doomed[version], key=lambda p: p.name.endswith(".json") and p.name.count(".") == 1
         ):
+            if still_ours is not None and not still_ours():
+                raise CommitConflict(
+                    "lost the table lock while rolling back (this writer was paused longer than "
+                    "its lease); nothing was committed, retry"
+                )
             path.unlink(missing_ok=True)
     return sorted(doomed)

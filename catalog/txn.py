@@ -12,7 +12,6 @@ import contextlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -147,13 +146,14 @@ class Transaction:
                     "with governed=True to write it"
                 )
             s = self.catalog.settings
-            lease = self.timeout_s if not self.implicit else s.write_lease_s
-            pointer = locks.acquire(self.catalog.store, info.id, self.id, lease, s.lock_wait_s)
+            pointer = locks.acquire(
+                self.catalog.store, info.id, self.id, s.write_lease_s, s.lock_wait_s
+            )
             if pointer is None:
                 self.catalog.forget(info)
                 raise TableNotFound(f"table {info.full_name} was dropped")
             try:
-                dt = self.catalog.writer_table(info.location, pointer)
+                dt = self.catalog.writer_table(info.location, pointer, self._still_ours)
                 changed = False
                 if self.snapshot_seq is not None:
                     at_snap = self.catalog.store.versions_at([info.id], self.snapshot_seq).get(
@@ -199,6 +199,7 @@ class Transaction:
             max_commit_retries=0,
         )
         try:
+            locks.check(self.catalog.store, self.id)  # fencing: never write past a lost lease
             result = fn(locked.dt, props)
         except BaseException as e:
             self._undo_to(locked, before)
@@ -217,18 +218,16 @@ class Transaction:
         return result
 
     def _holds_lock(self, table_id: int) -> bool:
-        # Rolling back is only ours to do while the lock is, with margin: after a takeover the
-        # versions past our pointer may be someone else's ratified commits.
-        holder = self.catalog.store.lock_holder(table_id)
-        return (
-            holder is not None
-            and holder["token"] == self.id
-            and holder["expires_at"] > datetime.now(UTC) + timedelta(seconds=2)
-        )
+        # Rolling back is only ours to do while the lock is: after a takeover the versions past
+        # our pointer may be someone else's ratified commits.
+        return locks.holds(self.catalog.store, table_id, self.id)
+
+    def _still_ours(self) -> bool:
+        return locks.valid(self.catalog.store, self.id)
 
     def _undo_to(self, locked: _Locked, version: int) -> None:
         if self._holds_lock(locked.info.id):
-            recovery.rollback_past(locked.info.location, version)
+            recovery.rollback_past(locked.info.location, version, self._still_ours)
             locked.dt = DeltaTable(locked.info.location, version=version)
 
     # writes ----------------------------------------------------------------------------------
@@ -381,6 +380,8 @@ class Transaction:
                 if t.ops
             ]
         try:
+            if moves:
+                locks.check(self.catalog.store, self.id)  # fencing; ratify also checks the token
             if moves or not self.implicit:
                 self.catalog.store.ratify(
                     moves, self.id, self.user, self.id, close_txn=not self.implicit, audit=audit
@@ -392,6 +393,7 @@ class Transaction:
         except BaseException:
             self._abandon("ABORTED")
             raise
+        locks.released(self.catalog.store, self.id)
         self.state = "COMMITTED"
         for t in self._locked.values():
             if t.ops:
@@ -407,13 +409,14 @@ class Transaction:
     def _abandon(self, state: str) -> None:
         for t in self._locked.values():
             if t.ops and self._holds_lock(t.info.id):
-                with contextlib.suppress(OSError):  # the next lock holder rolls it back
-                    recovery.rollback_past(t.info.location, t.pointer)
+                with contextlib.suppress(OSError, CommitConflict):  # the next holder rolls back
+                    recovery.rollback_past(t.info.location, t.pointer, self._still_ours)
         self._locked.clear()
         if self.implicit:
             self.catalog.store.unlock(self.id)
         else:
             self.catalog.store.end_txn(self.id, state)
+        locks.released(self.catalog.store, self.id)
         self.state = state
 
 

@@ -114,7 +114,8 @@ def vacuum(
         raise TableNotFound(f"table {info.full_name} was dropped")
     deleted: list[str] = []
     try:
-        recovery.rollback_past(root, now_pointer)  # a dead holder's tentative versions
+        # A dead holder's tentative versions (never past a lease we may have lost).
+        recovery.rollback_past(root, now_pointer, lambda: locks.valid(catalog.store, token))
         if now_pointer != pointer:
             keep |= _files_of(root, pointer, now_pointer)
         # Transactions that began after planning read versions >= pointer, all kept.

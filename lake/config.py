@@ -14,6 +14,7 @@ DEFAULT_TOML = """\
 # Lakeward lake configuration. Every key is optional; these are the defaults.
 
 [catalog]
+# url = "postgresql://lake@db-host/lake"  # metadata store (else $LAKE_CATALOG, else SQLite here)
 txn_timeout_s = 300        # explicit transactions idle longer than this are aborted
 lock_wait_s = 60           # a writer waits this long for a busy table, then CommitConflict
 checkpoint_interval = 100  # Delta checkpoint every N committed versions
@@ -34,6 +35,7 @@ class Config:
     memory_limit: str | None = None
     threads: int | None = None
     audit_flush_s: float = 2.0
+    catalog_url: str | None = None  # [catalog] url: the metadata store (None: see lake.connect)
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -46,7 +48,10 @@ def load_config(root: Path) -> Config:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise InvalidArgument(f"{path}: {e}") from None
-    cat = raw.get("catalog", {})
+    cat = dict(raw.get("catalog", {}))
+    url = cat.pop("url", None)
+    if url is not None and not isinstance(url, str):
+        raise InvalidArgument(f"{path}: [catalog] url must be a string like postgresql://...")
     known = set(Settings.__dataclass_fields__)
     unknown = set(cat) - known
     if unknown:
@@ -64,5 +69,6 @@ def load_config(root: Path) -> Config:
         q.get("memory_limit"),
         q.get("threads"),
         float(audit.get("flush_interval_s", 2.0)),
+        url,
         raw,
     )

@@ -24,7 +24,7 @@ from catalog.errors import InvalidArgument, LakeError
 from catalog.ingestion.crawl import CrawlResult
 from catalog.ingestion.ingest import IngestResult
 from catalog.ingestion.stream import StreamResult
-from catalog.store import load_store
+from catalog.store.roots import open_root_store
 from catalog.txn import Transaction
 from governance.audit import AuditLog
 from governance.catalog_ops import GovernedCatalog
@@ -145,7 +145,7 @@ class Lake:
         if not toml.exists():
             toml.write_text(DEFAULT_TOML)
         self.config = load_config(self.root)
-        self.store = load_store(catalog, self.root)
+        self.store = open_root_store(self.root, catalog, self.config.catalog_url)
         self._closed = False
         try:
             self._open(ray_address, policy)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +15,25 @@ import pytest
 
 import lake
 
+from support import pg
 from support.batch import BATCH_TOML
 from support.lakes import INTEROP, ORDERS
+from support.procs import Worker
+
+
+@pytest.fixture(autouse=True)
+def catalog_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """Where the lakes of a test keep their catalog: SQLite in each root, or, when
+    LAKE_TEST_CATALOG names a PostgreSQL server, a fresh database of it for this test alone
+    (through $LAKE_CATALOG, which `lake.connect` reads). Yields that database's URL or None."""
+    server = os.environ.get("LAKE_TEST_CATALOG")
+    if not server:
+        monkeypatch.delenv("LAKE_CATALOG", raising=False)  # never a developer's own catalog
+        yield None
+        return
+    with pg.fresh_database(server) as url:
+        monkeypatch.setenv("LAKE_CATALOG", url)
+        yield url
 
 
 @pytest.fixture
@@ -91,3 +110,16 @@ def make_lake(tmp_path: Path, ray_session: None) -> Iterator[Callable[..., Any]]
         if b is not None:
             b.close()
         lk.close()
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[..., Worker]]:
+    """workers(mode, root, arg=None, other_host=False) -> a started support/lease_worker.py;
+    whatever is still running at the end is resumed and killed."""
+    started: list[Worker] = []
+    yield lambda *a, **k: started.append(Worker(*a, **k)) or started[-1]
+    for w in started:
+        if w.proc.poll() is None:
+            w.signal(signal.SIGCONT)
+            w.signal(signal.SIGKILL)
+            w.proc.wait(10)

@@ -8,22 +8,26 @@ from catalog.errors import InvalidArgument
 from catalog.store.base import (
     CommitInfo,
     DatabaseInfo,
+    LockHolder,
     MetadataStore,
     PolicyRecord,
     Ratify,
     TableInfo,
     TxnInfo,
 )
+from catalog.store.connections import normalize_url
 
 __all__ = [
     "CommitInfo",
     "DatabaseInfo",
+    "LockHolder",
     "MetadataStore",
     "PolicyRecord",
     "Ratify",
     "TableInfo",
     "TxnInfo",
     "load_store",
+    "normalize_url",
 ]
 
 
@@ -33,13 +37,9 @@ def load_store(url: str | None, root: Path | None = None) -> MetadataStore:
         if root is None:
             raise InvalidArgument("a metadata store needs a URL or a lake root")
         url = f"sqlite:///{Path(root) / '_lakeward' / 'catalog.db'}"
-    scheme = url.split(":", 1)[0].split("+", 1)[0]
-    if scheme in ("sqlite", "postgresql", "postgres", "mysql"):
-        from catalog.store.sql import SqlStore
+    url = normalize_url(url)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    from catalog.store.sql import SqlStore
 
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return SqlStore(url.replace("postgres://", "postgresql://", 1))
-    raise InvalidArgument(
-        f"unsupported catalog URL scheme {scheme!r}; use sqlite:/// or postgresql://"
-    )
+    return SqlStore(url)

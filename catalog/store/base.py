@@ -63,6 +63,17 @@ class TxnInfo:
 
 
 @dataclass(frozen=True)
+class LockHolder:
+    """Who holds a table's write lock, and whether it may be taken from them."""
+
+    token: str
+    owner: str  # node:pid:start of the holding process (see catalog.locks.owner_id)
+    expired: bool  # its lease ran out: the holder stopped renewing it (dead, paused or cut off)
+    txn_state: str | None = None  # the holder's explicit transaction, if it is one
+    txn_idle_until: datetime | None = None  # ... which is aborted when idle past this
+
+
+@dataclass(frozen=True)
 class Ratify:
     """One table's move in a commit: the pointer goes from `expected` to `new`."""
 
@@ -154,19 +165,38 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def active_txns(self) -> list[TxnInfo]: ...
 
-    # table locks
+    # table locks: leases the holder renews (`renew_locks`) while it lives
     @abc.abstractmethod
     def try_lock(
         self, table_id: int, token: str, owner: str, lease_s: float
-    ) -> tuple[str | None, int | None]: ...
+    ) -> tuple[int | None, LockHolder | None]:
+        """Take the table's lock if free (or already `token`'s).
+
+        (ratified version, None) when taken; (None, holder) when another holds it; (None, None)
+        when the table does not exist (then no lock is kept).
+        """
+
     @abc.abstractmethod
     def steal_lock(
         self, table_id: int, old_token: str, token: str, owner: str, lease_s: float
-    ) -> bool: ...
+    ) -> int | None:
+        """Take the lock from `old_token` (compare-and-set); the ratified version, or None if
+        the lock moved meanwhile. The explicit transaction it belonged to is aborted."""
+
+    @abc.abstractmethod
+    def renew_locks(self, tokens: Iterable[str], lease_s: float) -> set[str]:
+        """Extend the leases of every lock held by `tokens`; returns the tokens still holding one."""
+
     @abc.abstractmethod
     def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None: ...
     @abc.abstractmethod
-    def lock_holder(self, table_id: int) -> dict[str, Any] | None: ...
+    def lock_holder(self, table_id: int) -> LockHolder | None: ...
+
+    # identity
+    @abc.abstractmethod
+    def catalog_id(self) -> int:
+        """A number chosen when the catalog was created: the same for every URL that reaches it."""
+
     # audit
     @abc.abstractmethod
     def audit_append(self, record: dict[str, Any]) -> int: ...

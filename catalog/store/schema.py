@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -40,7 +41,13 @@ tables = sa.Table(
     sa.Column("owner", sa.String(255), nullable=False, default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
+    # The table's write lock lives on its row, so taking it also reads the ratified version,
+    # and ratifying releases it, each in one statement.
+    sa.Column("lock_token", sa.String(64), nullable=True),
+    sa.Column("lock_owner", sa.String(255), nullable=True),
+    sa.Column("lock_expires", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("database", "name", name="uq_tables_name"),
+    sa.Index("ix_tables_lock_token", "lock_token"),
 )
 
 commits = sa.Table(
@@ -70,17 +77,6 @@ transactions = sa.Table(
     sa.Column("snapshot_seq", sa.BigInteger, nullable=False),
     sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_transactions_state", "state"),
-)
-
-locks = sa.Table(
-    "table_locks",
-    metadata,
-    sa.Column("table_id", sa.Integer, primary_key=True),
-    sa.Column("token", sa.String(64), nullable=False),
-    sa.Column("owner", sa.String(255), nullable=False),
-    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_table_locks_token", "token"),
 )
 
 properties = sa.Table(
@@ -115,7 +111,7 @@ policies = sa.Table(
     sa.Column("installed_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-V1 = (meta, databases, tables, commits, transactions, locks)
+V1 = (meta, databases, tables, commits, transactions)
 
 
 def _v1(conn: sa.Connection) -> None:
@@ -133,13 +129,40 @@ def _v3(conn: sa.Connection) -> None:
 
 
 def _v4(conn: sa.Connection) -> None:
+    # Locks move from their own table (v1-v3) onto the table rows.
+    insp = sa.inspect(conn)
+    have = {c["name"] for c in insp.get_columns("tables")}
+    for col in (tables.c.lock_token, tables.c.lock_owner, tables.c.lock_expires):
+        if col.name not in have:
+            ddl = col.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE tables ADD COLUMN {col.name} {ddl}"))
+    if "ix_tables_lock_token" not in {i["name"] for i in insp.get_indexes("tables")}:
+        sa.Index("ix_tables_lock_token", tables.c.lock_token).create(conn)
+    if insp.has_table("table_locks"):
+        conn.execute(
+            sa.text(
+                "UPDATE tables SET "
+                "lock_token = (SELECT token FROM table_locks l WHERE l.table_id = tables.id), "
+                "lock_owner = (SELECT owner FROM table_locks l WHERE l.table_id = tables.id), "
+                "lock_expires = (SELECT expires_at FROM table_locks l WHERE l.table_id = tables.id)"
+            )
+        )
+        conn.execute(sa.text("DROP TABLE table_locks"))
+
+
+def _v5(conn: sa.Connection) -> None:
+    # Who this catalog is: a lake root remembers it, so it never opens another catalog silently.
+    conn.execute(sa.insert(meta).values(key="catalog_id", value=secrets.randbits(62)))
+
+
+def _v6(conn: sa.Connection) -> None:
     policies.create(conn, checkfirst=True)
     # The installed policy's sequence: installing is a compare-and-set on this row.
     conn.execute(sa.insert(meta).values(key="policy_seq", value=0))
 
 
 # Append only: a migration, once released, never changes; index + 1 is the schema version.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from catalog.errors import DatabaseExists, TableExists, TransactionError
+from catalog.errors import CommitConflict, DatabaseExists, TableExists, TransactionError
 from catalog.store import hot
 from catalog.store import schema as s
 from catalog.store.base import (
     CommitInfo,
     DatabaseInfo,
+    LockHolder,
     MetadataStore,
     PolicyRecord,
     Ratify,
@@ -22,6 +23,19 @@ from catalog.store.base import (
     TxnInfo,
 )
 from catalog.store.connections import Connections
+
+
+def _lost() -> CommitConflict:
+    return CommitConflict(
+        "lost the table lock before commit (lease expired) or the table changed; retry"
+    )
+
+
+def _inactive(txn_id: str) -> TransactionError:
+    return TransactionError(
+        f"transaction {txn_id} is no longer active (aborted after its idle timeout or "
+        "cancelled); nothing was committed"
+    )
 
 
 def utcnow() -> datetime:
@@ -36,21 +50,34 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 class SqlStore(MetadataStore):
-    """Metadata store on any SQLAlchemy database (tested on SQLite; written for PostgreSQL too)."""
+    """Metadata store on SQLite or PostgreSQL through SQLAlchemy (both run the same tests)."""
 
     def __init__(self, url: str):
-        self.url = url
         self._db = Connections(url)
+        self.url = self._db.url
         self._write, self._read = self._db.write, self._db.read
-        with self._write() as conn:
-            s.migrate(conn)
+        self._dialect = self._db.dialect
+        try:
+            if self._db.schema_version("lake_meta") != s.SCHEMA_VERSION:
+                self._db.migrate(s.migrate)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    def _clock(self, lease_s: float = 0.0) -> dict[str, Any]:
+        # Parameters of the lease statements (hot.LOCK & co): the caller's clock on SQLite.
+        now = utcnow()
+        return {"now": now, "expires": now + timedelta(seconds=lease_s), "lease_s": lease_s}
 
     # audit -------------------------------------------------------------------------------------
     def audit_append(self, record: dict[str, Any]) -> int:
-        """Durably queue one audit record (committed before this returns)."""
-        with self._write() as conn:
-            res = conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": record})
-            return int(res.lastrowid or 0)
+        """Durably queue one audit record (committed before this returns); its sequence number."""
+        with self._db.single() as conn:
+            return int(conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": record}).scalar_one())
 
     def audit_pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
         q = (
@@ -225,11 +252,11 @@ class SqlStore(MetadataStore):
 
     def get_table(self, database: str, name: str) -> TableInfo | None:
         with self._read() as conn:
-            row = conn.execute(hot.TABLE_BY_NAME, {"database": database, "name": name}).first()
-            if row is None:
-                return None
-            props = {k: v for k, v in conn.execute(hot.PROPS, {"table_id": row.id}).all()}
-            return self._table_info(row, props)
+            rows = conn.execute(hot.TABLE_BY_NAME, {"database": database, "name": name}).all()
+        if not rows:
+            return None
+        props = {r.prop_key: r.prop_value for r in rows if r.prop_key is not None}
+        return self._table_info(rows[0], props)
 
     def get_table_by_id(self, table_id: int) -> TableInfo | None:
         with self._read() as conn:
@@ -245,7 +272,7 @@ class SqlStore(MetadataStore):
 
     def drop_table(self, table_id: int) -> None:
         with self._write() as conn:
-            for t in (s.commits, s.locks, s.properties):
+            for t in (s.commits, s.properties):
                 conn.execute(sa.delete(t).where(t.c.table_id == table_id))
             conn.execute(sa.delete(s.tables).where(s.tables.c.id == table_id))
 
@@ -351,55 +378,83 @@ class SqlStore(MetadataStore):
         `audit`, if given, is queued in the same store transaction: the write and its audit
         record commit together or not at all.
         """
-        from catalog.errors import CommitConflict
+        now = utcnow()
+        ops = {
+            m.table_id: [
+                {
+                    "version": v,
+                    "operation": op,
+                    "params": json.loads(json.dumps(p, default=str)) if p else {},
+                }
+                for v, op, p in m.operations
+            ]
+            for m in moves
+        }
+        tail = [(hot.UNLOCK, {"token": lock_token})]
+        if audit is not None:
+            tail.insert(0, (hot.AUDIT_ADD, {"at": now, "record": audit}))
+        if self._dialect == "postgresql":
+            return self._ratify_pg(moves, txn_id, user, lock_token, close_txn, now, ops, tail)
+        steps: list[tuple[sa.TextClause, dict[str, Any]]] = []
+        if close_txn:
+            steps.append((hot.CLOSE_TXN, {"now": now, "txn_id": txn_id}))
+        steps.append((hot.NEXT_SEQ, {}))
+        for m in moves:
+            move = {
+                "new": m.new,
+                "table_id": m.table_id,
+                "expected": m.expected,
+                "token": lock_token,
+            }
+            steps.append((hot.MOVE, move))
+        for m in moves:
+            for row in ops[m.table_id]:
+                common = {"table_id": m.table_id, "txn_id": txn_id, "user": user, "now": now}
+                steps.append((hot.ADD_COMMIT, {**common, **row}))
+        first_move = 2 if close_txn else 1
 
-        with self._write() as conn:
-            now = utcnow()
-            if (
-                close_txn
-                and conn.execute(hot.CLOSE_TXN, {"now": now, "txn_id": txn_id}).rowcount != 1
-            ):
-                raise TransactionError(
-                    f"transaction {txn_id} is no longer active (aborted after its idle timeout "
-                    "or cancelled); nothing was committed"
-                )
-            seq = int(conn.execute(hot.NEXT_SEQ).scalar_one())
-            rows = []
-            for m in moves:
-                # The pointer moves only from the version we started on and only while our lock
-                # still stands: a takeover after a lease expiry makes this commit fail.
-                moved = conn.execute(
-                    hot.MOVE,
-                    {
-                        "new": m.new,
-                        "table_id": m.table_id,
-                        "expected": m.expected,
-                        "token": lock_token,
-                    },
-                ).rowcount
-                if moved != 1:
-                    raise CommitConflict(
-                        "lost the table lock before commit (lease expired) or the table changed; retry"
-                    )
-                rows += [
-                    {
-                        "table_id": m.table_id,
-                        "version": v,
-                        "seq": seq,
-                        "txn_id": txn_id,
-                        "user": user,
-                        "operation": op,
-                        "now": now,
-                        "params": json.loads(json.dumps(p, default=str)) if p else {},
-                    }
-                    for v, op, p in m.operations
-                ]
-            if rows:
-                conn.execute(hot.ADD_COMMIT, rows)
-            if audit is not None:
-                conn.execute(hot.AUDIT_ADD, {"at": now, "record": audit})
-            conn.execute(hot.UNLOCK, {"token": lock_token})
-        return seq
+        def check(results: list[tuple[int, Any]]) -> None:
+            if close_txn and results[0][0] != 1:
+                raise _inactive(txn_id)
+            if any(n != 1 for n, _ in results[first_move : first_move + len(moves)]):
+                raise _lost()
+
+        try:
+            results = self._db.atomic(steps + tail, check)
+        except sa.exc.IntegrityError as e:
+            raise _lost() from e  # another commit already holds one of these versions
+        return int(results[first_move - 1][1][0])
+
+    def _ratify_pg(
+        self,
+        moves: list[Ratify],
+        txn_id: str,
+        user: str,
+        lock_token: str,
+        close_txn: bool,
+        now: datetime,
+        ops: dict[int, list[dict[str, Any]]],
+        tail: list[tuple[sa.TextClause, dict[str, Any]]],
+    ) -> int:
+        """ratify in one round trip: every check is a constraint violation (see hot.PG_*)."""
+        import psycopg
+
+        if close_txn:
+            steps = [(hot.PG_CLOSE_AND_SEQ, {"now": now, "txn_id": txn_id})]
+        else:
+            steps = [(hot.NEXT_SEQ, {})]
+        for m in moves:
+            assert ops[m.table_id], "a move always has operations"  # else nothing checks it
+            args = {"new": m.new, "table_id": m.table_id, "expected": m.expected}
+            who = {"token": lock_token, "txn_id": txn_id, "user": user, "now": now}
+            steps.append((hot.PG_MOVE_AND_RECORD, {**args, **who, "ops": ops[m.table_id]}))
+        try:
+            results = self._db.atomic(steps + tail)
+        except psycopg.errors.NotNullViolation as e:
+            raise (_inactive(txn_id) if e.diag.table_name == "lake_meta" else _lost()) from e
+        except psycopg.IntegrityError as e:
+            raise _lost() from e  # another commit already holds one of these versions
+        return int(results[0][1][0])
 
     # transactions ------------------------------------------------------------------------
     def _txn(self, row: Any) -> TxnInfo:
@@ -414,27 +469,11 @@ class SqlStore(MetadataStore):
         )
 
     def begin_txn(self, txn_id: str, user: str, timeout_s: float) -> TxnInfo:
-        with self._write() as conn:
-            seq = int(
-                conn.execute(
-                    sa.select(s.meta.c.value).where(s.meta.c.key == "commit_seq")
-                ).scalar_one()
-            )
-            now = utcnow()
-            conn.execute(
-                sa.insert(s.transactions).values(
-                    id=txn_id,
-                    user=user,
-                    state="ACTIVE",
-                    started_at=now,
-                    last_active=now,
-                    timeout_s=timeout_s,
-                    snapshot_seq=seq,
-                )
-            )
-            return self._txn(
-                conn.execute(sa.select(s.transactions).where(s.transactions.c.id == txn_id)).one()
-            )
+        now = utcnow()
+        args = {"id": txn_id, "user": user, "now": now, "timeout_s": timeout_s}
+        with self._db.single() as conn:
+            seq = int(conn.execute(hot.BEGIN_TXN, args).scalar_one())
+        return TxnInfo(txn_id, user, "ACTIVE", now, now, float(timeout_s), seq)
 
     def get_txn(self, txn_id: str) -> TxnInfo | None:
         with self._read() as conn:
@@ -445,6 +484,12 @@ class SqlStore(MetadataStore):
 
     def touch_txn(self, txn_id: str, timeout_s: float | None = None) -> TxnInfo:
         """Record activity (and optionally a new idle timeout); refuses a transaction past its timeout."""
+        args = {"txn_id": txn_id, "now": utcnow(), "timeout_s": timeout_s}
+        with self._db.single() as conn:
+            row = conn.execute(hot.TOUCH_TXN[self._dialect], args).first()
+        if row is not None:
+            return self._txn(row)
+        # Not active, or idle too long: find out which, and abort it in the second case.
         with self._write() as conn:
             row = conn.execute(
                 sa.select(s.transactions).where(s.transactions.c.id == txn_id)
@@ -460,26 +505,25 @@ class SqlStore(MetadataStore):
                 )
             if info.state != "ACTIVE":
                 raise TransactionError(f"transaction {txn_id} is {info.state}")
-            if now > info.last_active + timedelta(seconds=info.timeout_s):
+            timed_out = now > info.last_active + timedelta(seconds=info.timeout_s)
+            if timed_out:  # committed below, then refused: raising here would roll it back
                 conn.execute(
                     sa.update(s.transactions)
                     .where(s.transactions.c.id == txn_id)
                     .values(state="ABORTED", ended_at=now)
                 )
-                raise TransactionError(
-                    f"transaction {txn_id} was idle longer than its {info.timeout_s:g} s timeout and "
-                    "was aborted; start a new one"
+                conn.execute(hot.UNLOCK, {"token": txn_id})
+            else:
+                values: dict[str, Any] = {"last_active": now}
+                if timeout_s is not None:
+                    values["timeout_s"] = timeout_s
+                conn.execute(
+                    sa.update(s.transactions).where(s.transactions.c.id == txn_id).values(**values)
                 )
-            values: dict[str, Any] = {"last_active": now}
-            if timeout_s is not None:
-                values["timeout_s"] = timeout_s
-            conn.execute(
-                sa.update(s.transactions).where(s.transactions.c.id == txn_id).values(**values)
-            )
-            conn.execute(
-                sa.update(s.locks)
-                .where(s.locks.c.token == txn_id)
-                .values(expires_at=now + timedelta(seconds=values.get("timeout_s", info.timeout_s)))
+        if timed_out:
+            raise TransactionError(
+                f"transaction {txn_id} was idle longer than its {info.timeout_s:g} s timeout and "
+                "was aborted; start a new one"
             )
         return self.get_txn(txn_id)  # type: ignore[return-value]
 
@@ -490,7 +534,7 @@ class SqlStore(MetadataStore):
                 .where((s.transactions.c.id == txn_id) & (s.transactions.c.state == "ACTIVE"))
                 .values(state=state, ended_at=utcnow())
             )
-            conn.execute(sa.delete(s.locks).where(s.locks.c.token == txn_id))
+            conn.execute(hot.UNLOCK, {"token": txn_id})
 
     def expired_txns(self) -> list[TxnInfo]:
         with self._read() as conn:
@@ -512,69 +556,79 @@ class SqlStore(MetadataStore):
     # locks -------------------------------------------------------------------------------
     def try_lock(
         self, table_id: int, token: str, owner: str, lease_s: float
-    ) -> tuple[str | None, int | None]:
-        """Take the table's write lock.
-
-        Returns (None, pointer) when taken (pointer None if the table is gone, lock not kept),
-        else (holder's token, None).
-        """
-        now = utcnow()
-        with self._write() as conn:
-            args = {
-                "table_id": table_id,
-                "token": token,
-                "owner": owner,
-                "now": now,
-                "expires": now + timedelta(seconds=lease_s),
-            }
-            if conn.execute(hot.LOCK, args).rowcount != 1:
-                holder = conn.execute(hot.HOLDER, {"table_id": table_id}).scalar()
-                if holder != token:
-                    return holder, None
-            pointer = conn.execute(hot.POINTER, {"table_id": table_id}).scalar()
-            if pointer is None:
-                conn.execute(hot.DROP_LOCK, {"table_id": table_id})
+    ) -> tuple[int | None, LockHolder | None]:
+        args = {"table_id": table_id, "token": token, "owner": owner}
+        while True:
+            with self._db.single() as conn:
+                version = conn.execute(
+                    hot.LOCK[self._dialect], {**args, **self._clock(lease_s)}
+                ).scalar()
+            if version is not None:
+                return int(version), None
+            with self._read() as conn:
+                holder = self._holder(conn, table_id)
+            if holder is None:
                 return None, None
-            return None, int(pointer)
+            if holder.token:
+                return None, holder
+            # Released between the two statements (PostgreSQL, READ COMMITTED): try again.
+
+    def _holder(self, conn: sa.Connection, table_id: int) -> LockHolder | None:
+        """None: no such table; a holder with an empty token: the lock is free."""
+        row = conn.execute(
+            hot.HOLDER[self._dialect], {"table_id": table_id, **self._clock()}
+        ).first()
+        if row is None:
+            return None
+        idle_until = None
+        if row.txn_last_active is not None:
+            idle_until = _aware(row.txn_last_active) + timedelta(seconds=float(row.txn_timeout_s))
+        return LockHolder(
+            row.token or "", row.owner or "", bool(row.expired), row.txn_state, idle_until
+        )
 
     def steal_lock(
         self, table_id: int, old_token: str, token: str, owner: str, lease_s: float
-    ) -> bool:
-        now = utcnow()
+    ) -> int | None:
+        args = {"table_id": table_id, "old_token": old_token, "token": token, "owner": owner}
         with self._write() as conn:
-            res = conn.execute(
-                sa.update(s.locks)
-                .where((s.locks.c.table_id == table_id) & (s.locks.c.token == old_token))
-                .values(
-                    token=token,
-                    owner=owner,
-                    acquired_at=now,
-                    expires_at=now + timedelta(seconds=lease_s),
-                )
+            version = conn.execute(
+                hot.STEAL[self._dialect], {**args, **self._clock(lease_s)}
+            ).scalar()
+            if version is None:
+                return None
+            conn.execute(
+                sa.update(s.transactions)
+                .where((s.transactions.c.id == old_token) & (s.transactions.c.state == "ACTIVE"))
+                .values(state="ABORTED", ended_at=utcnow())
             )
-            if res.rowcount == 1:
-                conn.execute(
-                    sa.update(s.transactions)
-                    .where(
-                        (s.transactions.c.id == old_token) & (s.transactions.c.state == "ACTIVE")
-                    )
-                    .values(state="ABORTED", ended_at=now)
-                )
-            return res.rowcount == 1
+            return int(version)
+
+    def renew_locks(self, tokens: Iterable[str], lease_s: float) -> set[str]:
+        tokens = list(tokens)
+        if not tokens:
+            return set()
+        with self._db.single() as conn:
+            rows = conn.execute(
+                hot.RENEW[self._dialect], {"tokens": tokens, **self._clock(lease_s)}
+            ).all()
+        return {r[0] for r in rows}
 
     def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None:
-        with self._write() as conn:
-            q = sa.delete(s.locks).where(s.locks.c.token == token)
-            if table_ids is not None:
-                q = q.where(s.locks.c.table_id.in_(list(table_ids)))
-            conn.execute(q)
+        with self._db.single() as conn:
+            if table_ids is None:
+                conn.execute(hot.UNLOCK, {"token": token})
+                return
+            conn.execute(
+                sa.update(s.tables)
+                .where((s.tables.c.lock_token == token) & s.tables.c.id.in_(list(table_ids)))
+                .values(lock_token=None, lock_owner=None, lock_expires=None)
+            )
 
-    def lock_holder(self, table_id: int) -> dict[str, Any] | None:
+    def lock_holder(self, table_id: int) -> LockHolder | None:
         with self._read() as conn:
-            row = conn.execute(sa.select(s.locks).where(s.locks.c.table_id == table_id)).first()
-        if row is None:
-            return None
-        return {"token": row.token, "owner": row.owner, "expires_at": _aware(row.expires_at)}
+            holder = self._holder(conn, table_id)
+        return holder if holder is not None and holder.token else None
 
     # retention ---------------------------------------------------------------------------
     def prune_commits(self, table_id: int, below_version: int) -> int:
@@ -622,3 +676,12 @@ class SqlStore(MetadataStore):
                 t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
                 for t in s.metadata.sorted_tables
             }
+
+    # identity ----------------------------------------------------------------------------
+    def catalog_id(self) -> int:
+        with self._read() as conn:
+            return int(
+                conn.execute(
+                    sa.select(s.meta.c.value).where(s.meta.c.key == "catalog_id")
+                ).scalar_one()
+            )

@@ -23,7 +23,8 @@ class SchedulerWork:
     def __init__(self, b):
         self.b = b
         self.statements = 0
-        self._engines = {b.store._db.reader, b.store._db.writer}
+        shared = b.store._db._engines  # the engines of the store URL, shared in this process
+        self._engines = {shared.reader, shared.writer}
         for eng in self._engines:
             sa.event.listen(eng, "before_cursor_execute", self._count)
 
