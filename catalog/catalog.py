@@ -42,6 +42,8 @@ class Catalog:
 
     def __init__(self, root: Path, store: MetadataStore, settings: Settings | None = None):
         self.root = Path(root)
+        # Built snapshots of ratified versions, kept for the next process (catalog.snapshot_cache).
+        self.snapshot_dir = self.root / "_lakeward" / "snapshots"
         self.store = store
         self.settings = settings or Settings()
         self._writers: dict[str, DeltaTable] = {}
@@ -228,9 +230,8 @@ class Catalog:
         version = recovery.latest_version(str(loc))
         if version < 0:
             raise TableNotFound(f"no Delta table at {loc} (empty _delta_log)")
-        snap = Snapshot.load(
-            str(loc), version
-        )  # refuses features we cannot read, before registering
+        # Refuses features we cannot read, before registering.
+        snap = Snapshot.load(str(loc), version, cache_dir=self.snapshot_dir)
         info = TableInfo(
             id=0,
             database=db,
@@ -357,9 +358,9 @@ class Catalog:
         """The table's Delta snapshot at a ratified version (default: current)."""
         v = self.current_version(info) if version is None else version
         try:
-            if tentative:
-                return Snapshot.load(info.location, v, cache=False)
-            return Snapshot.load(info.location, v)
+            return Snapshot.load(
+                info.location, v, cache=not tentative, cache_dir=self.snapshot_dir
+            )
         except LakeError:
             raise
         except Exception as e:
@@ -440,7 +441,7 @@ class Catalog:
             if info.table_type != "GOVERNED":
                 continue
             try:
-                if recovery.latest_version(info.location) <= info.version:
+                if not recovery.has_versions_past(info.location, info.version):
                     continue
             except OSError:
                 continue

@@ -238,6 +238,12 @@ _cache_lock = threading.Lock()
 _CACHE_SIZE = 64
 
 
+def clear_cache() -> None:
+    """Forget the replayed deletion-vector state of every table."""
+    with _cache_lock:
+        _cache.clear()
+
+
 def descriptors(location: str, version: int, *, remember: bool = True) -> dict[str, Descriptor]:
     """Deletion-vector descriptor of every live file that has one at `version`, keyed by the
     file's URL-decoded log path. `remember=False` for versions that may yet be rolled back."""

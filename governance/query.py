@@ -45,6 +45,12 @@ class CompiledQuery:
 _compiled: dict[tuple, CompiledQuery] = {}
 
 
+def clear_cache() -> None:
+    """Forget every compiled query (and validated text)."""
+    _compiled.clear()
+    _checked.cache_clear()
+
+
 def _cache_key(sql: str, expression: exp.Expression, ctx: QueryContext) -> tuple | None:
     """What a compiled query depends on: the text, the user, the policy and each table version."""
     if not ctx.cache_key:
