@@ -65,7 +65,9 @@ def build(fresh: bool, names: dict[str, tuple[int, str]]) -> None:
     if fresh:
         shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir(parents=True, exist_ok=True)
-    (ROOT / "lake.toml").write_text("[catalog]\nauto_compact = false\n[audit]\nflush_interval_s = 0\n")
+    (ROOT / "lake.toml").write_text(
+        "[catalog]\nauto_compact = false\n[audit]\nflush_interval_s = 0\n"
+    )
     (ROOT / "policy").mkdir(exist_ok=True)
     (ROOT / "policy" / "policy.csv").write_text(POLICY)
     with lake.connect(ROOT) as lk:
@@ -105,7 +107,9 @@ def measure(lk: lake.Lake, name: str, repeat: int) -> dict[str, tuple[float, flo
 
     ours_sql = Q.format(rel=f"g.{name}")
     raw_sql = Q.format(rel=rel_all)
-    assert lk.sql(ours_sql, user="bench").to_pylist() == raw.sql(raw_sql).to_arrow_table().to_pylist()
+    assert (
+        lk.sql(ours_sql, user="bench").to_pylist() == raw.sql(raw_sql).to_arrow_table().to_pylist()
+    )
     ta, tb = interleaved(
         lambda: lk.sql(ours_sql, user="bench"), lambda: raw.sql(raw_sql).fetchall(), repeat
     )
@@ -160,7 +164,8 @@ def main(repeat: int = 9, fresh: bool = False, big: bool = True) -> list[dict]:
             curves[name] = measure(lk, name, repeat)
             # Time per measurement stays readable in one line per table.
             cells = "  ".join(
-                f"{k} {a * 1000:7.1f}/{b * 1000:7.1f} ({a / b:4.2f})" for k, (a, b) in curves[name].items()
+                f"{k} {a * 1000:7.1f}/{b * 1000:7.1f} ({a / b:4.2f})"
+                for k, (a, b) in curves[name].items()
             )
             print(f"{name:<7} {cells}", flush=True)
         print("\nratio lk/raw (goal)   " + "  ".join(f"{n:>8}" for n in names))

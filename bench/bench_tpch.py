@@ -129,17 +129,20 @@ def main(repeat: int = 5, fresh: bool = False, only: list[int] | None = None) ->
         for user in ("admin", "analyst"):
             raw = raw_connection(lk, filtered=user == "analyst")
             ratios = []
-            print(f"\nTPC-H SF1 as {user}" + (" (row filters on orders, customer)" if user == "analyst" else ""))
+            print(
+                f"\nTPC-H SF1 as {user}"
+                + (" (row filters on orders, customer)" if user == "analyst" else "")
+            )
             print(f"{'query':<6} {'lk.sql ms':>10} {'raw ms':>10} {'ratio':>7}")
             for q, text in QUERIES.items():
                 if only and q not in only:
                     continue
                 sql = text.format(db="tpch")
 
-                def ours(sql: str = sql) -> pa.Table:
+                def ours(sql: str = sql, user: str = user) -> pa.Table:
                     return lk.sql(sql, user=user)
 
-                def theirs(sql: str = sql) -> pa.Table:
+                def theirs(sql: str = sql, raw: duckdb.DuckDBPyConnection = raw) -> pa.Table:
                     return raw.sql(sql).to_arrow_table()
 
                 if not _same(ours(), theirs()):

@@ -358,9 +358,7 @@ class Catalog:
         """The table's Delta snapshot at a ratified version (default: current)."""
         v = self.current_version(info) if version is None else version
         try:
-            return Snapshot.load(
-                info.location, v, cache=not tentative, cache_dir=self.snapshot_dir
-            )
+            return Snapshot.load(info.location, v, cache=not tentative, cache_dir=self.snapshot_dir)
         except LakeError:
             raise
         except Exception as e:

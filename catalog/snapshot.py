@@ -176,7 +176,9 @@ class Snapshot:
             return _build(location, _open(location, version), remember=False, cache_dir=cache_dir)
         with _location_lock(location):
             if version is not None and cache_dir is not None:
-                hit = _cached_snapshot(location, version) or _from_disk(cache_dir, location, version)
+                hit = _cached_snapshot(location, version) or _from_disk(
+                    cache_dir, location, version
+                )
                 if hit is not None:
                     return hit
             dt = _table_at(location, version)

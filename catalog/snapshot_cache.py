@@ -116,6 +116,10 @@ def newest(cache_dir: Path, location: str) -> tuple[dict[str, Any], pa.Table] | 
         return None
     for n in reversed(names):
         hit = _read(folder / n)
-        if hit is not None and hit[0].get("format") == FORMAT and hit[0].get("location") == location:
+        if (
+            hit is not None
+            and hit[0].get("format") == FORMAT
+            and hit[0].get("location") == location
+        ):
             return hit
     return None
