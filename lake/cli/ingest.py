@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -20,11 +20,14 @@ from rich.progress import (
 from rich.table import Table
 
 from catalog.errors import LakeError
-from catalog.ingestion.crawl import CrawlResult, crawl
-from catalog.ingestion.ingest import ingest
 from lake.cli.common import CatalogUrl, Root, User, console
 from lake.cli.common import fail as _fail
 from lake.cli.common import open_lake as _open
+
+if TYPE_CHECKING:
+    # Through the Lake's methods: the ingestion stack (pyarrow.dataset, csv, json) is loaded
+    # only by the commands that ingest, not by every `lake` command.
+    from catalog.ingestion.crawl import CrawlResult
 
 
 def _progress(files: bool = True) -> Progress:
@@ -95,7 +98,7 @@ def crawl_command(
             def show(rows: int, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total or None, rows=rows)
 
-            result = crawl(lk, path, database=database, user=user, on_progress=show)
+            result = lk.crawl(path, database=database, user=user, on_progress=show)
     except LakeError as e:
         _fail(e)
     console.print(summary(result))
@@ -135,7 +138,7 @@ def ingest_command(
             def show(rows: int, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total or None, rows=rows)
 
-            result = ingest(lk, table, src, user=user, mode=mode, format=fmt, on_progress=show)
+            result = lk.ingest(table, src, user=user, mode=mode, format=fmt, on_progress=show)
     except LakeError as e:
         _fail(e)
     what = f"{len(result.files)} file(s)" if result.files else "the query"
