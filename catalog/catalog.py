@@ -18,6 +18,7 @@ from deltalake import CommitProperties, DeltaTable
 from catalog import recovery
 from catalog.errors import (
     DatabaseNotFound,
+    DataFileMissing,
     InvalidArgument,
     LakeError,
     TableExists,
@@ -359,6 +360,11 @@ class Catalog:
         v = self.current_version(info) if version is None else version
         try:
             return Snapshot.load(info.location, v, cache=not tentative, cache_dir=self.snapshot_dir)
+        except DataFileMissing:
+            raise DataFileMissing(
+                f"{info.full_name} at version {v}: a file its Delta log refers to is missing; "
+                "restore it, or read another version"
+            ) from None
         except LakeError:
             raise
         except Exception as e:

@@ -34,7 +34,13 @@ from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundEr
 from catalog import deletion_vectors as dvs
 from catalog import delta_types as types
 from catalog import snapshot_cache
-from catalog.errors import InvalidArgument, LakeError, TableNotFound, UnsupportedFeature
+from catalog.errors import (
+    DataFileMissing,
+    InvalidArgument,
+    LakeError,
+    TableNotFound,
+    UnsupportedFeature,
+)
 
 # Variant features change nothing for other columns, and a variant column is refused by type.
 _READER_FEATURES = frozenset(
@@ -438,12 +444,11 @@ def _build(
         else {}
     )
     file_dvs = [descriptors.get(unquote(p)) for p in raw_paths]
-    if descriptors:
-        _agree_with_delta_rs(dt, paths, file_dvs, where)
-    deleted = [
-        None if d is None else _deleted_rows(location, d, f, path, where)
-        for d, f, path in zip(file_dvs, footers, paths, strict=True)
-    ]
+    deleted = (
+        _deleted_rows(dt, location, paths, file_dvs, footers, where)
+        if "deletionVectors" in features
+        else [None] * len(paths)
+    )
     by_name = {f["name"]: f for f in fields}
     part_arrays = [_partition_values(actions, by_name[c], mode, where) for c in partitions]
     files = _files_table(paths, actions, footers, file_dvs, fields, partitions, part_arrays, mode)
@@ -558,35 +563,6 @@ def _footer(schema: pa.Schema, num_rows: int, parquet_schema: str) -> _Footer:
     return _Footer(_schemas.setdefault(key, schema), num_rows, key)
 
 
-def _agree_with_delta_rs(
-    dt: DeltaTable, paths: list[str], file_dvs: list[dvs.Descriptor | None], where: str
-) -> None:
-    """Refuse if delta-rs's own decoding puts deletion vectors on other files, or deletes other
-    row counts, than our replay of the log: a cheap guard against ever showing deleted rows."""
-    try:
-        decoded = pa.table(dt.deletion_vectors())
-    except Exception:  # an older delta-rs without it, or one that cannot decode: ours stands
-        return
-    keep = decoded.column("selection_vector").combine_chunks()
-    flat = pc.list_flatten(keep).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(keep).to_numpy(zero_copy_only=False)
-    deleted = np.bincount(parents[~flat], minlength=len(keep))
-    theirs = {
-        os.path.normpath(_data_path("/", uri, where)): int(n)
-        for uri, n in zip(decoded.column("filepath").to_pylist(), deleted, strict=True)
-    }
-    ours = {
-        os.path.normpath(p): d.cardinality
-        for p, d in zip(paths, file_dvs, strict=True)
-        if d and d.cardinality
-    }
-    if {p: n for p, n in theirs.items() if n} != ours:
-        raise UnsupportedFeature(
-            f"{where}: the deletion vectors found in the log disagree with delta-rs's; "
-            "refusing to read rather than risk showing deleted rows"
-        )
-
-
 @dataclass(frozen=True)
 class _Deleted:
     """The rows a deletion vector drops from its file, as text for the SQL."""
@@ -596,22 +572,74 @@ class _Deleted:
     rows: str  # every row number, comma separated; empty when there are too many
 
 
+def _dv_key(location: str, d: dvs.Descriptor) -> tuple:
+    # A deletion vector is never rewritten in place: a new one has a new file or offset.
+    return (location, d.storage_type, d.path_or_inline_dv, d.offset)
+
+
 def _deleted_rows(
-    root: str, d: dvs.Descriptor, footer: _Footer, path: str, where: str
-) -> _Deleted | None:
-    key = (root, d.storage_type, d.path_or_inline_dv, d.offset)
-    hit = _dv_rows.get(key)
-    if hit is None:
-        rows = dvs.deleted_rows(root, d, f"{where}, file {path}")
-        if rows.size and int(rows[-1]) >= footer.num_rows:
+    dt: DeltaTable,
+    location: str,
+    paths: list[str],
+    file_dvs: list[dvs.Descriptor | None],
+    footers: list[_Footer],
+    where: str,
+) -> list[_Deleted | None]:
+    """Per file, the rows its deletion vector drops, decoded by delta-rs; refused unless they
+    agree with the log's descriptors on which files have one and how many rows each drops (a
+    cheap guard against ever showing deleted rows)."""
+    out: list[_Deleted | None] = [None] * len(paths)
+    wanted = [i for i, d in enumerate(file_dvs) if d is not None and d.cardinality]
+    theirs = _decoded_by_delta_rs(dt, where)
+    ours = {os.path.normpath(paths[i]): i for i in wanted}
+    if {p for p, rows in theirs.items() if rows.size} != set(ours):
+        raise UnsupportedFeature(
+            f"{where}: the deletion vectors found in the log disagree with delta-rs's; "
+            "refusing to read rather than risk showing deleted rows"
+        )
+    for path, i in ours.items():
+        d, rows, footer = file_dvs[i], theirs[path], footers[i]
+        assert d is not None
+        hit = _dv_rows.get(_dv_key(location, d))
+        if hit is not None and hit.count == rows.size:
+            out[i] = hit
+            continue
+        if rows.size != d.cardinality:
             raise UnsupportedFeature(
-                f"{where}: deletion vector of {path} deletes row {int(rows[-1])} "
+                f"{where}: deletion vector of {paths[i]} holds {rows.size} rows, "
+                f"the log says {d.cardinality}"
+            )
+        if int(rows[-1]) >= footer.num_rows:
+            raise UnsupportedFeature(
+                f"{where}: deletion vector of {paths[i]} deletes row {int(rows[-1])} "
                 f"of a file of {footer.num_rows} rows"
             )
         listed = ",".join(map(str, rows.tolist())) if rows.size <= _DV_LIST else ""
-        hit = _Deleted(int(rows.size), dvs.ranges_text(rows), listed)
-        _dv_rows.put(key, hit)
-    return hit if hit.count else None
+        out[i] = _Deleted(int(rows.size), dvs.ranges_text(rows), listed)
+        _dv_rows.put(_dv_key(location, d), out[i])
+    return out
+
+
+def _decoded_by_delta_rs(dt: DeltaTable, where: str) -> dict[str, np.ndarray]:
+    """delta-rs's decoding of the version's deletion vectors: sorted deleted row numbers per
+    data file (normalised local path)."""
+    try:
+        decoded = pa.table(dt.deletion_vectors())
+    except DeltaError as e:
+        if "not found" in str(e).lower():
+            raise DataFileMissing(
+                f"{where}: a deletion-vector file its log refers to is missing"
+            ) from None
+        raise UnsupportedFeature(f"{where}: cannot decode its deletion vectors: {e}") from None
+    keep = decoded.column("selection_vector").combine_chunks()
+    flat = pc.list_flatten(keep).to_numpy(zero_copy_only=False)
+    bounds = np.cumsum([0, *pc.list_value_length(keep).fill_null(0).to_pylist()])
+    return {
+        os.path.normpath(_data_path("/", uri, where)): np.flatnonzero(
+            ~flat[bounds[n] : bounds[n + 1]]
+        ).astype(np.uint64)
+        for n, uri in enumerate(decoded.column("filepath").to_pylist())
+    }
 
 
 # the files table ----------------------------------------------------------------------------------
