@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable
@@ -19,7 +20,9 @@ _SETTINGS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _dir(path: str | Path) -> str:
+    # Cached: every query names its tables' folders, and resolving costs a stat per component.
     s = str(Path(path).resolve())
     return s if s.endswith("/") else s + "/"
 
