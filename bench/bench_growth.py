@@ -54,8 +54,9 @@ import lake
 t = time.perf_counter()
 lk = lake.connect(sys.argv[1])
 lk.sql(sys.argv[2], user="bench")
-print(json.dumps(time.perf_counter() - t))
+t = time.perf_counter() - t
 lk.close()
+print(json.dumps(t))
 """
 FRESH_RAW = """
 import json, sys, time
@@ -63,7 +64,8 @@ import duckdb
 from deltalake import DeltaTable
 t = time.perf_counter()
 files = DeltaTable(sys.argv[1]).file_uris()
-duckdb.connect().sql(sys.argv[2].format(rel=f"read_parquet({files!r})")).fetchall()
+con = duckdb.connect(config={"enable_progress_bar": False})
+con.sql(sys.argv[2].format(rel=f"read_parquet({files!r})")).fetchall()
 print(json.dumps(time.perf_counter() - t))
 """
 
@@ -97,7 +99,7 @@ def _child(code: str, *args: str) -> float:
     )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
-    return float(out.stdout.strip().splitlines()[0])
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def _side_by_side(a, b, repeat: int) -> tuple[float, float]:
@@ -121,7 +123,7 @@ def measure(lk: lake.Lake, name: str, repeat: int) -> dict[str, tuple[float, flo
     info = lk.catalog.table(f"g.{name}")
     loc = info.location
     files = lk.catalog.snapshot(info).files["path"].to_pylist()
-    raw = duckdb.connect()
+    raw = duckdb.connect(config={"enable_progress_bar": False})
     rel_all = f"read_parquet({files!r})"
     out: dict[str, tuple[float, float]] = {}
 

@@ -53,7 +53,7 @@ class Engine:
         con.execute("SET temp_directory = $1", [str(tmp)])
         # Delta data files never change once written, so their footers are read once rather than
         # on every query; this also pays back the per-file cost of the allowed_directories check.
-        con.execute("SET parquet_metadata_cache = true")
+        con.execute("SET GLOBAL parquet_metadata_cache = true")
         if self.memory_limit:
             con.execute("SET memory_limit = $1", [self.memory_limit])
         if self.threads:

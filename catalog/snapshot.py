@@ -204,7 +204,7 @@ class Snapshot:
                 stamp = dvs.commit_stamp(location, v)
                 _snapshots.put((location, v), (stamp, hit))
                 if cache_dir is not None:
-                    _to_disk(cache_dir, hit, stamp)
+                    _to_disk(cache_dir, hit)
             return hit
 
     def relation_sql(self, keep: Any = None) -> str:
@@ -825,7 +825,21 @@ def _read_columns(
 # snapshots on disk --------------------------------------------------------------------------------
 
 
-def _to_disk(cache_dir: str | os.PathLike[str], snap: Snapshot, stamp: Any) -> None:
+def _disk_stamp(location: str, version: int) -> tuple | None:
+    """The commit file's identity and a digest of its start: a table re-created at the same
+    place may reuse the inode, size and (coarse) modification time, never the content."""
+    stamp = dvs.commit_stamp(location, version)
+    if stamp is None:
+        return None
+    try:
+        with open(os.path.join(location, "_delta_log", f"{version:020d}.json"), "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    return (*stamp, hashlib.sha256(head).hexdigest())
+
+
+def _to_disk(cache_dir: str | os.PathLike[str], snap: Snapshot) -> None:
     plan = snap._plan
     if plan.footers is None:
         return
@@ -870,6 +884,7 @@ def _to_disk(cache_dir: str | os.PathLike[str], snap: Snapshot, stamp: Any) -> N
         "schemas": schemas,
         "checked": checked,
     }
+    stamp = _disk_stamp(snap.location, snap.version)
     snapshot_cache.save(Path(cache_dir), snap.location, snap.version, stamp, header, table)
 
 
@@ -884,8 +899,7 @@ def _footers_of(meta: dict[str, Any]) -> list[_Footer]:
 
 def _from_disk(cache_dir: str | os.PathLike[str], location: str, version: int) -> Snapshot | None:
     """The snapshot saved by an earlier process, if it is of exactly this version."""
-    stamp = dvs.commit_stamp(location, version)
-    hit = snapshot_cache.load(Path(cache_dir), location, version, stamp)
+    hit = snapshot_cache.load(Path(cache_dir), location, version, _disk_stamp(location, version))
     if hit is None:
         return None
     meta, table = hit
@@ -914,7 +928,7 @@ def _from_disk(cache_dir: str | os.PathLike[str], location: str, version: int) -
         snap = Snapshot(location, version, fields, partitions, files, plan)
     except (KeyError, ValueError, TypeError, IndexError, pa.ArrowException):
         return None
-    _snapshots.put((location, version), (stamp, snap))
+    _snapshots.put((location, version), (dvs.commit_stamp(location, version), snap))
     return snap
 
 
