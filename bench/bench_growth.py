@@ -64,7 +64,8 @@ import duckdb
 from deltalake import DeltaTable
 t = time.perf_counter()
 files = DeltaTable(sys.argv[1]).file_uris()
-con = duckdb.connect(config={"enable_progress_bar": False})
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.sql(sys.argv[2].format(rel=f"read_parquet({files!r})")).fetchall()
 print(json.dumps(time.perf_counter() - t))
 """
@@ -123,7 +124,8 @@ def measure(lk: lake.Lake, name: str, repeat: int) -> dict[str, tuple[float, flo
     info = lk.catalog.table(f"g.{name}")
     loc = info.location
     files = lk.catalog.snapshot(info).files["path"].to_pylist()
-    raw = duckdb.connect(config={"enable_progress_bar": False})
+    raw = duckdb.connect()
+    raw.execute("SET enable_progress_bar = false")
     rel_all = f"read_parquet({files!r})"
     out: dict[str, tuple[float, float]] = {}
 

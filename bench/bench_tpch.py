@@ -107,7 +107,8 @@ def _same(a: pa.Table, b: pa.Table) -> bool:
 
 def raw_connection(lk: lake.Lake, filtered: bool) -> duckdb.DuckDBPyConnection:
     """Raw DuckDB with one view per table over exactly the files of the lake's snapshot."""
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     if lk.config.threads:
         con.execute(f"SET threads = {int(lk.config.threads)}")
     if lk.config.memory_limit:

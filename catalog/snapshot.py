@@ -540,8 +540,10 @@ def _read_footers(
             raise UnsupportedFeature(f"{where}: cannot read data file {paths[i]}: {e}") from None
         # The Parquet schema text too: DuckDB reads logical annotations (UUID, ...) that Arrow
         # may not show, and the type check of a group holds for files of one key only.
+        # (Its first line names the Python object: left out.)
+        parquet_schema = str(meta.schema).split("\n", 1)[-1]
         footer = _footer(
-            meta.schema.to_arrow_schema().remove_metadata(), meta.num_rows, str(meta.schema)
+            meta.schema.to_arrow_schema().remove_metadata(), meta.num_rows, parquet_schema
         )
         _footers.put((paths[i], sizes[i]), footer)
         return footer

@@ -45,6 +45,7 @@ def test_a_saved_version_opens_without_delta_rs_or_footers(tmp_path, cold, monke
     monkeypatch.setattr(snapshot, "_table_at", _refuse)
     monkeypatch.setattr(pq, "read_metadata", _refuse)
     loaded = Snapshot.load(loc, 2, cache_dir=cache)
+    assert built.relation_sql().count("read_parquet") == 1  # files of one schema, read at once
     assert loaded.relation_sql() == built.relation_sql()
     assert loaded.files.equals(built.files) and loaded.schema.equals(built.schema)
     assert Snapshot.load(loc, 2, cache_dir=cache) is loaded  # and is kept in memory
@@ -84,6 +85,7 @@ def test_a_new_version_reads_only_the_footers_of_its_new_files(tmp_path, cold, m
     monkeypatch.setattr(pq, "read_metadata", lambda p, *a, **k: read.append(p) or real(p, *a, **k))
     snap = Snapshot.load(loc, 12, cache_dir=cache)
     assert snap.files.num_rows == 13
+    assert snap.relation_sql().count("read_parquet") == 1
     (new,) = set(snap.files["path"].to_pylist()) - before
     assert read == [new]
 
@@ -111,3 +113,12 @@ def test_a_lake_answers_alike_from_a_snapshot_on_disk(sales, cold):
 
     query.clear_cache()
     assert sales.sql(q, user="admin").equals(first)
+
+
+def test_a_footer_key_is_the_same_in_every_process(tmp_path, cold):
+    # Files are grouped (one read_parquet, one type check) by the key of their footer, and keys
+    # saved by one process meet keys read by another: nothing process-specific may be in it.
+    loc = _table(tmp_path, 1)
+    (path,) = Snapshot.load(loc, 0).files["path"].to_pylist()
+    (footer,) = snapshot._read_footers([path], [os.path.getsize(path)], "test")
+    assert " at 0x" not in footer.key and "optional int64" in footer.key
