@@ -43,6 +43,16 @@ class Engine:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._local = threading.local()
         self._generation = 0
+        self._warming: threading.Thread | None = None
+
+    def prepare(self) -> None:
+        """Start building the database in the background, so that a process's first query
+        (the CLI's, a restarted server's) finds it ready instead of paying DuckDB's start."""
+        if self._con is None and self._warming is None:
+            self._warming = threading.Thread(
+                target=self.allow, args=((),), name="lakeward-engine", daemon=True
+            )
+            self._warming.start()
 
     def _build(self, allowed: frozenset[str]) -> duckdb.DuckDBPyConnection:
         tmp = self.root / "_lakeward" / "tmp"
@@ -100,6 +110,9 @@ class Engine:
             raise SQLError(_clean(e)) from None
 
     def close(self) -> None:
+        """Release the database (after a background build, if one is under way)."""
+        if self._warming is not None:
+            self._warming.join()
         with self._lock:
             if self._con is not None:
                 self._con.close()

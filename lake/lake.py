@@ -142,6 +142,7 @@ class Lake:
         self.store = load_store(catalog, self.root)
         self.catalog = Catalog(self.root, self.store, self.config.catalog)
         self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
+        self.engine.prepare()
         self.ray_address = ray_address
         self.audit = AuditLog(self.catalog, self.config.audit_flush_s)
         self._audit_tl = threading.local()
