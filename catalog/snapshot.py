@@ -199,6 +199,8 @@ class Snapshot:
             dt = _table_at(location, version)
             v = dt.version()
             hit = _cached_snapshot(location, v)
+            if hit is None and version is None and cache_dir is not None:
+                hit = _from_disk(cache_dir, location, v)
             if hit is None:
                 hit = _build(location, dt, remember=True, cache_dir=cache_dir)
                 stamp = dvs.commit_stamp(location, v)

@@ -41,7 +41,11 @@ class _Checked:
 
 def _references(tree: exp.Expression) -> tuple[Ref, ...] | None:
     """The catalog tables a validated tree names: resolve, with a lookup that only records."""
-    ctx = QueryContext(user="", lookup=lambda db, name: (db, name), snapshot=lambda i, t: None)  # type: ignore[arg-type, return-value]
+    ctx = QueryContext(
+        user="",
+        lookup=lambda db, name: (db, name),  # type: ignore[arg-type, return-value]
+        snapshot=lambda info, travel: None,  # type: ignore[arg-type, return-value]
+    )
     try:
         resolved = resolve(tree.copy(), ctx)
     except LakeError:
