@@ -129,12 +129,12 @@ def main(repeat: int = 5, fresh: bool = False, only: list[int] | None = None) ->
     with lake.connect(ROOT) as lk:
         for user in ("admin", "analyst"):
             raw = raw_connection(lk, filtered=user == "analyst")
-            ratios = []
+            ratios, best = [], []
             print(
                 f"\nTPC-H SF1 as {user}"
                 + (" (row filters on orders, customer)" if user == "analyst" else "")
             )
-            print(f"{'query':<6} {'lk.sql ms':>10} {'raw ms':>10} {'ratio':>7}")
+            print(f"{'query':<6} {'lk.sql ms':>10} {'raw ms':>10} {'ratio':>7} {'best-of':>8}")
             for q, text in QUERIES.items():
                 if only and q not in only:
                     continue
@@ -151,7 +151,13 @@ def main(repeat: int = 5, fresh: bool = False, only: list[int] | None = None) ->
                 ta, tb = interleaved(ours, theirs, repeat, warmup=1)
                 a, b = p50(ta), p50(tb)
                 ratios.append(a / b)
-                print(f"Q{q:<5} {a * 1000:10.1f} {b * 1000:10.1f} {a / b:7.3f}", flush=True)
+                # The ratio of the fastest runs too: on a shared machine it shows the cost
+                # without other processes' noise.
+                best.append(min(ta) / min(tb))
+                print(
+                    f"Q{q:<5} {a * 1000:10.1f} {b * 1000:10.1f} {a / b:7.3f} {best[-1]:8.3f}",
+                    flush=True,
+                )
                 results.append(
                     {
                         "benchmark": f"tpch sf1 Q{q} {user}",
@@ -162,9 +168,11 @@ def main(repeat: int = 5, fresh: bool = False, only: list[int] | None = None) ->
                     }
                 )
             geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+            geo_best = math.exp(sum(math.log(r) for r in best) / len(best))
             worst = max(ratios)
             print(
-                f"geomean {geo:.3f} (goal <= {GOALS[user]}), worst {worst:.3f} (goal <= {WORST})",
+                f"geomean {geo:.3f} (goal <= {GOALS[user]}), worst {worst:.3f} (goal <= {WORST});"
+                f" best-of geomean {geo_best:.3f}, worst {max(best):.3f}",
                 flush=True,
             )
             results.append(
