@@ -75,15 +75,21 @@ class Engine:
     def allow(self, folders: Iterable[str | Path]) -> None:
         """Make sure the engine may read these folders (rebuilds the database if it may not)."""
         wanted = frozenset(_dir(f) for f in folders)
-        if self._con is not None and wanted <= self._allowed:
+        if self._con is not None and self._covers(wanted):
             return
         with self._lock:
-            if self._con is not None and wanted <= self._allowed:
+            if self._con is not None and self._covers(wanted):
                 return
             allowed = self._allowed | wanted | {_dir(self.root)}
             self._con = self._build(frozenset(allowed))
             self._allowed = frozenset(allowed)
             self._generation += 1
+
+    def _covers(self, folders: frozenset[str]) -> bool:
+        # DuckDB allows whatever lies under an allowed folder: a table inside the lake's root
+        # needs no database of its own (folders end with '/', so prefixes are path prefixes).
+        allowed = self._allowed
+        return all(any(f.startswith(a) for a in allowed) for f in folders)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
