@@ -53,6 +53,8 @@ def _tpchgen() -> str:
 def ensure_data() -> Path:
     """The eight TPC-H tables at SF 1 as Parquet (generated once, in seconds)."""
     if not all((DATA / f"{t}.parquet").exists() for t in TABLES):
+        if shutil.which(_tpchgen()) is None:
+            raise SystemExit("bench_tpch needs tpchgen-cli: pip install -e '.[bench]'")
         DATA.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [_tpchgen(), "parquet", "-s", "1", "--output-dir", str(DATA)],
