@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable
 
-from catalog import recovery
+from catalog import recovery, snapshot_cache
 from catalog.errors import (
     DatabaseNotFound,
     DataFileMissing,
@@ -295,6 +295,7 @@ class Catalog:
         info = self.table(name)
         self.store.drop_table(info.id)
         self.forget(info)
+        snapshot_cache.forget(self.snapshot_dir, info.location)
         with self._writers_lock:
             self._writers.pop(info.location, None)
         if purge:

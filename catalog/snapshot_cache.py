@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,11 @@ def save(
         _trim(folder)
     except OSError:
         return
+
+
+def forget(cache_dir: Path, location: str) -> None:
+    """Delete every saved snapshot of the location (its table is dropped)."""
+    shutil.rmtree(_folder(cache_dir, location), ignore_errors=True)
 
 
 def _trim(folder: Path) -> None:

@@ -122,3 +122,13 @@ def test_a_footer_key_is_the_same_in_every_process(tmp_path, cold):
     (path,) = Snapshot.load(loc, 0).files["path"].to_pylist()
     (footer,) = snapshot._read_footers([path], [os.path.getsize(path)], "test")
     assert " at 0x" not in footer.key and "optional int64" in footer.key
+
+
+def test_dropping_a_table_deletes_its_saved_snapshots(sales, cold):
+    sales.write("sales.orders", orders(0, 10), user="admin")
+    sales.sql("SELECT count(*) FROM sales.orders", user="admin")
+    location = sales.catalog.table("sales.orders").location
+    folder = snapshot_cache._folder(sales.catalog.snapshot_dir, location)
+    assert list(folder.glob("*.arrow"))
+    sales.catalog.drop_table("sales.orders")
+    assert not folder.exists()
