@@ -1,19 +1,24 @@
 """The scheduler as a detached Ray actor, one per lake, for `ray_address` clusters.
 
 It outlives the client that created it: the client only writes rows and touches the wake file;
-the actor opens the lake itself (through the factory the Lake passes in) and runs the same
-`Scheduler` thread an embedded lake runs in-process.
+the actor opens the lake itself (through the factory the lake passes in, so it decides through
+the same port and checkpoint as the lake) and runs the same `Scheduler` an embedded lake runs
+in-process.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+from batch.config import BatchConfig, load_batch_config
+from batch.port import LakeHandle
 from batch.ray_support import ensure_ray
-
-if TYPE_CHECKING:
-    from batch.api import Batch
+from batch.scheduler import Context, Paths, Scheduler
+from batch.store import BatchStore
+from batch.submit import Submitter
 
 
 def actor_name(store_url: str) -> str:
@@ -24,36 +29,38 @@ def actor_name(store_url: str) -> str:
 class SchedulerHost:
     """Body of the detached actor: opens the lake and runs its scheduler."""
 
-    def __init__(self, lake_factory: Any):
-        from batch.api import Batch
-
-        self.lake = lake_factory()
-        self.batch = Batch.from_lake(self.lake, ray_address=None)
-        self.batch.start()
+    def __init__(self, handle_factory: Callable[[], LakeHandle]):
+        self.lake = handle_factory()
+        cfg = load_batch_config(dict(self.lake.config))
+        self.store = BatchStore(self.lake.store_url)
+        submitter = Submitter(self.store, cfg, self.lake.port)
+        ctx = Context(self.store, cfg, Paths(Path(self.lake.root)), self.lake.port, submitter, None)
+        self.scheduler = Scheduler(ctx)
+        self.scheduler.start()
 
     def wake(self) -> bool:
-        if self.batch._scheduler is not None:
-            self.batch._scheduler.wake()
+        self.scheduler.wake()
         return True
 
     def state(self) -> dict[str, Any]:
-        s = self.batch._scheduler
-        return {
-            "leader": bool(s and s.leader),
-            "running": sorted(s.running) if s else [],
-            "last_error": s.last_error if s else None,
-        }
+        s = self.scheduler
+        return {"leader": bool(s.leader), "running": sorted(s.running), "last_error": s.last_error}
 
 
-def ensure_actor(batch: Batch) -> Any:
+def ensure_actor(
+    handle_factory: Callable[[], LakeHandle],
+    store_url: str,
+    ray_address: str | None,
+    cfg: BatchConfig,
+) -> Any:
     """Get or create the lake's detached scheduler actor."""
     import ray
 
-    ensure_ray(batch.ray_address, batch.cfg)
+    ensure_ray(ray_address, cfg)
     handle = (
         ray.remote(SchedulerHost)
         .options(
-            name=actor_name(batch.store.url),
+            name=actor_name(store_url),
             namespace="lakeward",
             lifetime="detached",
             get_if_exists=True,
@@ -61,7 +68,7 @@ def ensure_actor(batch: Batch) -> Any:
             max_restarts=-1,
             max_concurrency=4,
         )
-        .remote(batch.lake_factory)
+        .remote(handle_factory)
     )
     handle.wake.remote()
     return handle

@@ -5,13 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from batch.store import TERMINAL
+from batch.store import TERMINAL, BatchStore
 from catalog.errors import JobError
 
-if TYPE_CHECKING:
-    from batch.api import Batch
+
+class Jobs(Protocol):
+    """What a Job handle needs of `lk.batch` (`batch.api.Batch` is one)."""
+
+    store: BatchStore
+
+    def changed_signal(self) -> Any: ...
+    def logs(
+        self, job_id: str, attempt: int | None = None, stream: str | None = None, *, user: Any
+    ) -> str: ...
+    def cancel(self, job_id: str, *, user: Any) -> None: ...
+    def interrupt(self, job_id: str, *, user: Any) -> None: ...
 
 
 class JobTimeout(JobError, TimeoutError):
@@ -68,12 +78,19 @@ class Attempt:
 
 
 class Job:
-    """A handle on a submitted job; every property reads the store, so it is always current."""
+    """A handle on a submitted job; every property reads the store, so it is always current.
 
-    def __init__(self, batch: Batch, job_id: str, row: dict[str, Any] | None = None):
+    A Job obtained for a user acts for that user (`logs`, `cancel`, `interrupt` are checked
+    for them); `acting` None is the lake's owner.
+    """
+
+    def __init__(
+        self, batch: Jobs, job_id: str, row: dict[str, Any] | None = None, acting: Any = None
+    ):
         self.batch = batch
         self.id = job_id
         self._row = row
+        self.acting = acting
 
     def __repr__(self) -> str:
         return f"Job({self.id!r}, status={self.status!r})"
@@ -117,7 +134,8 @@ class Job:
     @property
     def children(self) -> list[Job]:
         """The children of an array job, by index."""
-        return [Job(self.batch, r["id"], r) for r in self.batch.store.list(parent=self.id)]
+        rows = self.batch.store.list(parent=self.id)
+        return [Job(self.batch, r["id"], r, self.acting) for r in rows]
 
     @property
     def goodput(self) -> float | None:
@@ -143,9 +161,8 @@ class Job:
 
         Raises JobTimeout if `timeout` seconds pass first.
         """
-        self.batch._ensure_scheduler()
+        changed = self.batch.changed_signal()  # starts the scheduler here if none runs
         deadline = None if timeout is None else time.monotonic() + timeout
-        sched = self.batch._scheduler
         pause = 0.002
         while True:
             status = self.status
@@ -153,21 +170,21 @@ class Job:
                 return status
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeout(f"job {self.id} is still {status} after {timeout:g} s")
-            if sched is not None and sched.leader:
-                with sched.changed:
-                    sched.changed.wait(0.05)
+            if changed is not None:
+                with changed:
+                    changed.wait(0.05)
             else:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.1)
 
     def logs(self, attempt: int | None = None, stream: str | None = None) -> str:
         """stdout and stderr of every attempt (or one), kept in lake storage."""
-        return self.batch.logs(self.id, attempt, stream)
+        return self.batch.logs(self.id, attempt, stream, user=self.acting)
 
     def cancel(self) -> None:
         """Cancel the job (a running attempt gets SIGTERM, grace, SIGKILL)."""
-        self.batch.cancel(self.id)
+        self.batch.cancel(self.id, user=self.acting)
 
     def interrupt(self) -> None:
         """Deliver a spot interruption now (notice, grace, kill, requeue)."""
-        self.batch.interrupt(self.id)
+        self.batch.interrupt(self.id, user=self.acting)

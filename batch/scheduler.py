@@ -18,22 +18,31 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from batch import checkpoints, lakeio
 from batch.config import BatchConfig, ComputeEnv, QueueConfig
+from batch.cron import parse_cron
 from batch.outcome import INTERRUPTED, classify, transition
+from batch.port import LakePort
 from batch.spec import Definition
 from batch.store import TERMINAL, BatchStore
+from batch.submit import Submitter
 from batch.worker import write_control
 from catalog.errors import LakeError
 from catalog.locks import holder_is_dead, owner_id
 
 log = logging.getLogger("lakeward.batch")
 LEASE = "scheduler"
+# A scan reads what changed and the heads of the queues, never the whole queue:
+_MARGIN_S = 2.0  # final states are re-read this far back (writers' clocks and commits lag)
+_PAGE = 1000  # SUBMITTED jobs promoted per scan at most (a burst takes several scans)
+_SWEEP = 100  # PENDING jobs re-checked per scan, round robin: a safety net under the events
+_HEADS = 32  # RUNNABLE jobs of each (queue, share) a dispatch chooses from
+_PARENTS_S = 5.0  # every live array job is re-aggregated this often (others when touched)
 
 
 def owner_dead(owner: str) -> bool:
@@ -78,19 +87,15 @@ class Paths:
 
 @dataclass
 class Context:
-    """What the scheduler needs from the lake; `batch` never imports `lake`."""
+    """What the scheduler works with; the lake only through its port."""
 
     store: BatchStore
     cfg: BatchConfig
     paths: Paths
-    catalog: Any
-    sql: Callable[[str, str], Any] | None
-    authorize: Callable[[str, str, list[str]], None] | None
-    audit: Callable[..., None] | None
+    port: LakePort
+    submitter: Submitter  # cron schedules submit like lk.batch.submit does
     ray_address: str | None
-    submit: Callable[..., Any]  # Batch.submit, for cron schedules
     runtime: str | None = None
-    forward_audit: Callable[[], Any] | None = None  # orphaned submissions -> audit trail
 
 
 @dataclass
@@ -135,6 +140,11 @@ class Scheduler:
         self._avg_s: dict[str, float] = {}
         self._remote: Any = None
         self._ray_memory: float | None = None
+        self._ended_at = 0.0  # final states are read from here on (0: since the lease)
+        self._pending_at: tuple[float, str] | None = None  # the sweep's cursor
+        self._parents_at = 0.0
+        self._touched: set[str] = set()  # array jobs whose children this scheduler moved
+        self.stats = {"ticks": 0, "scans": 0, "scan_s": 0.0}  # scan_s: seconds spent scanning
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,6 +201,7 @@ class Scheduler:
     # one round -------------------------------------------------------------------------------
     def tick(self) -> None:
         """One scheduling round (the thread calls this every poll interval)."""
+        self.stats["ticks"] += 1
         now = time.time()
         if now >= self._lease_at:
             was = self.leader
@@ -199,6 +210,8 @@ class Scheduler:
             if self.leader and not was:
                 self._recover()
                 self._dirty = True
+                self._ended_at = self._parents_at = 0.0
+                self._pending_at = None
         if not self.leader:
             return
         if self.running:
@@ -213,14 +226,16 @@ class Scheduler:
         if now >= self._sched_at:
             self._sched_at = now + 1.0
             self._run_schedules(now)
-            if self.ctx.forward_audit is not None and now >= self._audit_at:
+            if now >= self._audit_at:
                 self._audit_at = now + 5.0
-                self.ctx.forward_audit()
+                self.ctx.submitter.forward_audit(older_than=10.0)  # orphaned submissions
         self._simulate_spot(now)
         if self._dirty or now - self._scan_at > 1.0:
             self._dirty = False
             self._scan_at = now
+            started = time.perf_counter()
             self._scan(now)
+            self.stats["scan_s"] += time.perf_counter() - started
 
     def _collect(self, timeout: float) -> None:
         import ray
@@ -253,16 +268,40 @@ class Scheduler:
         return d
 
     def _scan(self, now: float) -> None:
-        rows = self._controls(self.store.scheduler_rows())
-        by_status: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            by_status.setdefault(r["status"], []).append(r)
-        promoted = self._promote(by_status.get("SUBMITTED", []), by_status.get("PENDING", []))
-        self._aggregate_arrays([r for r in rows if r["array_size"] is not None])
-        runnable = [r for r in by_status.get("RUNNABLE", []) if r["array_size"] is None]
-        runnable += promoted
-        if runnable:
-            self._dispatch(runnable, now)
+        """Promote, aggregate and dispatch, reading only what changed since the last scan and
+        the head of each (queue, share): its cost does not grow with the number of queued or
+        finished jobs."""
+        self.stats["scans"] += 1
+        self._controls(self.store.controlled())
+        since, self._ended_at = self._ended_at - _MARGIN_S, now
+        ended = self.store.ended_since(since) if since > 0 else []
+        submitted = self.store.in_status("SUBMITTED", _PAGE)
+        if len(submitted) == _PAGE:
+            self._dirty = True  # more of the burst next round
+        sweep = self.store.in_status("PENDING", _SWEEP, after=self._pending_at)
+        self._pending_at = (
+            (sweep[-1]["created_at"], sweep[-1]["id"]) if len(sweep) == _SWEEP else None
+        )
+        pending = {r["id"]: r for r in sweep}
+        pending.update((r["id"], r) for r in self.store.waiting_on(e["id"] for e in ended))
+        self._promote(submitted, list(pending.values()))
+        self._touched |= {e["parent_id"] for e in ended if e["parent_id"]}
+        self._touched |= {r["parent_id"] for r in submitted if r["parent_id"]}
+        if now - self._parents_at > _PARENTS_S:
+            self._parents_at = now
+            parents = self.store.live_parents()
+        else:
+            parents = self.store.rows_of(self._touched) if self._touched else []
+        self._touched.clear()
+        self._aggregate_arrays([p for p in parents if p["array_size"] is not None])
+        if self._has_room():
+            self._dispatch(self.store.runnable_heads(_HEADS), now)
+
+    def _has_room(self) -> bool:
+        free = {name: env.cpus for name, env in self.cfg.compute.items()}
+        for run in self.running.values():
+            free[run.env] -= run.cpus
+        return max(free.values(), default=0.0) > 0
 
     def _controls(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         keep = []
@@ -277,6 +316,7 @@ class Scheduler:
                 self.store.set_control_children(r["id"], ctl)
                 self.store.update_job(r["id"], control=None)
                 self._dirty = True
+                self._touched.add(r["id"])
                 keep.append(r)
             elif run is not None:
                 if run.control_sent is None:
@@ -456,11 +496,7 @@ class Scheduler:
             owner = full["parent_id"] or job_id
             try:
                 read = lakeio.materialize_inputs(
-                    self.ctx.catalog,
-                    self.ctx.sql,
-                    full["user"],
-                    full["inputs"],
-                    paths.inputs(owner),
+                    self.ctx.port, lakeio.acting(full), full["inputs"], paths.inputs(owner)
                 )
             except (LakeError, OSError) as e:
                 self.store.set_status_many(
@@ -488,6 +524,8 @@ class Scheduler:
         attempt_dir = paths.attempt(job_id, attempt)
         if not self.store.start_attempt(job_id, attempt, env.name, self.owner, str(attempt_dir)):
             return
+        if full["parent_id"]:
+            self._touched.add(full["parent_id"])
         grace = env.notice_s if env.spot else self.cfg.preempt_grace_s
         job_env = {
             **d.env,
@@ -545,6 +583,8 @@ class Scheduler:
         job = self.store.job(run.job_id)
         if job is None:
             return
+        if job["parent_id"]:
+            self._touched.add(job["parent_id"])
         d = self._definition(job["definition_id"])
         now = time.time()
         o = classify(result, d, run.dispatched)
@@ -573,12 +613,7 @@ class Scheduler:
         out_dir = self.ctx.paths.attempt(run.job_id, run.attempt) / "output"
         try:
             done = lakeio.commit_outputs(
-                self.ctx.catalog,
-                job["user"],
-                run.job_id,
-                job["outputs"],
-                out_dir,
-                self.ctx.authorize,
+                self.ctx.port, lakeio.acting(job), run.job_id, job["outputs"], out_dir
             )
         except Exception as e:  # noqa: BLE001 - bad output files fail the job, not the scheduler
             return "FAILED", f"OUTPUT_COMMIT_FAILED: {type(e).__name__}: {e}"
@@ -598,17 +633,6 @@ class Scheduler:
                 for name, o in fresh.items()
             ]
         )
-        if self.ctx.audit is not None:
-            for o in fresh.values():
-                with contextlib.suppress(Exception):
-                    self.ctx.audit(
-                        job["user"],
-                        "write",
-                        f"batch job {run.job_id} output to {o['table']}",
-                        "allowed",
-                        tables=[(o["table"], o["version"])],
-                        rows=o["rows"],
-                    )
         return "SUCCEEDED", ""
 
     def _rescue_checkpoint(self, run: Running, d: Definition) -> None:
@@ -669,10 +693,6 @@ class Scheduler:
                 write_control(self.ctx.paths.attempt(run.job_id, run.attempt), "INTERRUPT")
 
     def _run_schedules(self, now: float) -> None:
-        from datetime import UTC, datetime
-
-        from batch.cron import parse_cron
-
         for s in self.store.schedules():
             if not s["enabled"] or s["next_run"] > now:
                 continue
@@ -681,11 +701,11 @@ class Scheduler:
             if not self.store.advance_schedule(s["name"], s["next_run"], nxt, ""):
                 continue
             try:
-                job = self.ctx.submit(_schedule=s["name"], **kwargs)
+                job_id = self.ctx.submitter.submit(_schedule=s["name"], **kwargs)
             except LakeError as e:
                 log.warning("schedule %s could not submit: %s", s["name"], e)
                 continue
-            self.store.advance_schedule(s["name"], nxt, nxt, job.id)
+            self.store.advance_schedule(s["name"], nxt, nxt, job_id)
 
     def _notify(self) -> None:
         with self.changed:

@@ -8,6 +8,7 @@ job states while the scheduler writes them.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +47,8 @@ jobs = sa.Table(
     sa.Column("array_size", sa.Integer, nullable=True),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("user", sa.String(255), nullable=False),
+    # "owner": submitted by the lake's owner without user=; the job acts as the owner too.
+    sa.Column("acting", sa.String(16), nullable=False, server_default="user"),
     sa.Column("queue", sa.String(255), nullable=False),
     sa.Column("share_id", sa.String(255), nullable=False),
     sa.Column("definition_id", sa.String(32), nullable=False),
@@ -178,8 +181,35 @@ def _v1(conn: sa.Connection) -> None:
     )
 
 
+def _v2(conn: sa.Connection) -> None:
+    # A scheduler tick reads what changed and the head of each (queue, share), never the whole
+    # queue; job listings page newest first. Each query below has the index it seeks on.
+    for ddl in (
+        "DROP INDEX IF EXISTS batch_jobs_queue_status",
+        "DROP INDEX IF EXISTS ix_batch_jobs_status",
+        "CREATE INDEX IF NOT EXISTS batch_jobs_status_created ON batch_jobs (status, created_at)",
+        "CREATE INDEX IF NOT EXISTS batch_jobs_heads "
+        "ON batch_jobs (status, queue, share_id, created_at, array_index)",
+        "CREATE INDEX IF NOT EXISTS batch_jobs_parents ON batch_jobs (status) "
+        "WHERE array_size IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS batch_jobs_ended ON batch_jobs (ended_at)",
+        "CREATE INDEX IF NOT EXISTS batch_jobs_control ON batch_jobs (control) "
+        "WHERE control IS NOT NULL",
+        'CREATE INDEX IF NOT EXISTS batch_jobs_user_created ON batch_jobs ("user", created_at)',
+    ):
+        conn.execute(sa.text(ddl))
+
+
+def _v3(conn: sa.Connection) -> None:
+    cols = {c["name"] for c in sa.inspect(conn).get_columns("batch_jobs")}
+    if "acting" not in cols:
+        conn.execute(
+            sa.text("ALTER TABLE batch_jobs ADD COLUMN acting VARCHAR(16) NOT NULL DEFAULT 'user'")
+        )
+
+
 # Append only: a released migration never changes; index + 1 is the schema version.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -237,6 +267,35 @@ _GET_JOB = sa.text("SELECT * FROM batch_jobs WHERE id = :id")
 _STATUS = sa.text("SELECT status FROM batch_jobs WHERE id = :id")
 
 
+# What the scheduler reads of a job.
+_SCHED = sa.select(
+    jobs.c.id,
+    jobs.c.parent_id,
+    jobs.c.array_index,
+    jobs.c.array_size,
+    jobs.c.user,
+    jobs.c.queue,
+    jobs.c.share_id,
+    jobs.c.definition_id,
+    jobs.c.spot,
+    jobs.c.status,
+    jobs.c.control,
+    jobs.c.attempts,
+    jobs.c.created_at,
+)
+
+
+@functools.cache
+def _set_status_sql(reason: bool, final: bool, expect: int) -> str:
+    sets = ["status = :status", "updated_at = :now"]
+    if reason:
+        sets.append("status_reason = :reason")
+    if final:
+        sets.append("ended_at = :now")
+    allowed = ", ".join(f":e{i}" for i in range(expect)) or "NULL"
+    return f"UPDATE batch_jobs SET {', '.join(sets)} WHERE id = :id AND status IN ({allowed})"
+
+
 def row_dict(row: Any) -> dict[str, Any]:
     d = dict(row._mapping)
     for key in ("inputs", "outputs", "result"):
@@ -254,6 +313,7 @@ class BatchStore:
         self._db = Connections(url)
         self.write, self.read = self._db.write, self._db.read
         self._known_defs: set[str] = set()  # definitions this process already stored
+        self.rows_read = 0  # job rows the scheduler's queries returned (its work, counted)
         if migrate_schema:
             with self.write() as conn:
                 migrate(conn)
@@ -333,22 +393,51 @@ class BatchStore:
         children: bool = False,
         limit: int | None = None,
         user: str | None = None,
+        offset: int = 0,
+        before: str | None = None,
+        visible_to: tuple[str, Iterable[str]] | None = None,
     ) -> list[dict[str, Any]]:
-        q = sa.select(jobs).order_by(jobs.c.created_at, jobs.c.array_index)
+        """Jobs newest first (an array's children: by index), filtered, one page at a time.
+
+        before: a job id; only jobs submitted before it (a cursor that new submissions do not
+        shift). offset: rows of the result to skip first. visible_to: (user, queues): only the
+        user's own jobs and jobs of those queues.
+        """
+        if parent is not None:
+            q = sa.select(jobs).order_by(jobs.c.array_index).where(jobs.c.parent_id == parent)
+        else:
+            q = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            if not children:
+                q = q.where(jobs.c.parent_id.is_(None))
         if queue is not None:
             q = q.where(jobs.c.queue == queue)
         if status is not None:
             q = q.where(jobs.c.status == status)
         if user is not None:
             q = q.where(jobs.c.user == user)
-        if parent is not None:
-            q = q.where(jobs.c.parent_id == parent)
-        elif not children:
-            q = q.where(jobs.c.parent_id.is_(None))
-        if limit:
-            q = q.limit(limit)
+        if visible_to is not None:
+            me, queues = visible_to
+            q = q.where((sa.func.lower(jobs.c.user) == me.lower()) | jobs.c.queue.in_(list(queues)))
         with self.read() as conn:
+            if before is not None:
+                at = conn.execute(sa.select(jobs.c.created_at).where(jobs.c.id == before)).scalar()
+                if at is None:
+                    return []
+                q = q.where(
+                    (jobs.c.created_at < at) | ((jobs.c.created_at == at) & (jobs.c.id < before))
+                )
+            if limit:
+                q = q.limit(limit)
+            if offset:
+                q = q.offset(offset)
             return [row_dict(r) for r in conn.execute(q).all()]
+
+    def has_live(self) -> bool:
+        """Whether any job is not final yet (one index seek)."""
+        live = [s for s in STATES if s not in TERMINAL]
+        q = sa.select(jobs.c.id).where(jobs.c.status.in_(live)).limit(1)
+        with self.read() as conn:
+            return conn.execute(q).first() is not None
 
     def counts(self) -> dict[tuple[str, str], int]:
         q = (
@@ -425,23 +514,30 @@ class BatchStore:
             return conn.execute(q).rowcount == 1
 
     def set_status_many(self, changes: list[tuple[str, str, str, Iterable[str]]]) -> list[str]:
-        """[(job_id, new_status, reason, expected_statuses)] in one transaction; ids changed."""
+        """[(job_id, new_status, reason, expected_statuses)] in one transaction; ids changed.
+
+        The scheduler's promotions run through here a thousand at a time: plain statements,
+        on SQLite through the driver's cursor (SQLAlchemy's per-statement work costs more than
+        the update itself)."""
         done = []
         now = time.time()
         with self.write() as conn:
-            for job_id, status, reason, expect in changes:
-                values: dict[str, Any] = {"status": status, "updated_at": now}
-                if reason:
-                    values["status_reason"] = reason
-                if status in TERMINAL:
-                    values["ended_at"] = now
-                res = conn.execute(
-                    sa.update(jobs)
-                    .where((jobs.c.id == job_id) & jobs.c.status.in_(list(expect)))
-                    .values(**values)
-                )
-                if res.rowcount == 1:
-                    done.append(job_id)
+            cur = conn.connection.driver_connection.cursor() if self._sqlite else None
+            try:
+                for job_id, status, reason, expect in changes:
+                    expect = tuple(expect)
+                    sql = _set_status_sql(bool(reason), status in TERMINAL, len(expect))
+                    args = {"id": job_id, "status": status, "now": now, "reason": reason}
+                    args.update((f"e{i}", e) for i, e in enumerate(expect))
+                    if cur is not None:
+                        changed = cur.execute(sql, args).rowcount
+                    else:
+                        changed = conn.execute(sa.text(sql), args).rowcount
+                    if changed == 1:
+                        done.append(job_id)
+            finally:
+                if cur is not None:
+                    cur.close()
         return done
 
     def set_control(self, job_id: str, control: str) -> dict[str, Any] | None:
@@ -488,29 +584,103 @@ class BatchStore:
                 )
 
     # scheduler -------------------------------------------------------------------------------
-    def scheduler_rows(self, runnable_limit: int = 5000) -> list[dict[str, Any]]:
-        """Jobs the scheduler has to look at: every live one, but only the oldest RUNNABLE ones."""
-        q = sa.select(
-            jobs.c.id,
-            jobs.c.parent_id,
-            jobs.c.array_index,
-            jobs.c.array_size,
-            jobs.c.user,
-            jobs.c.queue,
-            jobs.c.share_id,
-            jobs.c.definition_id,
-            jobs.c.spot,
-            jobs.c.status,
-            jobs.c.control,
-            jobs.c.attempts,
-            jobs.c.created_at,
-        ).order_by(jobs.c.created_at, jobs.c.array_index)
-        live = q.where(jobs.c.status.not_in([*TERMINAL, "RUNNABLE"]))
-        runnable = q.where(jobs.c.status == "RUNNABLE").limit(runnable_limit)
+    def _rows(self, conn: sa.Connection, q: Any) -> list[dict[str, Any]]:
+        out = [dict(r._mapping) for r in conn.execute(q).all()]
+        self.rows_read += len(out)
+        return out
+
+    def controlled(self) -> list[dict[str, Any]]:
+        """Jobs with a pending cancel/interrupt request."""
         with self.read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(live).all()]
-            rows += [dict(r._mapping) for r in conn.execute(runnable).all()]
-        return rows
+            return self._rows(conn, _SCHED.where(jobs.c.control.is_not(None)))
+
+    def in_status(
+        self, status: str, limit: int, after: tuple[float, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The oldest jobs in a status, after a (created_at, id) cursor."""
+        q = _SCHED.where(jobs.c.status == status)
+        if after is not None:
+            q = q.where(sa.tuple_(jobs.c.created_at, jobs.c.id) > sa.tuple_(*after))
+        q = q.order_by(jobs.c.created_at, jobs.c.id).limit(limit)
+        with self.read() as conn:
+            return self._rows(conn, q)
+
+    def ended_since(self, since: float) -> list[dict[str, Any]]:
+        """Jobs that reached a final state at or after `since` (ids and parents)."""
+        q = sa.select(jobs.c.id, jobs.c.parent_id).where(jobs.c.ended_at >= since)
+        with self.read() as conn:
+            return self._rows(conn, q)
+
+    def waiting_on(self, dep_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """PENDING jobs that depend on any of these jobs."""
+        ids = list(set(dep_ids))
+        out: dict[str, dict[str, Any]] = {}
+        with self.read() as conn:
+            for i in range(0, len(ids), 500):
+                q = (
+                    _SCHED.join(deps, deps.c.job_id == jobs.c.id)
+                    .where(deps.c.dep_id.in_(ids[i : i + 500]))
+                    .where(jobs.c.status == "PENDING")
+                )
+                for r in self._rows(conn, q):
+                    out[r["id"]] = r
+        return list(out.values())
+
+    def live_parents(self) -> list[dict[str, Any]]:
+        """Array jobs not yet final (their state follows their children's)."""
+        q = _SCHED.where(
+            jobs.c.status.in_([s for s in STATES if s not in TERMINAL])
+            & jobs.c.array_size.is_not(None)
+        )
+        with self.read() as conn:
+            return self._rows(conn, q)
+
+    def rows_of(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Scheduler rows of these jobs."""
+        ids = list(set(ids))
+        out: list[dict[str, Any]] = []
+        with self.read() as conn:
+            for i in range(0, len(ids), 500):
+                out += self._rows(conn, _SCHED.where(jobs.c.id.in_(ids[i : i + 500])))
+        return out
+
+    def runnable_heads(self, per_share: int) -> list[dict[str, Any]]:
+        """The oldest `per_share` RUNNABLE jobs of every (queue, share): what a dispatch can
+        choose from, at a cost set by the number of shares, not of queued jobs.
+
+        The shares are found by skipping along the index (one seek per share), not by a scan.
+        """
+        out: list[dict[str, Any]] = []
+        key = (jobs.c.queue, jobs.c.share_id)
+        first = sa.select(*key).where(jobs.c.status == "RUNNABLE").order_by(*key).limit(1)
+        with self.read() as conn:
+            at: tuple[str, str] | None = None
+            while True:
+                if at is None:
+                    row = conn.execute(first).first()
+                else:
+                    # Two exact seeks (the next share of this queue, else the next queue): a
+                    # row-value range would walk every job of the queue on SQLite.
+                    row = (
+                        conn.execute(
+                            first.where((jobs.c.queue == at[0]) & (jobs.c.share_id > at[1]))
+                        ).first()
+                        or conn.execute(first.where(jobs.c.queue > at[0])).first()
+                    )
+                if row is None:
+                    return out
+                at = (row.queue, row.share_id)
+                q = (
+                    _SCHED.where(
+                        (jobs.c.status == "RUNNABLE")
+                        & (jobs.c.queue == at[0])
+                        & (jobs.c.share_id == at[1])
+                        & jobs.c.array_size.is_(None)
+                    )
+                    .order_by(jobs.c.created_at, jobs.c.array_index)
+                    .limit(per_share)
+                )
+                out += self._rows(conn, q)
 
     def start_attempt(
         self, job_id: str, attempt: int, compute: str, owner: str, log_dir: str

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved, p50, report  # noqa: E402
+from common import QUIET_TOML, interleaved, p50, report  # noqa: E402
 
 import lake  # noqa: E402
 from governance.query import _compiled as compiled_cache  # noqa: E402
@@ -36,7 +36,7 @@ RAW = "SELECT k, count(*) AS n, sum(round(v, 1)) AS s FROM read_parquet({files})
 def build(root: Path) -> None:
     (root / "policy").mkdir(parents=True, exist_ok=True)
     # The audit flusher is a background thread; it would only add noise to the memory probe.
-    (root / "lake.toml").write_text("[audit]\nflush_interval_s = 0\n")
+    (root / "lake.toml").write_text(QUIET_TOML + "[audit]\nflush_interval_s = 0\n")
     (root / "policy" / "policy.csv").write_text(POLICY)
     with lake.connect(root) as lk:
         lk.catalog.create_database("b")

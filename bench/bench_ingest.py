@@ -13,9 +13,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved, p50, report  # noqa: E402
+from common import interleaved, p50, quiet_lake, report  # noqa: E402
 
-import lake  # noqa: E402
 from catalog.ingestion.ingest import ingest  # noqa: E402
 
 ROWS = 3_000_000
@@ -60,7 +59,7 @@ def main(repeat: int = 3) -> list[dict]:
         csv = Path(tmp) / "orders.csv"
         make_csv(csv)
         mb = csv.stat().st_size / 2**20
-        lk = lake.connect(Path(tmp) / "lake")
+        lk = quiet_lake(Path(tmp) / "lake")
         lk.catalog.create_database("b")
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")

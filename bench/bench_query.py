@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved, p50, report  # noqa: E402
+from common import interleaved, p50, quiet_lake, report  # noqa: E402
 
 import lake  # noqa: E402
 
@@ -19,7 +19,7 @@ ROWS = 10_000_000
 
 
 def build(root: Path) -> lake.Lake:
-    lk = lake.connect(root)
+    lk = quiet_lake(root)
     lk.catalog.create_database("b")
     lk.catalog.create_table(
         "b.events",

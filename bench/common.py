@@ -5,6 +5,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import lake
 
 
 def timed(fn: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]:
@@ -56,3 +59,18 @@ def report(name: str, ours: float, raw: float, goal: str, unit: str = "ms") -> d
         "ratio": ratio,
         "goal": goal,
     }
+
+
+QUIET_TOML = """\
+# A benchmark measures what it sets up: nothing runs in the background unless it starts it.
+[catalog]
+auto_compact = false
+"""
+
+
+def quiet_lake(root: Path, extra_toml: str = "") -> lake.Lake:
+    """A lake whose background compaction is off (a benchmark starts its own where it wants it)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lake.toml").write_text(QUIET_TOML + extra_toml)
+    return lake.connect(root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import threading
 import uuid
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
 
-from catalog import recovery, snapshot_cache
+from catalog import locks, recovery, retention, snapshot_cache
 from catalog.errors import (
     DatabaseNotFound,
     DataFileMissing,
@@ -30,6 +31,10 @@ from catalog.settings import Settings
 from catalog.snapshot import Snapshot
 from catalog.store import DatabaseInfo, MetadataStore, TableInfo
 from catalog.txn import Transaction
+
+log = logging.getLogger("lakeward.catalog")
+# Post-commit checkpoints would land before ratification; the catalog makes them after.
+_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
 def _schema_json(schema: pa.Schema) -> str:
@@ -255,10 +260,37 @@ class Catalog:
             database = self.get_database(database).name
         return self.store.list_tables(database)
 
-    def set_properties(self, name: str, properties: Mapping[str, str | None]) -> TableInfo:
-        """Set (or, with None, remove) table properties, e.g. compaction.* thresholds."""
+    def set_properties(
+        self, name: str, properties: Mapping[str, str | None], *, user: str = "lakeward"
+    ) -> TableInfo:
+        """Set (or, with None, remove) table properties, e.g. compaction.* thresholds.
+
+        Delta table properties (`delta.*`, e.g. delta.logRetentionDuration) are set in the
+        table's Delta log by a ratified SET TBLPROPERTIES commit; the others are the catalog's.
+        """
         info = self.table(name)
-        self.store.update_table(info.id, properties=dict(properties))
+        delta = {k: v for k, v in properties.items() if k.startswith("delta.")}
+        if delta:
+            if info.table_type != "GOVERNED":
+                raise InvalidArgument(f"{info.full_name} is an external table and read-only")
+            if any(v is None for v in delta.values()):
+                raise InvalidArgument("Delta table properties can be set, not removed")
+            if retention.KEY in delta:
+                retention.parse_interval(str(delta[retention.KEY]))
+
+            def op(dt: DeltaTable, props: CommitProperties) -> None:
+                dt.alter.set_table_properties(
+                    {k: str(v) for k, v in delta.items()},
+                    commit_properties=props,
+                    post_commithook_properties=_HOOKS,
+                )
+
+            self.implicit(user).run_maintenance(
+                info.full_name, "SET TBLPROPERTIES", {"properties": delta}, op
+            )
+        rest = {k: v for k, v in properties.items() if k not in delta}
+        if rest:
+            self.store.update_table(info.id, properties=rest)
         self.forget(info)
         return self.table(name)
 
@@ -337,6 +369,8 @@ class Catalog:
                 raise InvalidArgument(
                     f"{info.full_name} has no version {version}; its versions are 0..{current}"
                 )
+            if version < current:
+                self._check_retained(info, version, current)
             return version
         if timestamp is not None:
             if timestamp.tzinfo is None:
@@ -350,9 +384,39 @@ class Catalog:
             else:
                 v = self.store.version_at_time(info.id, timestamp)
             if v is None:
+                oldest = (
+                    self.store.oldest_commit(info.id) if info.table_type != "EXTERNAL" else None
+                )
+                if oldest is not None and oldest.version > 0:
+                    raise InvalidArgument(
+                        f"{info.full_name} at {timestamp.isoformat()} is older than its log "
+                        f"retention ({self._retention_text(info)}); the oldest time it can read "
+                        f"is {oldest.committed_at.isoformat()}"
+                    )
                 raise InvalidArgument(f"{info.full_name} did not exist at {timestamp.isoformat()}")
             return v
         return current
+
+    def _check_retained(self, info: TableInfo, version: int, current: int) -> None:
+        """InvalidArgument if the version's log was cleaned up after the retention window."""
+        if info.table_type == "EXTERNAL":
+            oldest = retention.oldest_readable(info.location)
+        else:
+            row = self.store.oldest_commit(info.id)
+            oldest = row.version if row is not None else 0
+        if version < oldest:
+            raise InvalidArgument(
+                f"version {version} of {info.full_name} is older than its log retention "
+                f"({self._retention_text(info)}) and its log was cleaned up; the oldest version "
+                f"it can read is {oldest} (its versions are {oldest}..{current})"
+            )
+
+    def _retention_text(self, info: TableInfo) -> str:
+        try:
+            config = DeltaTable(info.location).metadata().configuration
+        except Exception:  # noqa: BLE001 - only for the message
+            config = None
+        return f"{retention.KEY} = {retention.log_retention(config)}"
 
     def snapshot(
         self, info: TableInfo, version: int | None = None, *, tentative: bool = False
@@ -377,9 +441,12 @@ class Catalog:
         self.reap()
         return Transaction(self, user, timeout_s=timeout_s)
 
-    def implicit(self, user: str) -> Transaction:
-        """A one-write transaction that commits itself."""
-        return Transaction(self, user, implicit=True)
+    def implicit(self, user: str, audit: dict[str, Any] | None = None) -> Transaction:
+        """A one-write transaction that commits itself; `audit` (a record) is queued in the
+        store transaction that ratifies the write."""
+        tx = Transaction(self, user, implicit=True)
+        tx.audit_record = audit
+        return tx
 
     def writer_table(self, location: str, pointer: int) -> DeltaTable:
         """A DeltaTable at exactly the ratified version, for a writer that holds the table lock."""
@@ -400,11 +467,15 @@ class Catalog:
         return dt
 
     def after_commit(self, info: TableInfo, dt: DeltaTable, old: int, new: int) -> None:
-        """Post-commit work that is safe to lose: checkpoints, cached writer state."""
+        """Post-commit work that is safe to lose: every `checkpoint_interval` versions a
+        checkpoint, the expired log's clean-up and the store's pruning (`catalog.retention`),
+        all of the version just ratified; cached writer state."""
         interval = self.settings.checkpoint_interval
         if interval and new // interval > old // interval:
-            with contextlib.suppress(Exception):  # a missing checkpoint only slows log replay
-                dt.create_checkpoint()
+            try:
+                retention.checkpoint_and_clean(self.store, info, dt)
+            except Exception as e:  # noqa: BLE001 - a missing checkpoint only slows log replay
+                log.warning("%s: checkpoint or log clean-up failed: %s", info.full_name, e)
         with self._writers_lock:
             self._writers[info.location] = dt
         for hook in list(self._commit_hooks):
@@ -423,12 +494,6 @@ class Catalog:
         with contextlib.suppress(ValueError):
             self._commit_hooks.remove(hook)
 
-    def partitions(self, name: str) -> list[dict[str, Any]]:
-        """The table's partitions now: values, file count, rows and bytes of each."""
-        from catalog.partitions import partitions
-
-        return partitions(self, name)
-
     def reap(self) -> int:
         """Abort transactions idle past their timeout and roll back what they left; returns how many."""
         n = 0
@@ -439,8 +504,6 @@ class Catalog:
 
     def recover(self) -> dict[str, list[int]]:
         """Roll back unratified Delta versions of every governed table no live writer holds."""
-        from catalog import locks
-
         done = {}
         for info in self.store.list_tables():
             if info.table_type != "GOVERNED":

@@ -75,15 +75,19 @@ class Policy:
     compaction.small_file_bytes  a file below this size is small        (default 8 MiB)
     compaction.small_file_ratio  also compact once this fraction of the files is small, with at
                                  least 2 small files; 0 turns it off     (default 0)
-    compaction.min_interval_s    at most one compaction per interval    (default 30)
+    compaction.min_interval_s    at most one compaction per interval; 0: as soon as the backlog
+                                 of small files is due, however fast appends come (default 0)
     compaction.target_file_bytes size of compacted files (default: delta.targetFileSize, 100 MiB)
+
+    Compaction is scheduled by backlog, not by the clock: a fixed interval cannot keep up with a
+    fast writer (at 30 appends/s, one run per 30 s leaves ~900 files between runs).
     """
 
     enabled: bool = True
     min_small_files: int = 50
     small_file_bytes: int = 8 * 1024 * 1024
     small_file_ratio: float = 0.0
-    min_interval_s: float = 30.0
+    min_interval_s: float = 0.0
     target_file_bytes: int | None = None
 
     @classmethod
@@ -117,20 +121,40 @@ class Policy:
             target_file_bytes=num("target_file_bytes", None, int, 1),
         )
 
-    def due(self, snap: Snapshot) -> bool:
-        """Whether the snapshot has enough small files to compact."""
+    def due(self, small: int, total: int) -> bool:
+        """Whether `small` compactable small files out of `total` files are worth compacting."""
         if not self.enabled:
             return False
-        small, total = count_small(snap, self.small_file_bytes)
         if small >= self.min_small_files:
             return True
         return self.small_file_ratio > 0 and small >= 2 and small >= self.small_file_ratio * total
 
 
-def count_small(snap: Snapshot, small_file_bytes: int) -> tuple[int, int]:
-    """(small files, all files) of a snapshot."""
-    sizes = snap.files["size_bytes"].to_numpy(zero_copy_only=False)
-    return int(np.count_nonzero(sizes < small_file_bytes)), int(sizes.size)
+def backlog(location: str, version: int, small_file_bytes: int) -> tuple[int, int]:
+    """(compactable small files, all files) at a version: small files without deletion vectors
+    that share their partition with another such file (a lone one has nothing to merge with).
+
+    Counted from delta-rs's add actions: no footer is read, so a check costs a log replay."""
+    with _sources_lock:
+        dt = _table_at(location, version)
+        actions = dt.get_add_actions(flatten=False)
+    sizes = np.asarray(actions.column("size_bytes"))
+    small = sizes < small_file_bytes
+    if "deletionVector" in actions.schema.names:
+        small &= ~np.array([_has_dv(d) for d in actions.column("deletionVector").to_pylist()])
+    if not small.any():
+        return 0, int(sizes.size)
+    if "partition" in actions.schema.names and actions.schema.field("partition").type.num_fields:
+        parts = actions.column("partition").to_pylist()
+        keys = [tuple(sorted(parts[i].items())) for i in np.flatnonzero(small).tolist()]
+        counts: dict[tuple, int] = {}
+        for k in keys:
+            counts[k] = counts.get(k, 0) + 1
+        n = sum(c for c in counts.values() if c > 1)
+    else:
+        n = int(np.count_nonzero(small))
+        n = n if n > 1 else 0
+    return n, int(sizes.size)
 
 
 # planning ------------------------------------------------------------------------------------------
@@ -221,20 +245,27 @@ _sources: dict[str, DeltaTable] = {}
 _sources_lock = threading.Lock()
 
 
-def _metadata(location: str, version: int) -> _Meta:
-    """Schema and configuration of a version; replays only the log since the last call."""
-    with _sources_lock:
-        dt = _sources.pop(location, None)
-        try:
-            if dt is not None and dt.version() <= version:
+def _table_at(location: str, version: int) -> DeltaTable:
+    # The caller holds _sources_lock. Moving a kept table forward replays from its checkpoint.
+    dt = _sources.pop(location, None)
+    try:
+        if dt is None or dt.version() != version:
+            if dt is not None and dt.version() < version:
                 dt.load_as_version(version)
             else:
                 dt = DeltaTable(location, version=version)
-        except Exception:
-            dt = DeltaTable(location, version=version)
-        if len(_sources) > 64:
-            _sources.clear()
-        _sources[location] = dt
+    except Exception:
+        dt = DeltaTable(location, version=version)
+    if len(_sources) > 64:
+        _sources.clear()
+    _sources[location] = dt
+    return dt
+
+
+def _metadata(location: str, version: int) -> _Meta:
+    """Schema and configuration of a version; replays only the log since the last call."""
+    with _sources_lock:
+        dt = _table_at(location, version)
         return _Meta(dt.schema().to_json(), dict(dt.metadata().configuration or {}))
 
 

@@ -13,15 +13,17 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
-from deltalake import Transaction as DeltaTransaction
+import sqlglot
+from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
+from sqlglot import exp
+from sqlglot.errors import ParseError
 
-from catalog import locks, recovery
-from catalog.data import check_schema, to_arrow
+from catalog import locks, recovery, writes
+from catalog.data import to_arrow
 from catalog.errors import (
     CommitConflict,
     InvalidArgument,
@@ -31,12 +33,22 @@ from catalog.errors import (
     TableNotFound,
     TransactionError,
 )
-from catalog.store import Ratify, TableInfo
+from catalog.settings import Settings
+from catalog.store import MetadataStore, Ratify, TableInfo
 
-if TYPE_CHECKING:
-    from catalog.catalog import Catalog
 
-_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+class Tables(Protocol):
+    """What a transaction needs of the catalog (`catalog.catalog.Catalog` is one)."""
+
+    store: MetadataStore
+    settings: Settings
+
+    def table(self, name: str, *, cached: bool = False) -> TableInfo: ...
+    def forget(self, info: TableInfo) -> None: ...
+    def writer_table(self, location: str, pointer: int) -> DeltaTable: ...
+    def after_commit(self, info: TableInfo, dt: DeltaTable, old: int, new: int) -> None: ...
+
+
 # Operations that rewrite files without changing a single row: a transaction that read the
 # table before one of them committed still read exactly the current rows.
 ROW_NEUTRAL = frozenset({"OPTIMIZE"})
@@ -59,7 +71,7 @@ class Transaction:
     """
 
     def __init__(
-        self, catalog: Catalog, user: str, *, timeout_s: float | None = None, implicit: bool = False
+        self, catalog: Tables, user: str, *, timeout_s: float | None = None, implicit: bool = False
     ):
         if not user or not isinstance(user, str):
             raise InvalidArgument("a transaction needs the user it acts for")
@@ -228,49 +240,67 @@ class Transaction:
         *,
         schema_mode: str | None = None,
         where: str | None = None,
-        app_txn: tuple[str, int] | None = None,
     ) -> None:
         """Append or overwrite rows; `where` limits an overwrite to matching rows (replaceWhere).
 
-        app_txn=(app_id, version) records a Delta application transaction in the same commit,
-        so a writer can tell after a crash which of its batches landed.
+        Table columns the data lacks are written as NULL.
         """
-        if mode not in ("append", "overwrite"):
-            raise InvalidArgument(f"mode must be 'append' or 'overwrite', not {mode!r}")
-        if schema_mode not in (None, "merge"):
-            raise InvalidArgument(f"schema_mode must be None or 'merge', not {schema_mode!r}")
-        if where is not None and mode != "overwrite":
-            raise InvalidArgument("where= applies only to mode='overwrite'")
+        check_write_args(mode, schema_mode, where)
         table = to_arrow(data)
+        if mode == "append":
+            self.append_once(name, table, schema_mode=schema_mode)
+            return
 
         def op(dt: DeltaTable, props: CommitProperties) -> None:
-            if schema_mode is None:
-                check_schema(table.schema, table_schema(dt), name)
-            if app_txn is not None:
-                props = CommitProperties(
-                    custom_metadata=props.custom_metadata,
-                    max_commit_retries=0,
-                    app_transactions=[DeltaTransaction(app_txn[0], app_txn[1])],
-                )
-            write_deltalake(
+            writes.overwrite(dt, props, table, table=name, where=where, schema_mode=schema_mode)
+
+        self._run(name, "OVERWRITE", {"mode": mode}, True, op)
+
+    def append_once(
+        self,
+        name: str,
+        data: Any,
+        *,
+        app_txns: Sequence[tuple[str, int]] = (),
+        precheck: writes.Precheck | None = None,
+        schema_mode: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        operation: str = "WRITE",
+    ) -> bool:
+        """The one exactly-once append: add `data` and record Delta application transactions
+        `app_txns` [(app_id, version)] in the same commit (recorded as `operation`).
+
+        `precheck(dt)` runs under the table lock on the ratified version the commit follows;
+        False means "already there": nothing is written and this returns False. Streams, the
+        crawler, batch job outputs and the audit flusher all append through here.
+        """
+        if schema_mode not in (None, "merge"):
+            raise InvalidArgument(f"schema_mode must be None or 'merge', not {schema_mode!r}")
+        table = to_arrow(data)
+
+        def op(dt: DeltaTable, props: CommitProperties) -> bool:
+            return writes.append(
                 dt,
+                props,
                 table,
-                mode=mode,
+                table=name,
+                app_txns=app_txns,
+                precheck=precheck,
                 schema_mode=schema_mode,
-                predicate=where,
-                commit_properties=props,
-                post_commithook_properties=_HOOKS,
+                metadata=metadata,
             )
 
-        reads = mode == "overwrite"
-        self._run(name, "WRITE" if mode == "append" else "OVERWRITE", {"mode": mode}, reads, op)
+        # Only a precheck reads the table; a blind append never conflicts with a snapshot.
+        reads = precheck is not None
+        return bool(self._run(name, operation, {"mode": "append", **(params or {})}, reads, op))
 
     def delete(self, name: str, where: str | None = None) -> dict[str, Any]:
         """Delete the rows matching `where` (a SQL predicate); all rows when None."""
         _check_predicate(where)
 
         def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
-            return dt.delete(where, commit_properties=props, post_commithook_properties=_HOOKS)
+            return writes.delete(dt, props, where, table=name)
 
         return self._run(name, "DELETE", {"where": where}, True, op)
 
@@ -283,18 +313,7 @@ class Transaction:
             _check_predicate(str(expr))
 
         def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
-            columns = {*table_schema(dt).names}
-            unknown = [c for c in set if c not in columns]
-            if unknown:
-                raise SQLError(
-                    f"update of unknown column(s) {', '.join(map(repr, unknown))} in {name}"
-                )
-            return dt.update(
-                updates=dict(set),
-                predicate=where,
-                commit_properties=props,
-                post_commithook_properties=_HOOKS,
-            )
+            return writes.update(dt, props, set, where, table=name)
 
         return self._run(name, "UPDATE", {"set": dict(set), "where": where}, True, op)
 
@@ -317,49 +336,20 @@ class Transaction:
         src = to_arrow(source)
         if isinstance(src, pa.RecordBatchReader):
             src = src.read_all()
-        if isinstance(on, str) and not _is_ident(on):
-            predicate = on
-        else:
-            keys = [on] if isinstance(on, str) else list(on)
-            if not keys:
-                raise InvalidArgument("merge needs at least one key column in on=")
-            missing = [k for k in keys if k not in src.schema.names]
-            if missing:
-                raise InvalidArgument(f"merge key(s) {missing} are not columns of the source")
-            predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
-        for choice, allowed in (
-            (when_matched, ("update", "delete", None)),
-            (when_not_matched, ("insert", None)),
-            (when_not_matched_by_source, ("delete", None)),
-        ):
-            if not isinstance(choice, Mapping) and choice not in allowed:
-                raise InvalidArgument(
-                    f"merge action {choice!r} is not one of {allowed} or a mapping"
-                )
+        predicate = writes.merge_predicate(src, on)
+        writes.check_merge_actions(when_matched, when_not_matched, when_not_matched_by_source)
 
         def op(dt: DeltaTable, props: CommitProperties) -> dict[str, Any]:
-            check_schema(src.schema, table_schema(dt), name)
-            m = dt.merge(
+            return writes.merge(
+                dt,
+                props,
                 src,
                 predicate,
-                source_alias="s",
-                target_alias="t",
-                commit_properties=props,
-                post_commithook_properties=_HOOKS,
+                table=name,
+                when_matched=when_matched,
+                when_not_matched=when_not_matched,
+                when_not_matched_by_source=when_not_matched_by_source,
             )
-            if when_matched == "update":
-                m = m.when_matched_update_all()
-            elif when_matched == "delete":
-                m = m.when_matched_delete()
-            elif isinstance(when_matched, Mapping):
-                m = m.when_matched_update(updates=dict(when_matched))
-            if when_not_matched == "insert":
-                m = m.when_not_matched_insert_all()
-            elif isinstance(when_not_matched, Mapping):
-                m = m.when_not_matched_insert(updates=dict(when_not_matched))
-            if when_not_matched_by_source == "delete":
-                m = m.when_not_matched_by_source_delete()
-            return m.execute()
 
         return self._run(name, "MERGE", {"on": predicate}, True, op)
 
@@ -427,7 +417,7 @@ class Transaction:
         self.state = state
 
 
-def _changes_rows(catalog: Catalog, table_id: int, old: int | None, new: int) -> bool:
+def _changes_rows(catalog: Tables, table_id: int, old: int | None, new: int) -> bool:
     """Whether a ratified commit after version `old`, up to `new`, changed the table's rows."""
     if old is None or new < old:
         return True
@@ -435,13 +425,14 @@ def _changes_rows(catalog: Catalog, table_id: int, old: int | None, new: int) ->
     return len(since) != new - old or any(c.operation not in ROW_NEUTRAL for c in since)
 
 
-def table_schema(dt: DeltaTable) -> pa.Schema:
-    """The Arrow schema of the version a writer holds."""
-    return pa.schema(dt.schema().to_arrow())
-
-
-def _is_ident(text: str) -> bool:
-    return text.replace("_", "a").isalnum()
+def check_write_args(mode: str, schema_mode: str | None, where: str | None) -> None:
+    """InvalidArgument for a write mode, schema mode or where= that makes no sense."""
+    if mode not in ("append", "overwrite"):
+        raise InvalidArgument(f"mode must be 'append' or 'overwrite', not {mode!r}")
+    if schema_mode not in (None, "merge"):
+        raise InvalidArgument(f"schema_mode must be None or 'merge', not {schema_mode!r}")
+    if where is not None and mode != "overwrite":
+        raise InvalidArgument("where= applies only to mode='overwrite'")
 
 
 def _check_predicate(sql: str | None) -> None:
@@ -449,10 +440,6 @@ def _check_predicate(sql: str | None) -> None:
         return
     if not isinstance(sql, str) or not sql.strip():
         raise InvalidArgument("a predicate must be a non-empty SQL string")
-    import sqlglot
-    from sqlglot import exp
-    from sqlglot.errors import ParseError
-
     try:
         tree = sqlglot.parse_one(sql, read="duckdb", into=exp.Condition)
     except ParseError as e:

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
-from deltalake import Transaction as DeltaTransaction
+from deltalake import DeltaTable
 
 from catalog.catalog import Catalog
 from catalog.errors import AccessDenied, LakeError
+from catalog.writes import app_version
 
 TABLE = "system.audit"
 APP_ID = "lakeward.audit"
@@ -36,9 +36,11 @@ SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("rules", pa.string()),
         ("rows", pa.int64()),
+        ("auth", pa.string()),  # how the principal was established (asserted, token, ...)
+        ("client", pa.string()),  # the caller's address, for remote clients
     ]
 )
-_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+SYSTEM_USER = "lakeward"  # the system principal's name, on the audit table's own commits
 
 
 class AuditLog:
@@ -62,10 +64,21 @@ class AuditLog:
         rules: Iterable[str] = (),
         rows: int | None = None,
         reason: str = "",
+        auth: str = "",
+        client: str = "",
     ) -> None:
         """Commit one audit record; AccessDenied (fail closed) if it cannot be written."""
         rec = make_record(
-            user, action, statement, decision, tables=tables, rules=rules, rows=rows, reason=reason
+            user,
+            action,
+            statement,
+            decision,
+            tables=tables,
+            rules=rules,
+            rows=rows,
+            reason=reason,
+            auth=auth,
+            client=client,
         )
         try:
             self.catalog.store.audit_append(rec)
@@ -96,42 +109,43 @@ class AuditLog:
             TABLE,
             SCHEMA,
             description="Audit trail of every query, write and denial",
-            user="lakeward",
+            user=SYSTEM_USER,
             exist_ok=True,
         )
 
     def flush(self, limit: int = 50_000) -> int:
-        """Move queued records into `system.audit`; returns how many were written."""
+        """Move queued records into `system.audit`; returns how many were written.
+
+        Exactly once: the table records the last sequence it holds as a Delta application
+        transaction, checked again under the table lock before the append commits.
+        """
         with self._flush_lock:
-            pending = self.catalog.store.audit_pending(limit)
-            if not pending:
-                return 0
-            self.ensure_table()
-            top = pending[-1][0]
-            written = 0
-
-            def op(dt: DeltaTable, props: CommitProperties) -> None:
-                nonlocal written
-                done = dt.transaction_version(APP_ID) or 0
+            for _ in range(5):
+                pending = self.catalog.store.audit_pending(limit)
+                if not pending:
+                    return 0
+                self.ensure_table()
+                info = self.catalog.table(TABLE)
+                seen = DeltaTable(info.location, version=self.catalog.current_version(info))
+                done = app_version(seen, APP_ID) or 0
                 fresh = [(seq, rec) for seq, rec in pending if seq > done]
-                if not fresh:
-                    return
-                written = len(fresh)
-                write_deltalake(
-                    dt,
-                    _table(fresh),
-                    mode="append",
-                    post_commithook_properties=_HOOKS,
-                    commit_properties=CommitProperties(
-                        custom_metadata=props.custom_metadata,
-                        max_commit_retries=0,
-                        app_transactions=[DeltaTransaction(APP_ID, top)],
-                    ),
-                )
-
-            self.catalog.implicit("lakeward").run_maintenance(TABLE, "AUDIT", {"upto": top}, op)
-            self.catalog.store.audit_forget(top)
-            return written
+                top = pending[-1][0]
+                if fresh:
+                    wrote = self.catalog.implicit(SYSTEM_USER).append_once(
+                        TABLE,
+                        _table(fresh),
+                        app_txns=[(APP_ID, top)],
+                        # Under the lock: nobody flushed since we looked.
+                        precheck=lambda dt, done=done: (app_version(dt, APP_ID) or 0) == done,
+                        schema_mode="merge",  # older audit tables gain the newer columns
+                        params={"upto": top},
+                        operation="AUDIT",
+                    )
+                    if not wrote:
+                        continue  # another process flushed meanwhile: look again
+                self.catalog.store.audit_forget(top)
+                return len(fresh)
+            return 0
 
     def close(self) -> None:
         """Stop the flusher and flush what is queued (best effort; queued records are durable)."""
@@ -152,9 +166,13 @@ def make_record(
     rules: Iterable[str] = (),
     rows: int | None = None,
     reason: str = "",
+    auth: str = "",
+    client: str = "",
 ) -> dict[str, Any]:
     """One audit record as it is queued (and later written to system.audit)."""
     return {
+        "auth": auth,
+        "client": client,
         "at": datetime.now(UTC).isoformat(),
         "user": user,
         "action": action,
@@ -172,7 +190,7 @@ def _table(rows: list[tuple[int, dict[str, Any]]]) -> pa.Table:
     for seq, rec in rows:
         cols["seq"].append(seq)
         cols["at"].append(datetime.fromisoformat(rec["at"]))
-        for k in ("user", "action", "statement", "decision", "reason"):
+        for k in ("user", "action", "statement", "decision", "reason", "auth", "client"):
             cols[k].append(rec.get(k) or "")
         cols["tables"].append(json.dumps(rec.get("tables") or []))
         cols["rules"].append(json.dumps(rec.get("rules") or []))

@@ -2,22 +2,31 @@
 files pass their thresholds (table properties `compaction.*`, see `catalog.compaction.Policy`).
 
 Every ratified commit of this process notifies the worker (a catalog commit hook). A table is
-queued at most once; it is looked at no earlier than `compaction.min_interval_s` after this
-process last compacted it, nor after any process did (the OPTIMIZE rows of its history). The
-compaction itself is `catalog.compaction.compact`: it rewrites without the table lock and
-commits rebased, so the appends that triggered it never wait long and never fail.
+queued at most once, so a burst of commits costs one look. Compaction is scheduled by backlog:
+a table is compacted as soon as it has `compaction.min_small_files` small files, whichever
+process wrote them (optionally no sooner than `compaction.min_interval_s` after the last run).
+Counting them costs a delta-rs log replay, so the worker counts only when enough versions have
+been ratified since its last count to possibly reach the threshold (it learns how many small
+files a version adds). The compaction itself is `catalog.compaction.compact`: it rewrites
+without the table lock and commits rebased, so the appends that triggered it never wait long
+and never fail. Processes of one host take turns on a table (an flock); the others look again
+shortly, and every process's appends count towards the same backlog.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from catalog.catalog import Catalog
-from catalog.compaction import OPERATION, Policy, Stopped, compact, exclusive
+from catalog.compaction import OPERATION, Policy, Stopped, backlog, compact, exclusive
 from catalog.errors import LakeError
 from catalog.store import TableInfo
 
@@ -27,13 +36,25 @@ USER = "lakeward:autocompact"
 _RETRY_S = 5.0  # after a failed attempt (e.g. the table lock was busy for lock_wait_s)
 _BUSY_S = 0.5  # after finding another process compacting the table
 _HISTORY = 64  # recent commits scanned for another process's compaction
+_RUNS = 1000  # compaction runs remembered in stats["runs"]
+_NICE = 10  # the worker's CPU priority below the appends
+
+
+@dataclass
+class _Count:
+    """The last count of a table's backlog."""
+
+    version: int  # the ratified version counted
+    small: int  # compactable small files at it
+    per_version: float = 1.0  # small files a version added, as last observed
 
 
 class AutoCompactor:
     """Background compaction of one lake process's tables; `start()` it, `close()` it.
 
-    Counters in `stats`: checks, compactions, files_removed, files_added, errors, last_error,
-    seconds (spent compacting).
+    Counters in `stats`: checks, counts (backlog counts, each a log replay), compactions,
+    files_removed, files_added, errors, last_error, seconds (spent compacting), and runs: the
+    last compactions as [wall-clock start, end, files removed].
     """
 
     def __init__(self, catalog: Catalog, *, user: str = USER):
@@ -41,13 +62,16 @@ class AutoCompactor:
         self.user = user
         self.stats: dict[str, Any] = {
             "checks": 0,
+            "counts": 0,
             "compactions": 0,
             "files_removed": 0,
             "files_added": 0,
             "errors": 0,
             "last_error": None,
             "seconds": 0.0,
+            "runs": deque(maxlen=_RUNS),
         }
+        self._counts: dict[int, _Count] = {}
         self._due: dict[int, float] = {}  # table id -> monotonic time to look at it
         self._last_run: dict[int, float] = {}
         self._cond = threading.Condition()
@@ -133,6 +157,10 @@ class AutoCompactor:
             self._cond.notify()
 
     def _run(self) -> None:
+        # Background work yields the CPU to the appends it serves: a lower priority for this
+        # thread (Linux schedules threads alone) and for the threads native code starts from it.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
         while True:
             table_id = self._next()
             if table_id is None:
@@ -156,6 +184,7 @@ class AutoCompactor:
         self.stats["checks"] += 1
         info = self.catalog.store.get_table_by_id(table_id)
         if info is None or info.table_type != "GOVERNED":
+            self._counts.pop(table_id, None)
             return None
         try:
             policy = Policy.from_properties(info.properties)
@@ -169,18 +198,19 @@ class AutoCompactor:
         if wait > 0:
             self._later(table_id, wait)
             return None
+        if not self._due_now(info, policy):
+            return None
         with exclusive(info) as ours:
             if not ours:  # another process of this host is compacting it right now
                 self._later(table_id, max(policy.min_interval_s, _BUSY_S))
                 return None
-            others = self._since_other_compaction(info)
-            if others is not None and others < policy.min_interval_s:
-                self._later(table_id, policy.min_interval_s - others)
-                return None
-            if not policy.due(self.catalog.snapshot(info)):
-                return None
+            if policy.min_interval_s > 0:
+                others = self._since_other_compaction(info)
+                if others is not None and others < policy.min_interval_s:
+                    self._later(table_id, policy.min_interval_s - others)
+                    return None
             self._last_run[table_id] = now
-            started = time.monotonic()
+            started, wall = time.monotonic(), time.time()
             metrics = compact(
                 self.catalog,
                 info.full_name,
@@ -191,11 +221,30 @@ class AutoCompactor:
                 stop=self._stop.is_set,
             )
             self.stats["seconds"] += time.monotonic() - started
+        self._counts.pop(table_id, None)  # count afresh after our own compaction
         if metrics["numFilesRemoved"]:
             self.stats["compactions"] += 1
             self.stats["files_removed"] += metrics["numFilesRemoved"]
             self.stats["files_added"] += metrics["numFilesAdded"]
+            self.stats["runs"].append([wall, time.time(), metrics["numFilesRemoved"]])
         return metrics
+
+    def _due_now(self, info: TableInfo, policy: Policy) -> bool:
+        """Whether the table's backlog is due; counts it only when it may have become due."""
+        pointer = self.catalog.current_version(info)
+        last = self._counts.get(info.id)
+        if last is not None and last.version <= pointer and not policy.small_file_ratio:
+            short = policy.min_small_files - last.small
+            # Count again once half the versions the last rate says are needed have landed.
+            if short > 0 and pointer - last.version < max(1.0, short / (2 * last.per_version)):
+                return False
+        self.stats["counts"] += 1
+        small, total = backlog(info.location, pointer, policy.small_file_bytes)
+        rate = last.per_version if last is not None else 1.0
+        if last is not None and pointer > last.version and small > last.small:
+            rate = max(0.05, (small - last.small) / (pointer - last.version))
+        self._counts[info.id] = _Count(pointer, small, rate)
+        return policy.due(small, total)
 
     def _since_other_compaction(self, info: TableInfo) -> float | None:
         """Seconds since the table's last OPTIMIZE by anyone, if among its recent commits."""

@@ -1,125 +1,131 @@
-"""The front door: `lake.connect(...)` returns a `Lake`."""
+"""The front door: `lake.connect(...)` returns a `Lake`.
+
+A Lake wires the governed core together for one root: the catalog and its store, the locked
+engine, the audit trail, the policy in force (kept in the catalog), and the one checkpoint
+(`governance.gate.Gate`) every operation below goes through. Embedded, `user=` names the
+principal a call acts for (trusted, like DuckDB's or SQLite's caller); without it, a call acts
+as the lake's owner (administration).
+"""
 
 from __future__ import annotations
 
 import atexit
 import functools
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import getpass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from catalog import compaction
 from catalog.catalog import Catalog
-from catalog.data import to_arrow
 from catalog.engine import Engine
-from catalog.errors import AccessDenied, InvalidArgument, LakeError
+from catalog.errors import InvalidArgument, LakeError
+from catalog.ingestion.crawl import CrawlResult
+from catalog.ingestion.ingest import IngestResult
+from catalog.ingestion.stream import StreamResult
 from catalog.store import load_store
 from catalog.txn import Transaction
-from catalog.vacuum import vacuum as vacuum_table
-from governance.access import Access
-from governance.audit import AuditLog, make_record
-from lake import query
+from governance.audit import AuditLog
+from governance.catalog_ops import GovernedCatalog
+from governance.gate import Audit, Gate
+from governance.loads import Loads
+from governance.locations import Locations, owned_paths
+from governance.maintenance import Maintenance
+from governance.policy.state import PolicyState
+from governance.principal import Principal
+from governance.sql import Explain, Queries
+from governance.writer import GovernedWriter
 from lake.autocompact import AutoCompactor
 from lake.config import DEFAULT_TOML, load_config
-from lake.policy import Policy, authorize_write
+from lake.policy import Policy
 
 if TYPE_CHECKING:
     from batch.api import Batch
-    from catalog.ingestion.crawl import CrawlResult
-    from catalog.ingestion.ingest import IngestResult
-    from catalog.ingestion.stream import StreamResult
-
-T = TypeVar("T")
+    from lake.batch_port import Handle
 
 
-class LakeTransaction(Transaction):
-    """A catalog transaction that can also run queries on its own snapshot and writes.
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (e.g. some containers)
+        return "owner"
 
-    Its writes are governed and audited like the lake's single writes.
-    """
 
-    lake: Lake
+class LakeTransaction:
+    """A multi-table transaction for one principal: governed, audited writes that commit all
+    or nothing, and queries over its start snapshot plus its own writes."""
+
+    def __init__(self, lake: Lake, tx: Transaction, principal: Principal):
+        self.lake = lake
+        self.tx = tx
+        self.principal = principal
+        self._writer = GovernedWriter(lake.gate, principal, tx)
+
+    @property
+    def id(self) -> str:
+        return self.tx.id
+
+    @property
+    def state(self) -> str:
+        return self.tx.state
+
+    @property
+    def user(self) -> str:
+        return self.principal.name
+
+    def __enter__(self) -> LakeTransaction:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.tx.state != "ACTIVE":
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.cancel()
 
     def write(self, name: str, data: Any, mode: str = "append", **kw: Any) -> None:
-        data = to_arrow(data)
-
-        def go() -> None:
-            actions = ["insert"] if mode == "append" else ["insert", "delete"]
-            w = authorize_write(
-                self.lake.policy,
-                self.user,
-                name,
-                actions,
-                columns=data.schema.names,
-                where=kw.get("where"),
-            )
-            if w != kw.get("where") and mode == "overwrite":
-                raise AccessDenied(
-                    f"{self.user} sees only some rows of {name}; overwrite would replace hidden rows"
-                )
-            super(LakeTransaction, self).write(name, data, mode, **kw)
-
-        self.lake._governed(
-            self.user,
-            "write",
-            name,
-            f"{mode} {name} (transaction {self.id})",
-            go,
-            rows=getattr(data, "num_rows", None),
-        )
+        """Append or overwrite rows (see `Lake.write`)."""
+        self._writer.write(name, data, mode=mode, **kw)
 
     def delete(self, name: str, where: str | None = None) -> dict[str, Any]:
-        def go() -> dict[str, Any]:
-            w = authorize_write(self.lake.policy, self.user, name, ["delete"], where=where)
-            return super(LakeTransaction, self).delete(name, w)
-
-        return self.lake._governed(
-            self.user, "delete", name, f"DELETE FROM {name} WHERE {where}", go
-        )
+        """Delete matching rows (see `Lake.delete`)."""
+        return self._writer.delete(name, where)
 
     def update(self, name: str, set: Mapping[str, str], where: str | None = None) -> dict[str, Any]:
-        def go() -> dict[str, Any]:
-            w = authorize_write(
-                self.lake.policy,
-                self.user,
-                name,
-                ["update"],
-                columns=list(set or {}),
-                reads=[str(v) for v in (set or {}).values()],
-                where=where,
-            )
-            return super(LakeTransaction, self).update(name, set, w)
-
-        return self.lake._governed(
-            self.user, "update", name, f"UPDATE {name} SET {dict(set or {})}", go
-        )
+        """Set columns on matching rows (see `Lake.update`)."""
+        return self._writer.update(name, set, where)
 
     def merge(self, name: str, source: Any, on: Any, **actions: Any) -> dict[str, Any]:
-        source = to_arrow(source)
-
-        def go() -> dict[str, Any]:
-            needed = ["insert", "update"] + (["delete"] if "delete" in actions.values() else [])
-            if authorize_write(
-                self.lake.policy, self.user, name, needed, columns=source.schema.names
-            ):
-                raise AccessDenied(
-                    f"{self.user} sees only some rows of {name}; merge needs the whole table"
-                )
-            return super(LakeTransaction, self).merge(name, source, on, **actions)
-
-        return self.lake._governed(self.user, "merge", name, f"MERGE INTO {name}", go)
+        """Upsert (see `Lake.merge`)."""
+        return self._writer.merge(name, source, on, **actions)
 
     def sql(self, sql: str) -> pa.Table:
         """Run a read-only query inside the transaction: its start snapshot plus its own writes."""
-        self._check_active()
-        return query.run_sql(self.lake, sql, self.user, tx=self)
+        self.tx._check_active()
+        return self.lake.queries.sql(self.principal, sql, self.tx)
+
+    def commit(self) -> None:
+        """Make every write visible at once, or none (raises CommitConflict)."""
+
+        def go(audit: Audit) -> None:
+            self.tx.audit_record = audit.slot  # queued in the ratifying store transaction
+            self.tx.commit()
+
+        self.lake.gate.run(self.principal, "commit", f"COMMIT transaction {self.id}", go)
+
+    def cancel(self) -> None:
+        """Roll back every write of the transaction."""
+        self.tx.cancel()
+
+    def extend(self, timeout_s: float | None = None) -> None:
+        """Keep the transaction alive; optionally with a new idle timeout."""
+        self.tx.extend(timeout_s)
 
 
 class Lake:
-    """One lake: a root folder of Delta tables, a metadata store, a query engine."""
+    """One lake: a root folder of Delta tables, a metadata store, a query engine, a policy."""
 
     def __init__(
         self,
@@ -140,29 +146,70 @@ class Lake:
             toml.write_text(DEFAULT_TOML)
         self.config = load_config(self.root)
         self.store = load_store(catalog, self.root)
-        self.catalog = Catalog(self.root, self.store, self.config.catalog)
-        self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
-        self.engine.prepare()
-        self.ray_address = ray_address
-        self.audit = AuditLog(self.catalog, self.config.audit_flush_s)
-        self._audit_tl = threading.local()
-        folder = Path(policy).expanduser().resolve() if policy else self.root / "policy"
-        if policy and not folder.is_dir():
-            raise InvalidArgument(f"policy folder {folder} does not exist")
-        self.policy = Policy(self, folder if folder.is_dir() else None)
-        self.catalog.reap()
-        self.catalog.recover()
-        self.autocompact = (
-            AutoCompactor(self.catalog).start() if self.config.catalog.auto_compact else None
-        )
         self._closed = False
+        try:
+            self._open(ray_address, policy)
+        except BaseException:
+            self.store.close()
+            raise
         # Background threads inside native code at interpreter exit can crash the process.
         atexit.register(self.close)
 
-    @property
-    def access(self) -> Access:
-        """The governance seam in force: the policy's views, or open access without a policy."""
-        return self.policy.access
+    def _open(self, ray_address: str | None, policy: str | Path | None) -> None:
+        raw = Catalog(self.root, self.store, self.config.catalog)
+        self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
+        self.engine.prepare()
+        self.ray_address = ray_address
+        self.audit = AuditLog(raw, self.config.audit_flush_s)
+        state = PolicyState(self.store, self._table_lookup)
+        self.gate = Gate(raw, state, self.audit)
+        self.owner = Principal.owner(_os_user())
+        self.locations = Locations(self._owned)
+        self.catalog = GovernedCatalog(self.gate, self.locations, self.principal)
+        self.queries = Queries(self.gate, self.engine)
+        self.loads = Loads(self.gate, self.catalog, self.locations)
+        self.maintenance = Maintenance(self.gate)
+        self.policy = Policy(self.gate, state, self.principal)
+        folder = Path(policy).expanduser().resolve() if policy else self.root / "policy"
+        if policy and not folder.is_dir():
+            raise InvalidArgument(f"policy folder {folder} does not exist")
+        self.policy.open(folder if folder.is_dir() else None, explicit=policy is not None)
+        self._policy_arg = folder if policy else None
+        raw.reap()
+        raw.recover()
+        self.autocompact = AutoCompactor(raw).start() if self.config.catalog.auto_compact else None
+
+    # principals --------------------------------------------------------------------------------
+    def principal(self, user: Any = None) -> Principal:
+        """The principal a call acts for: `user=` as given (a name or a Principal), or the
+        lake's owner when None. InvalidArgument for a name that cannot be a user (rule 9)."""
+        if user is None:
+            return self.owner
+        if isinstance(user, Principal):
+            return user
+        return Principal.user(user)
+
+    def _owned(self) -> list[str]:
+        record = self.policy.state.installed() if hasattr(self, "policy") else None
+        return owned_paths(
+            self.root,
+            self.store.url,
+            (t.location for t in self.gate.catalog.list_tables()),
+            record.source if record else "",
+        )
+
+    def _table_lookup(self, name: str) -> tuple[list[str], dict[str, dict[str, str]]] | None:
+        parts = name.split(".")
+        if len(parts) < 2:
+            return None
+        raw = self.gate.catalog
+        try:
+            info = raw.table(".".join(parts[:2]), cached=True)
+            columns = list(raw.snapshot(info).schema.names)
+            db_tags = raw.database_tags(info.database)
+        except LakeError:
+            return None
+        return columns, {info.database: db_tags, info.full_name: dict(info.tags)}
 
     # context manager ---------------------------------------------------------------------------
     def __enter__(self) -> Lake:
@@ -174,19 +221,23 @@ class Lake:
     @functools.cached_property
     def batch(self) -> Batch:
         """Batch jobs of this lake (the scheduler starts on first use)."""
+        # Loaded on first use, not a circle: catalog and SQL commands never pay for the batch
+        # stack (batch never imports lake).
         from batch.api import Batch
+        from lake.batch_port import BatchPort
 
-        return Batch.from_lake(
-            self,
-            authorize_write=lambda user, table, columns: authorize_write(
-                self.policy, user, table, ["insert"], columns=columns
-            ),
-            lake_factory=functools.partial(
-                connect,
+        return Batch(
+            root=self.root,
+            store_url=self.store.url,
+            config=self.config.raw,
+            port=BatchPort(self.gate, self.queries, self.principal),
+            ray_address=self.ray_address,
+            handle_factory=functools.partial(
+                open_handle,
                 str(self.root),
                 catalog=self.store.url,
                 ray_address=self.ray_address,
-                policy=self.policy.folder,
+                policy=str(self._policy_arg) if self._policy_arg else None,
             ),
         )
 
@@ -205,172 +256,76 @@ class Lake:
         self.store.close()
 
     # queries -----------------------------------------------------------------------------------
-    def sql(self, sql: str, *, user: str) -> pa.Table:
+    def sql(self, sql: str, *, user: Any = None) -> pa.Table:
         """Run a read-only SQL query over catalog tables as `user`; returns a pyarrow.Table."""
-        return query.run_sql(self, sql, user)
+        return self.queries.sql(self.principal(user), sql)
 
-    def explain(self, sql: str, *, user: str) -> query.Explain:
-        """The rewritten SQL for `sql` as `user`, and the tables, versions and rules it reads."""
-        return query.explain(self, sql, user)
+    def explain(self, sql: str, *, user: Any = None) -> Explain:
+        """The SQL that runs for `sql` as `user`, and the tables, versions and rules it reads."""
+        return self.queries.explain(self.principal(user), sql)
 
     # writes ------------------------------------------------------------------------------------
-    def transaction(self, *, user: str, timeout_s: float | None = None) -> LakeTransaction:
+    def transaction(self, *, user: Any = None, timeout_s: float | None = None) -> LakeTransaction:
         """Start a multi-table transaction; use it as a context manager or commit/cancel it."""
-        self.catalog.reap()
-        tx = LakeTransaction(self.catalog, user, timeout_s=timeout_s)
-        tx.lake = self
-        return tx
+        p = self.principal(user)
+        return LakeTransaction(self, self.gate.catalog.transaction(p.name, timeout_s=timeout_s), p)
 
     begin = transaction
-
-    def _implicit(self, user: str) -> Transaction:
-        tx = self.catalog.implicit(user)
-        tx.audit_record = getattr(self._audit_tl, "rec", None)
-        return tx
-
-    def _governed(
-        self,
-        user: str,
-        action: str,
-        table: str,
-        statement: str,
-        fn: Callable[[], T],
-        *,
-        rows: int | None = None,
-    ) -> T:
-        rec = make_record(user, action, statement, "allowed", rows=rows)
-        self._audit_tl.rec = rec  # picked up by _implicit: queued inside the commit itself
-        try:
-            result = fn()
-        except AccessDenied as e:
-            self.audit.record(
-                user, action, statement, "denied", tables=[(table, -1)], reason=str(e)
-            )
-            raise
-        except LakeError as e:
-            self.audit.record(user, action, statement, "error", tables=[(table, -1)], reason=str(e))
-            raise
-        finally:
-            self._audit_tl.rec = None
-        if rec.get("queued"):
-            self.audit.started()
-        else:  # nothing to commit (e.g. a delete matching no rows): audit on its own
-            info = self.catalog.table(table)
-            self.audit.record(
-                user,
-                action,
-                statement,
-                "allowed",
-                tables=[(info.full_name, info.version)],
-                rows=rows,
-            )
-        return result
 
     def write(
         self,
         table: str,
         data: Any,
         *,
-        user: str,
+        user: Any = None,
         mode: str = "append",
         schema_mode: str | None = None,
         where: str | None = None,
     ) -> None:
         """Append or overwrite rows in one atomic commit (needs insert; overwrite also delete)."""
-        data = to_arrow(data)
-
-        def go() -> None:
-            actions = ["insert"] if mode == "append" else ["insert", "delete"]
-            w = authorize_write(
-                self.policy, user, table, actions, columns=data.schema.names, where=where
-            )
-            if w != where and mode == "overwrite":
-                raise AccessDenied(
-                    f"{user} sees only some rows of {table}; overwrite would replace hidden rows"
-                )
-            self._implicit(user).write(table, data, mode, schema_mode=schema_mode, where=where)
-
-        self._governed(
-            user,
-            mode if mode == "overwrite" else "write",
-            table,
-            f"{mode} {table}",
-            go,
-            rows=getattr(data, "num_rows", None),
+        GovernedWriter(self.gate, self.principal(user)).write(
+            table, data, mode=mode, schema_mode=schema_mode, where=where
         )
 
-    def delete(self, table: str, where: str | None = None, *, user: str) -> dict[str, Any]:
+    def delete(self, table: str, where: str | None = None, *, user: Any = None) -> dict[str, Any]:
         """Delete matching rows in one atomic commit (a filtered user deletes only visible rows)."""
-
-        def go() -> dict[str, Any]:
-            w = authorize_write(self.policy, user, table, ["delete"], where=where)
-            return self._implicit(user).delete(table, w)
-
-        return self._governed(user, "delete", table, f"DELETE FROM {table} WHERE {where}", go)
+        return GovernedWriter(self.gate, self.principal(user)).delete(table, where)
 
     def update(
-        self, table: str, set: Mapping[str, str], where: str | None = None, *, user: str
+        self, table: str, set: Mapping[str, str], where: str | None = None, *, user: Any = None
     ) -> dict[str, Any]:
         """Set columns to SQL expressions on matching rows in one atomic commit."""
-
-        def go() -> dict[str, Any]:
-            w = authorize_write(
-                self.policy,
-                user,
-                table,
-                ["update"],
-                columns=list(set or {}),
-                reads=[str(v) for v in (set or {}).values()],
-                where=where,
-            )
-            return self._implicit(user).update(table, set, w)
-
-        return self._governed(
-            user, "update", table, f"UPDATE {table} SET {dict(set or {})} WHERE {where}", go
-        )
+        return GovernedWriter(self.gate, self.principal(user)).update(table, set, where)
 
     def merge(
-        self, table: str, source: Any, on: str | Sequence[str], *, user: str, **actions: Any
+        self, table: str, source: Any, on: str | Sequence[str], *, user: Any = None, **actions: Any
     ) -> dict[str, Any]:
-        """Upsert: see `Transaction.merge` for the actions (needs insert and update)."""
-        source = to_arrow(source)
+        """Upsert: see `catalog.txn.Transaction.merge` for the actions (needs insert and update)."""
+        return GovernedWriter(self.gate, self.principal(user)).merge(table, source, on, **actions)
 
-        def go() -> dict[str, Any]:
-            needed = ["insert", "update"] + (["delete"] if "delete" in actions.values() else [])
-            w = authorize_write(self.policy, user, table, needed, columns=source.schema.names)
-            if w is not None:
-                raise AccessDenied(
-                    f"{user} sees only some rows of {table}; merge needs the whole table"
-                )
-            return self._implicit(user).merge(table, source, on, **actions)
-
-        return self._governed(user, "merge", table, f"MERGE INTO {table}", go)
-
-    def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
+    def history(
+        self, table: str, limit: int | None = None, *, user: Any = None
+    ) -> list[dict[str, Any]]:
         """Committed versions, newest first, with user and operation."""
-        return self.catalog.history(table, limit)
+        return self.catalog.history(table, limit, user=user)
 
     def compact(
         self,
         table: str,
         *,
-        user: str,
+        user: Any = None,
         target_size: int | None = None,
         zorder: Sequence[str] | None = None,
         where: str | None = None,
         partition: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Rewrite small files into target-size files (z-ordered on `zorder` columns) in one
-        ratified OPTIMIZE commit; a second one only if a concurrent delete or overwrite replaced
-        some of the files meanwhile (that part is redone on the fresh snapshot).
-
-        where ("region = 'eu'") or partition ({"region": "eu"}) limit it to some partitions.
-        Concurrent appends never fail because of it: the rewrite runs without the table lock.
-        """
-        return compaction.compact(
-            self.catalog,
+        ratified OPTIMIZE commit (needs alter). where ("region = 'eu'") or partition
+        ({"region": "eu"}) limit it to some partitions. Concurrent appends never fail because
+        of it: the rewrite runs without the table lock."""
+        return self.maintenance.compact(
+            self.principal(user),
             table,
-            user,
             target_size=target_size,
             zorder=zorder,
             where=where,
@@ -381,40 +336,46 @@ class Lake:
         self,
         table: str,
         *,
-        user: str,
+        user: Any = None,
         retention_hours: float | None = None,
         dry_run: bool = False,
         force: bool = False,
         partition: Mapping[str, Any] | None = None,
     ) -> list[str]:
-        """Delete files no longer referenced by versions inside the retention window."""
-        return vacuum_table(self.catalog, table, user, retention_hours, dry_run, force, partition)
+        """Delete files no version inside the retention window needs (needs alter); returns
+        them, relative to the table's folder."""
+        return self.maintenance.vacuum(
+            self.principal(user),
+            table,
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            force=force,
+            partition=partition,
+        )
 
-    def crawl(self, path: str | Path, *, database: str, user: str, **kw: Any) -> CrawlResult:
-        """Crawl a folder of Parquet/CSV/JSON files into Delta tables (see lake.crawl)."""
-        from catalog.ingestion.crawl import crawl
-
-        return crawl(self, path, database=database, user=user, **kw)
+    def crawl(self, path: str | Path, *, database: str, user: Any = None, **kw: Any) -> CrawlResult:
+        """Crawl a folder of Parquet/CSV/JSON files into tables (see catalog.ingestion.crawl)."""
+        return self.loads.crawl(self.principal(user), path, database=database, **kw)
 
     def ingest(
-        self, table: str, source: Any, *, user: str, mode: str = "append", **kw: Any
+        self, table: str, source: Any, *, user: Any = None, mode: str = "append", **kw: Any
     ) -> IngestResult:
         """Load files or ("sqlalchemy-url", "SELECT ...") into a table, streamed, in one commit."""
-        from catalog.ingestion.ingest import ingest
-
-        return ingest(self, table, source, user=user, mode=mode, **kw)
+        return self.loads.ingest(self.principal(user), table, source, mode=mode, **kw)
 
     def append_stream(
-        self, table: str, batches: Iterable[tuple[int, Any]], *, user: str, app_id: str
+        self, table: str, batches: Iterable[tuple[int, Any]], *, app_id: str, user: Any = None
     ) -> StreamResult:
         """Append (seq, data) micro-batches exactly once per app_id, also across crashes."""
-        from catalog.ingestion.stream import append_stream
+        return self.loads.append_stream(self.principal(user), table, batches, app_id=app_id)
 
-        return append_stream(self, table, batches, user=user, app_id=app_id)
+    def committed_seq(self, table: str, app_id: str, *, user: Any = None) -> int | None:
+        """The newest micro-batch sequence `append_stream` committed for app_id, or None."""
+        return self.loads.committed_seq(self.principal(user), table, app_id)
 
     def recover(self) -> dict[str, list[int]]:
         """Roll back Delta versions a crashed writer left past the catalog's committed version."""
-        return self.catalog.recover()
+        return self.gate.catalog.recover()
 
 
 STARTER_POLICY = """\
@@ -423,7 +384,6 @@ STARTER_POLICY = """\
 # p3 (column masks).
 g, {admin}, role:admin
 p, role:admin, *, *, allow
-p, role:admin, queue:*, submit, allow
 p, role:auditor, system.audit, select, allow
 """
 
@@ -446,3 +406,14 @@ def connect(
 ) -> Lake:
     """Open (creating if missing) the lake at `root`; see the README for the options."""
     return Lake(root, catalog=catalog, ray_address=ray_address, policy=policy)
+
+
+def open_handle(
+    root: str, *, catalog: str | None, ray_address: str | None, policy: str | None
+) -> Handle:
+    """Open the lake again for a detached batch scheduler (`batch.port.LakeHandle`)."""
+    from lake.batch_port import BatchPort, Handle
+
+    lk = connect(root, catalog=catalog, ray_address=None, policy=policy)
+    port = BatchPort(lk.gate, lk.queries, lk.principal)
+    return Handle(lk.root, lk.store.url, lk.config.raw, port, ray_address, lk.close)

@@ -1,6 +1,8 @@
 """The crawler: turn a folder of Parquet, CSV and JSON files into governed Delta tables.
 
-Layout (which files make which table), for `crawl(lk, PATH, database=DB)`:
+The user must hold select on a `location:` covering PATH and every file found there, by its
+resolved path (rule 11); the lake's own files are never readable. Layout (which files make which
+table), for `crawl(sink, PATH, database=DB)`:
   * PATH has `key=value/` sub-folders: PATH itself is one table, named after PATH.
   * otherwise every sub-folder of PATH is one table, named after the sub-folder, holding every
     data file beneath it (at any depth); a sub-folder holding `_delta_log` is an existing Delta
@@ -33,20 +35,17 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from catalog.data import check_schema
-from catalog.errors import InvalidArgument, LakeError, TableNotFound
+from catalog.errors import InvalidArgument, LakeError
 from catalog.ingestion import schemas, sources
-from catalog.ingestion.appends import app_version, append_with_app_txns
+from catalog.ingestion.port import TableSink
 from catalog.ingestion.sources import BLOCK_SIZE, SourceFile
 from catalog.names import check_ident
-
-if TYPE_CHECKING:
-    from lake.lake import Lake
+from catalog.writes import app_version
 
 APP_PREFIX = "lakeward.crawl:"
 Progress = Callable[[int, int, int], None]  # (rows so far, files done, files in total)
@@ -189,28 +188,24 @@ def app_id(f: SourceFile) -> str:
 # planning --------------------------------------------------------------------------------------
 
 
-def _plan(lk: Lake, database: str, group: _Group) -> _Plan:
+def _plan(sink: TableSink, database: str, group: _Group) -> _Plan:
     out = CrawledTable(f"{database}.{group.name}", str(group.base))
     files = [sources.source_file(p, group.base) for p in group.paths]
     out.formats = sorted({f.format for f in files})
     plan = _Plan(out, [], pa.schema([]), {}, False, None)
-    try:
-        info = lk.catalog.table(out.name)
-    except TableNotFound:
-        info = None
+    info = sink.lookup(out.name, missing_ok=True)
     table_schema: pa.Schema | None = None
     if info is not None:
         if info.table_type != "GOVERNED":
             return _fail(plan, "it is an external (read-only) table")
         plan.exists = True
-        version = lk.catalog.current_version(info)
-        snap = lk.catalog.snapshot(info, version)
+        snap = sink.snapshot(info)
+        version = snap.version
         table_schema, out.partition_by = snap.schema, list(snap.partition_columns)
         out.schema, out.version = table_schema, version
-        dt = DeltaTable(info.location, version=version)
         new = []
         for f in files:
-            size = app_version(dt, app_id(f))
+            size = sink.app_version(info, version, app_id(f))
             if size is None:
                 new.append(f)
                 continue
@@ -299,7 +294,7 @@ class _Counter:
             self.on_progress(self.rows, self.files, self.total)
 
 
-def _write(lk: Lake, plan: _Plan, user: str, block_size: int, counter: _Counter) -> None:
+def _write(sink: TableSink, plan: _Plan, block_size: int, counter: _Counter) -> None:
     out = plan.out
     failure: list[BaseException] = []
 
@@ -319,12 +314,11 @@ def _write(lk: Lake, plan: _Plan, user: str, block_size: int, counter: _Counter)
     created = False
     if not plan.exists:
         try:
-            lk.catalog.create_table(
+            sink.create_table(
                 out.name,
                 plan.target,
-                partition_by=out.partition_by or None,
-                description=f"crawled from {out.source}",
-                user=user,
+                partition_by=out.partition_by,
+                description="crawled from files",
             )
         except LakeError as e:  # e.g. created by a concurrent crawl since we looked
             _fail(plan, f"cannot create the table: {e}")
@@ -334,11 +328,9 @@ def _write(lk: Lake, plan: _Plan, user: str, block_size: int, counter: _Counter)
     batches = stream()
     rows_before = counter.rows
     try:
-        committed = append_with_app_txns(
-            lk,
+        committed = sink.append_once(
             out.name,
             pa.RecordBatchReader.from_batches(plan.target, batches),
-            user=user,
             app_txns=txns,
             # Under the lock: a concurrent crawl may have committed some of these files.
             precheck=lambda dt: all(app_version(dt, a) is None for a, _ in txns),
@@ -359,18 +351,17 @@ def _write(lk: Lake, plan: _Plan, user: str, block_size: int, counter: _Counter)
         out.rows = 0
         out.action = "failed"
         if created:
-            lk.catalog.drop_table(out.name, purge=True)
+            sink.drop_table(out.name)
         return
     out.action = "created" if created else "updated"
-    out.version = lk.catalog.table(out.name).version
+    out.version = sink.snapshot(sink.lookup(out.name)).version
 
 
 def crawl(
-    lk: Lake,
+    sink: TableSink,
     path: str | Path,
     *,
     database: str,
-    user: str,
     block_size: int = BLOCK_SIZE,
     on_progress: Progress | None = None,
 ) -> CrawlResult:
@@ -381,20 +372,24 @@ def crawl(
     the other tables are. on_progress(rows, files_done, files_total) is called as data streams.
     """
     root = Path(path).expanduser()
+    database = check_ident(database, "database")
+    sink.readable(str(root))  # before anything there is looked at
     if not root.exists():
         raise InvalidArgument(f"{root} does not exist")
-    lk.catalog.create_database(database, exist_ok=True)
-    database = check_ident(database, "database")
     groups, ignored = discover(root)
+    for g in groups:
+        for f in g.paths:
+            sink.readable(str(f))  # a symlink may lead elsewhere: each file by its real path
+    sink.create_database(database)
     result = CrawlResult(str(root), database, ignored=ignored)
-    plans = [_plan(lk, database, g) for g in groups]
+    plans = [_plan(sink, database, g) for g in groups]
     result.tables = [p.out for p in plans]
     todo = [p for p in plans if p.out.action != "failed" and p.files]
     counter = _Counter(sum(len(p.files) for p in todo), on_progress)
     counter.tick()
     for p in todo:
         files_before = counter.files
-        _write(lk, p, user, block_size, counter)
+        _write(sink, p, block_size, counter)
         counter.files = files_before + len(p.files)  # a failed table's files count as done
         counter.tick()
     return result

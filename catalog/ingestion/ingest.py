@@ -1,7 +1,9 @@
 """`ingest`: load files (a path, folder or glob of Parquet/CSV/JSON) or the result of a query on
 another database into a table, streamed, in one atomic commit.
 
-The source becomes one `pyarrow.RecordBatchReader` handed to `lk.write`, which delta-rs
+Every file is read only if the user may read its location (rule 11: resolved after following
+symlinks and `..`; the lake's own files never). The source becomes one
+`pyarrow.RecordBatchReader` handed to the governed write, which delta-rs
 consumes batch by batch: memory is bounded by the block size and the writer's buffers, not by
 the input. Everything is one ratified commit, so a failure anywhere (a bad value in the last
 block of the last file, a dropped database connection) leaves the table as it was. Whatever
@@ -18,19 +20,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from catalog.data import check_schema
-from catalog.errors import InvalidArgument, LakeError, SchemaMismatch, TableNotFound
+from catalog.errors import InvalidArgument, LakeError, SchemaMismatch
 from catalog.ingestion import schemas, sources
+from catalog.ingestion.port import TableSink
 from catalog.ingestion.sources import BLOCK_SIZE, SourceFile
 from catalog.ingestion.sqlsource import BATCH_ROWS, QueryStream
-from catalog.names import split_name
-
-if TYPE_CHECKING:
-    from lake.lake import Lake
 
 Progress = Callable[[int, int, int], None]  # (rows so far, files done, files in total)
 
@@ -71,10 +70,14 @@ def is_query(source: Any) -> bool:
 
 
 def resolve_files(
-    source: str | Path | Sequence[str | Path], fmt: str | None = None
+    source: str | Path | Sequence[str | Path],
+    fmt: str | None = None,
+    readable: Callable[[str], str] = str,
 ) -> tuple[list[SourceFile], list[str]]:
     """Files of a path, a folder (recursively), a glob or a list of those; plus ignored files.
 
+    `readable(path)` is asked about each named path before anything there is looked at, and
+    about every file found, by its resolved path (it raises if the user may not read it).
     InvalidArgument when a path does not exist, a glob matches no files, or a named file (not
     one found in a folder) has an unknown format.
     """
@@ -94,15 +97,21 @@ def resolve_files(
         text = os.path.expanduser(str(item))
         if globlib.has_magic(text):
             base = _glob_base(text)
+            readable(str(base))
             matches = [Path(m) for m in sorted(globlib.glob(text, recursive=True))]
             matches = [m for m in matches if m.is_file() and not sources.hidden(m.name)]
             if not matches:
                 raise InvalidArgument(f"the glob {text!r} matches no files")
+            for m in matches:
+                readable(str(m))
             files.extend(sources.source_file(m, base, fmt) for m in matches)
             continue
         path = Path(text)
+        readable(str(path))
         if path.is_dir():
             found = sources.walk(path)
+            for f in found:
+                readable(str(f))
             known = [p for p in found if fmt or sources.file_format(p)]
             ignored.extend(str(p) for p in found if p not in known)
             if not known:
@@ -121,13 +130,11 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _existing(lk: Lake, table: str) -> tuple[pa.Schema, list[str]] | None:
-    try:
-        info = lk.catalog.table(table)
-    except TableNotFound:
-        lk.catalog.get_database(split_name(table)[0])  # DatabaseNotFound names the database
+def _existing(sink: TableSink, table: str) -> tuple[pa.Schema, list[str]] | None:
+    info = sink.lookup(table, missing_ok=True)
+    if info is None:
         return None
-    snap = lk.catalog.snapshot(info)
+    snap = sink.snapshot(info)
     return snap.schema, list(snap.partition_columns)
 
 
@@ -188,11 +195,10 @@ def _target(plan: _Plan, table: pa.Schema | None, name: str, schema_mode: str | 
 
 
 def ingest(
-    lk: Lake,
+    sink: TableSink,
     table: str,
     source: Any,
     *,
-    user: str,
     mode: str = "append",
     format: str | None = None,
     create: bool = True,
@@ -215,44 +221,49 @@ def ingest(
     if format is not None and format not in sources.FORMATS:
         raise InvalidArgument(f"unknown format {format!r}; use one of {', '.join(sources.FORMATS)}")
     started = time.perf_counter()
-    existing = _existing(lk, table)
-    if existing is None and not create:
-        raise TableNotFound(f"table {table} not found (pass create=True to create it)")
     result = IngestResult(table, mode)
+    if is_query(source):
+        sink.readable(source[0])  # before the table is looked at: nothing leaks either way
+    existing = _existing(sink, table)
+    if existing is None and not create:
+        sink.lookup(table)  # raises the missing-table error
     if is_query(source):
         plan = _query_plan(source[0], source[1], batch_rows)
     else:
-        files, result.ignored = resolve_files(source, format)
+        files, result.ignored = resolve_files(source, format, sink.readable)
         plan = _file_plan(files, existing, block_size)
         result.files = [str(f.path) for f in plan.files]
     try:
         target = _target(plan, existing[0] if existing else None, table, schema_mode)
         if existing is None:
-            lk.catalog.create_table(
-                table, target, partition_by=plan.partition_by or None, user=user
+            sink.create_table(
+                table, target, partition_by=plan.partition_by, description=_described(source)
             )
             result.created = True
-        _write(lk, table, plan, target, mode, schema_mode, user, result, on_progress)
+        _write(sink, table, plan, target, mode, schema_mode, result, on_progress)
     except BaseException:
         plan.close()
         if result.created:
-            lk.catalog.drop_table(table, purge=True)
+            sink.drop_table(table)
             result.created = False
         raise
     plan.close()
-    result.version = lk.catalog.table(table).version
+    result.version = sink.snapshot(sink.lookup(table)).version
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _described(source: Any) -> str:
+    return "ingested from a query" if is_query(source) else "ingested from files"
+
+
 def _write(
-    lk: Lake,
+    sink: TableSink,
     table: str,
     plan: _Plan,
     target: pa.Schema,
     mode: str,
     schema_mode: str | None,
-    user: str,
     result: IngestResult,
     on_progress: Progress | None,
 ) -> None:
@@ -290,7 +301,7 @@ def _write(
         target, itertools.chain([first] if first is not None else [], stream)
     )
     try:
-        lk.write(table, reader, user=user, mode=mode, schema_mode=schema_mode)
+        sink.write(table, reader, mode=mode, schema_mode=schema_mode)
     except LakeError:
         if failure:
             e = failure[0]

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deltalake import DeltaTable
 
+from catalog.data import to_arrow
 from catalog.errors import InvalidArgument
-from catalog.ingestion.appends import app_version, append_with_app_txns
-
-if TYPE_CHECKING:
-    from lake.lake import Lake
+from catalog.ingestion.port import TableSink
+from catalog.writes import app_version
 
 
 @dataclass
@@ -35,10 +34,10 @@ class StreamResult:
     last_seq: int | None = None  # the newest sequence the table records for app_id afterwards
 
 
-def committed_seq(lk: Lake, table: str, app_id: str) -> int | None:
+def committed_seq(sink: TableSink, table: str, app_id: str) -> int | None:
     """The newest sequence number of `app_id` committed to `table`, or None."""
-    info = lk.catalog.table(table)
-    return app_version(DeltaTable(info.location, version=lk.catalog.current_version(info)), app_id)
+    info = sink.lookup(table)
+    return sink.app_version(info, sink.snapshot(info).version, app_id)
 
 
 def _check_seq(seq: Any, previous: int | None) -> int:
@@ -52,16 +51,15 @@ def _check_seq(seq: Any, previous: int | None) -> int:
 
 
 def append_stream(
-    lk: Lake,
+    sink: TableSink,
     table: str,
     batches: Iterable[tuple[int, Any]],
     *,
-    user: str,
     app_id: str,
 ) -> StreamResult:
     """Append `(seq, data)` micro-batches to `table`, each exactly once per `app_id`.
 
-    `data` is anything `lk.write` takes. Sequence numbers must increase; gaps are allowed. A
+    `data` is anything a write takes. Sequence numbers must increase; gaps are allowed. A
     batch whose seq is not newer than what the table records for app_id is skipped. Each
     committed batch is one ratified commit, so a crash loses at most the batch in flight, and
     replaying the same batches afterwards commits only those that are missing.
@@ -71,7 +69,7 @@ def append_stream(
     result = StreamResult(table, app_id)
     # Fast path for replays: what was already ratified needs no lock to be skipped. Whether a
     # newer batch commits is decided under the lock (see `newer` below).
-    known = committed_seq(lk, table, app_id)
+    known = committed_seq(sink, table, app_id)
     previous: int | None = None
     for item in batches:
         try:
@@ -87,11 +85,9 @@ def append_stream(
             recorded = app_version(dt, app_id)
             return recorded is None or seq > recorded
 
-        done = append_with_app_txns(
-            lk,
+        done = sink.append_once(
             table,
-            data,
-            user=user,
+            to_arrow(data),
             app_txns=[(app_id, seq)],
             precheck=newer,
             params={"app_id": app_id, "seq": seq},
@@ -101,5 +97,5 @@ def append_stream(
             result.committed += 1
         else:
             result.skipped += 1
-    result.last_seq = committed_seq(lk, table, app_id)
+    result.last_seq = committed_seq(sink, table, app_id)
     return result

@@ -72,6 +72,19 @@ class Ratify:
     operations: tuple[tuple[int, str, Mapping[str, Any]], ...]  # (version, operation, params)
 
 
+@dataclass(frozen=True)
+class PolicyRecord:
+    """The policy installed in a catalog: its text, content version and who installed it."""
+
+    seq: int
+    version: str
+    csv: str
+    model: str | None
+    source: str
+    installed_by: str
+    installed_at: datetime
+
+
 class MetadataStore(abc.ABC):
     """Databases, tables, ratified versions, transactions and table locks.
 
@@ -161,6 +174,40 @@ class MetadataStore(abc.ABC):
     def audit_pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]: ...
     @abc.abstractmethod
     def audit_forget(self, upto_seq: int) -> None: ...
+
+    # policy ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def policy(self) -> PolicyRecord | None:
+        """The policy in force (the newest installed), or None if the catalog has none."""
+
+    @abc.abstractmethod
+    def policy_seq(self) -> int:
+        """The sequence number of the policy in force (0: none); one indexed read."""
+
+    @abc.abstractmethod
+    def install_policy(
+        self, record: PolicyRecord, *, expect_seq: int, audit: dict[str, Any] | None = None
+    ) -> int:
+        """Install a policy if the one in force is still `expect_seq` (compare-and-set);
+        returns the new sequence number, or 0 if another client installed one meanwhile.
+        `audit` is queued in the same store transaction."""
+
+    # retention: rows of what the log no longer holds go (see catalog.retention)
+    @abc.abstractmethod
+    def prune_commits(self, table_id: int, below_version: int) -> int:
+        """Delete a table's commit rows of versions below `below_version`; returns how many."""
+
+    @abc.abstractmethod
+    def oldest_commit(self, table_id: int) -> CommitInfo | None:
+        """The table's oldest commit row still kept (None if it has none)."""
+
+    @abc.abstractmethod
+    def prune_transactions(self, ended_before: datetime) -> int:
+        """Delete transactions that ended before `ended_before`; returns how many."""
+
+    @abc.abstractmethod
+    def row_counts(self) -> dict[str, int]:
+        """Rows per store table (commits, transactions, audit_pending, ...): for monitoring."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -66,3 +66,10 @@ PROPS = sa.text("SELECT key, value FROM table_properties WHERE table_id = :table
 AUDIT_ADD = sa.text("INSERT INTO audit_pending (at, record) VALUES (:at, :record)").bindparams(
     sa.bindparam("at", type_=_TS), sa.bindparam("record", type_=sa.JSON)
 )
+
+POLICY_SEQ = sa.text("SELECT value FROM lake_meta WHERE key = 'policy_seq'")
+
+POLICY_CAS = sa.text(
+    "UPDATE lake_meta SET value = value + 1 WHERE key = 'policy_seq' AND value = :expect "
+    "RETURNING value"
+)

@@ -102,6 +102,19 @@ audit_pending = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# The policy in force for every client of the catalog (contract rule 14): the newest row.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("csv", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=False, default=""),
+    sa.Column("installed_by", sa.String(255), nullable=False),
+    sa.Column("installed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 V1 = (meta, databases, tables, commits, transactions, locks)
 
 
@@ -119,8 +132,14 @@ def _v3(conn: sa.Connection) -> None:
     audit_pending.create(conn, checkfirst=True)
 
 
+def _v4(conn: sa.Connection) -> None:
+    policies.create(conn, checkfirst=True)
+    # The installed policy's sequence: installing is a compare-and-set on this row.
+    conn.execute(sa.insert(meta).values(key="policy_seq", value=0))
+
+
 # Append only: a migration, once released, never changes; index + 1 is the schema version.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -16,6 +16,7 @@ from catalog.store.base import (
     CommitInfo,
     DatabaseInfo,
     MetadataStore,
+    PolicyRecord,
     Ratify,
     TableInfo,
     TxnInfo,
@@ -63,6 +64,49 @@ class SqlStore(MetadataStore):
     def audit_forget(self, upto_seq: int) -> None:
         with self._write() as conn:
             conn.execute(sa.delete(s.audit_pending).where(s.audit_pending.c.seq <= upto_seq))
+
+    # policy ------------------------------------------------------------------------------------
+    def policy(self) -> PolicyRecord | None:
+        q = sa.select(s.policies).order_by(s.policies.c.seq.desc()).limit(1)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        return PolicyRecord(
+            int(row.seq),
+            row.version,
+            row.csv,
+            row.model,
+            row.source,
+            row.installed_by,
+            _aware(row.installed_at),
+        )
+
+    def policy_seq(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(hot.POLICY_SEQ).scalar() or 0)
+
+    def install_policy(
+        self, record: PolicyRecord, *, expect_seq: int, audit: dict[str, Any] | None = None
+    ) -> int:
+        with self._write() as conn:
+            seq = conn.execute(hot.POLICY_CAS, {"expect": expect_seq}).scalar()
+            if seq is None:
+                return 0
+            conn.execute(
+                sa.insert(s.policies).values(
+                    seq=int(seq),
+                    version=record.version,
+                    csv=record.csv,
+                    model=record.model,
+                    source=record.source,
+                    installed_by=record.installed_by,
+                    installed_at=utcnow(),
+                )
+            )
+            if audit is not None:
+                conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": audit})
+            return int(seq)
 
     def close(self) -> None:
         self._db.close()
@@ -531,3 +575,50 @@ class SqlStore(MetadataStore):
         if row is None:
             return None
         return {"token": row.token, "owner": row.owner, "expires_at": _aware(row.expires_at)}
+
+    # retention ---------------------------------------------------------------------------
+    def prune_commits(self, table_id: int, below_version: int) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                sa.delete(s.commits).where(
+                    (s.commits.c.table_id == table_id) & (s.commits.c.version < below_version)
+                )
+            ).rowcount
+
+    def oldest_commit(self, table_id: int) -> CommitInfo | None:
+        q = (
+            sa.select(s.commits)
+            .where(s.commits.c.table_id == table_id)
+            .order_by(s.commits.c.version)
+            .limit(1)
+        )
+        with self._read() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return CommitInfo(
+            r.table_id,
+            int(r.version),
+            int(r.seq),
+            r.txn_id,
+            r.user,
+            r.operation,
+            _aware(r.committed_at),
+            dict(r.params or {}),
+        )
+
+    def prune_transactions(self, ended_before: datetime) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                sa.delete(s.transactions).where(
+                    (s.transactions.c.state != "ACTIVE")
+                    & (s.transactions.c.ended_at < ended_before)
+                )
+            ).rowcount
+
+    def row_counts(self) -> dict[str, int]:
+        with self._read() as conn:
+            return {
+                t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                for t in s.metadata.sorted_tables
+            }

@@ -20,9 +20,16 @@ from sqlglot.errors import SqlglotError
 
 from catalog.errors import PolicyError
 from governance.policy.adapter import LinesAdapter
-from governance.policy.engine import TableLookup, model_arity, parse_columns
+from governance.policy.engine import (
+    LoadedPolicy,
+    PolicyText,
+    TableLookup,
+    load_text,
+    model_arity,
+    parse_columns,
+)
 from governance.policy.lines import ARITY, PolicyLine, parse_text_all
-from governance.policy.resources import ACTIONS
+from governance.policy.resources import ACTIONS, location_covers
 from governance.policy.sqltext import PolicySQLError, is_true, normalize
 
 ERROR = "error"
@@ -36,8 +43,14 @@ _QUEUE = re.compile(r"queue:(\*|[A-Za-z_][A-Za-z0-9_-]*)\Z")
 _FALSE_WORDS = frozenset({"false", "1=0"})
 _RESOURCE_FORMS = (
     "*, db, db.table or db.table.column (letters, digits and underscores; * for any segment), "
-    "tag:KEY=VALUE or queue:NAME"
+    "tag:KEY=VALUE, queue:NAME, location:PREFIX or policy"
 )
+# The actions each kind of non-data resource takes (contract section 3, rules 11-14).
+_KIND_ACTIONS = {
+    "queue": ("submit", "describe", "alter"),
+    "location": ("select",),
+    "policy": ("describe", "alter"),
+}
 
 
 @dataclass(frozen=True)
@@ -274,15 +287,17 @@ class _Checker:
         self.grants.append(_Grant(line, subject.lower(), resource.lower(), action.lower(), effect))
 
     def _check_p_target(self, line: PolicyLine, kind: str, resource: str, action: str) -> None:
-        if kind == "queue":
-            if action in ("select", "unmask"):
+        if kind in _KIND_ACTIONS:
+            takes = _KIND_ACTIONS[kind]
+            if action in ("select", "unmask") and action not in takes:
                 self.warn(
-                    line, f"{action} on {resource!r} never applies: a queue only takes submit"
+                    line,
+                    f"{action} on {resource!r} never applies: a {kind} takes {', '.join(takes)}",
                 )
-            elif action not in ("submit", "*"):
+            elif action not in (*takes, "*"):
                 self.error(
                     line,
-                    f"{resource!r} is a queue; its only action is submit (or *), not {action!r}",
+                    f"{resource!r} is a {kind}; it takes {', '.join(takes)} (or *), not {action!r}",
                 )
             return
         if action == "submit":
@@ -484,6 +499,10 @@ def _resource_kind(resource: str) -> str | None:
         return "all"
     if resource.startswith("queue:"):
         return "queue" if _QUEUE.match(resource) else None
+    if resource.startswith("location:"):
+        return "location" if len(resource) > len("location:") else None
+    if resource.lower() == "policy":
+        return "policy"
     if resource.startswith("tag:"):
         return "tag" if _TAG.match(resource) else None
     return "name" if _segments(resource, 3, wildcards=True) is not None else None
@@ -498,13 +517,17 @@ def _segments_cover(pattern: list[str], name: list[str]) -> bool:
 
 def _resource_covers(pattern: str, resource: str) -> bool:
     """Does a p RESOURCE cover everything another p RESOURCE can match (both lower-case)?"""
-    if pattern == resource:
+    if pattern == resource or pattern == "*":
         return True
-    pattern_queue, resource_queue = pattern.startswith("queue:"), resource.startswith("queue:")
-    if pattern == "*":
-        return not resource_queue
-    if pattern_queue or resource_queue:
-        return pattern == "queue:*" and resource_queue
+    kind, other = _resource_kind(pattern), _resource_kind(resource)
+    if kind in _KIND_ACTIONS or other in _KIND_ACTIONS:
+        if kind != other:
+            return False
+        if kind == "queue":
+            return pattern == "queue:*"
+        if kind == "location":
+            return location_covers(pattern[len("location:") :], resource[len("location:") :])
+        return True
     if pattern.startswith("tag:") or resource.startswith("tag:") or resource == "*":
         return False
     return _segments_cover(pattern.split("."), resource.split("."))
@@ -582,3 +605,17 @@ def _cycles(edges: dict[str, set[str]]) -> list[set[str]]:
                 if len(component) > 1:
                     out.append(component)
     return out
+
+
+def load_checked(text: PolicyText, tables: TableLookup | None) -> LoadedPolicy:
+    """Parse and check a policy text; PolicyError names the first error (and how many more).
+
+    A policy with errors is never enforced: the one in force stays until it is fixed.
+    """
+    loaded = load_text(text)
+    errors = [p for p in check_lines(list(loaded.lines), tables) if p.severity == ERROR]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more; run `lake policy check`)" if len(errors) > 1 else ""
+        raise PolicyError(first.message + more, first.file, first.line)
+    return loaded

@@ -1,14 +1,15 @@
-"""The policy engine: a policy folder loaded into Casbin, and per-user decisions from it.
+"""The policy engine: one policy (policy.csv and its model) loaded into Casbin, and per-user
+decisions from it.
 
 Casbin answers allow/deny questions (`enforce_ex`) with our subject, resource and action
 matchers; the view of a table (columns, rows, cells, masks) is built from those answers and the
-p2/p3 lines Casbin loaded. Decisions are cached per (user, table, columns, policy version).
+p2/p3 lines Casbin loaded. Decisions are cached per (user, table, columns). An engine is
+immutable: a new policy version is a new engine (see governance.policy.state).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from governance.policy.resources import action_matches, effective_tags, pattern_
 from governance.policy.sqltext import PolicySQLError, is_true, normalize
 
 DEFAULT_MODEL = Path(__file__).with_name("model.conf")
+
+_UNFIT = (
+    "{user} may not read {table} at this version: a policy rule on it does not fit its columns "
+    "(an administrator can find it with `lake policy check`)"
+)
 
 # (database.table) -> (columns in table order, catalog tags by resource) or None if unknown
 TableLookup = Callable[[str], "tuple[list[str], dict[str, dict[str, str]]] | None"]
@@ -56,39 +62,59 @@ class ViewSpec:
 
 
 @dataclass(frozen=True)
-class LoadedPolicy:
-    folder: Path
-    lines: tuple[PolicyLine, ...]
-    model_text: str
-    version: str
-    stamp: tuple
+class PolicyText:
+    """A policy as it is installed in a catalog: the text of policy.csv and of its model.
+
+    `model` is None for the shipped default model. `source` says where it was read from (for
+    administrators; never shown to users).
+    """
+
+    csv: str
+    model: str | None = None
+    source: str = ""
+
+    @property
+    def model_text(self) -> str:
+        return self.model if self.model is not None else DEFAULT_MODEL.read_text()
+
+    @property
+    def version(self) -> str:
+        """A content hash: the same text is the same version wherever it is installed."""
+        return hashlib.sha256((self.model_text + "\0" + self.csv).encode()).hexdigest()[:16]
 
 
-def _stamp(folder: Path) -> tuple:
-    out = []
-    for name in ("policy.csv", "model.conf"):
-        try:
-            st = os.stat(folder / name)
-            out.append((name, st.st_mtime_ns, st.st_size, st.st_ino))
-        except FileNotFoundError:
-            out.append((name, None))
-    return tuple(out)
-
-
-def load_folder(folder: Path) -> LoadedPolicy:
-    """Read a policy folder (policy.csv, optional model.conf); PolicyError names file and line."""
+def read_folder(folder: Path) -> PolicyText:
+    """Read a policy folder (policy.csv, optional model.conf); PolicyError if it cannot be read."""
     folder = Path(folder)
     csv = folder / "policy.csv"
     if not csv.is_file():
         raise PolicyError(f"no policy.csv in {folder}", str(csv))
-    stamp = _stamp(folder)
     model_path = folder / "model.conf"
-    model_text = (model_path if model_path.is_file() else DEFAULT_MODEL).read_text()
-    arity = model_arity(model_text, str(model_path if model_path.is_file() else DEFAULT_MODEL))
-    text = csv.read_text(encoding="utf-8")
-    lines = tuple(parse_text(text, str(csv), arity))
-    version = hashlib.sha256((model_text + "\0" + text).encode()).hexdigest()[:16]
-    return LoadedPolicy(folder, lines, model_text, version, stamp)
+    try:
+        model = model_path.read_text(encoding="utf-8") if model_path.is_file() else None
+        text = csv.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PolicyError(f"cannot read the policy: {e}", str(csv)) from None
+    return PolicyText(text, model, str(folder.resolve()))
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    text: PolicyText
+    lines: tuple[PolicyLine, ...]
+    model_text: str
+    version: str
+
+
+CSV_NAME = "policy.csv"  # rules are named policy.csv:LINE wherever the text came from
+
+
+def load_text(text: PolicyText) -> LoadedPolicy:
+    """Parse a policy text; PolicyError names the file and line of the first bad line."""
+    model_text = text.model_text
+    arity = model_arity(model_text, "model.conf" if text.model is not None else str(DEFAULT_MODEL))
+    lines = tuple(parse_text(text.csv, CSV_NAME, arity))
+    return LoadedPolicy(text, lines, model_text, text.version)
 
 
 def model_arity(model_text: str, where: str) -> dict[str, int]:
@@ -108,41 +134,12 @@ def model_arity(model_text: str, where: str) -> dict[str, int]:
 
 
 class PolicyEngine:
-    """Decisions for one policy folder; reloads itself when the folder's files change."""
+    """Decisions for one loaded and checked policy (see `governance.policy.check.load_checked`)."""
 
-    def __init__(
-        self, folder: Path, tables: TableLookup, on_reload: Callable[[str], None] | None = None
-    ):
-        self.folder = Path(folder)
+    def __init__(self, loaded: LoadedPolicy, tables: TableLookup):
         self.tables = tables
-        self.on_reload = on_reload
         self._lock = threading.RLock()
-        self._policy: LoadedPolicy | None = None
-        self.reload()
-
-    # loading -----------------------------------------------------------------------------------
-    @property
-    def version(self) -> str:
-        return self._policy.version if self._policy else ""
-
-    def reload(self) -> str:
-        """Re-read the folder now; a bad folder raises PolicyError and the old policy stays."""
-        loaded = load_folder(self.folder)
-        from governance.policy.check import ERROR, check_lines
-
-        errors = [p for p in check_lines(list(loaded.lines), self.tables) if p.severity == ERROR]
-        if errors:
-            first = errors[0]
-            raise PolicyError(
-                first.message
-                + (
-                    f" (and {len(errors) - 1} more; run `lake policy check`)"
-                    if len(errors) > 1
-                    else ""
-                ),
-                first.file,
-                first.line,
-            )
+        self._policy = loaded
         enforcer = casbin.Enforcer(self._model(loaded.model_text), LinesAdapter(loaded.lines))
         with self._lock:
             self._policy = loaded
@@ -156,17 +153,14 @@ class PolicyEngine:
                     self._by_subject.setdefault(line.values[0].lower(), []).append(line)
             self._g2 = [(r, t) for r, t in enforcer.get_named_grouping_policy("g2")]
             self._masks = [line for line in loaded.lines if line.ptype == "p3"]
-        if self.on_reload:
-            self.on_reload(loaded.version)
-        return loaded.version
 
-    def maybe_reload(self) -> None:
-        """Pick up edited policy files (checked by modification time on every decision).
+    @property
+    def version(self) -> str:
+        return self._policy.version
 
-        A broken edit raises PolicyError on every decision until it is fixed: failing closed
-        beats serving a policy the author has already changed."""
-        if self._policy is not None and _stamp(self.folder) != self._policy.stamp:
-            self.reload()
+    @property
+    def text(self) -> PolicyText:
+        return self._policy.text
 
     @staticmethod
     def _model(text: str) -> Model:
@@ -226,8 +220,8 @@ class PolicyEngine:
 
     # decisions ---------------------------------------------------------------------------------
     def allowed(self, user: str, resource: str, action: str) -> bool:
-        """May `user` do `action` on `resource` (a database, table, column or queue)?"""
-        self.maybe_reload()
+        """May `user` do `action` on `resource` (a database, table, column, queue, location or
+        the policy)?"""
         with self._lock:
             tags = self._tags_for(resource)
             return self._ask(user, resource, action, tags)[0]
@@ -246,8 +240,7 @@ class PolicyEngine:
 
     def view(self, user: str, table: str, columns: list[str]) -> ViewSpec:
         """The view of `table` for `user`; AccessDenied if the user has no select grant on it."""
-        self.maybe_reload()
-        key = (user, table, tuple(columns), self.version)
+        key = (user, table, tuple(columns))
         with self._lock:
             hit = self._views.get(key)
             if hit is not None:
@@ -316,11 +309,10 @@ class PolicyEngine:
                 try:
                     cond_sql = None if is_true(cond) else normalize(cond, columns)[0]
                     chosen = parse_columns(cols, columns)
-                except (PolicySQLError, ValueError) as e:
-                    # Fail closed: a filter that no longer fits the table grants nothing.
-                    raise AccessDenied(
-                        f"the policy filter at {line.where} does not fit {table}: {e}"
-                    ) from None
+                except (PolicySQLError, ValueError):
+                    # Fail closed: a filter that no longer fits the table grants nothing. The
+                    # message names neither the rule nor its text: both are the policy's.
+                    raise AccessDenied(_UNFIT.format(user=user, table=table)) from None
                 out.append(Pair(cond_sql, chosen, f"{line.where} p2 {name}"))
         out.sort(key=lambda p: p.rule)
         return out
@@ -346,8 +338,8 @@ class PolicyEngine:
             known = self.tables(table)
             try:
                 masks[c] = normalize(line.values[1], known[0] if known else None)[0]
-            except PolicySQLError as e:
-                raise AccessDenied(f"the mask at {line.where} does not fit {table}: {e}") from None
+            except PolicySQLError:
+                raise AccessDenied(_UNFIT.format(user=user, table=table)) from None
             rules.append(f"{line.where} p3 mask {c}")
         return masks
 

@@ -1,12 +1,17 @@
-"""Resource names and patterns: `db`, `db.table`, `db.table.column`, `*` per segment, tags, queues.
+"""Resource names and patterns: `db`, `db.table`, `db.table.column`, `*` per segment, tags,
+queues, locations and the policy itself.
 
 Matching is exact segment by segment (case-insensitive), never by prefix of a name: `sales`
-matches `sales.orders` but not `sales_pii` (pycasbin's regex/key matchers get this wrong).
+matches `sales.orders` but not `sales_pii` (pycasbin's regex/key matchers get this wrong). A
+`location:PREFIX` covers the prefix and what lies below it, by whole path segments. A resource of
+`*` alone covers every resource of every kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from governance.locations import resolve
 
 ACTIONS = frozenset(
     [
@@ -24,6 +29,38 @@ ACTIONS = frozenset(
 )
 
 
+LOCATION = "location:"
+POLICY = "policy"
+
+
+def resource_kind(resource: str) -> str:
+    """'queue', 'location', 'policy', 'tag' or 'data' (databases, tables, columns)."""
+    low = resource.lower()
+    if low.startswith("queue:"):
+        return "queue"
+    if low.startswith(LOCATION):
+        return "location"
+    if low == POLICY:
+        return "policy"
+    if low.startswith("tag:"):
+        return "data"  # a tag pattern covers data resources (columns)
+    return "data"
+
+
+def location_covers(prefix: str, target: str) -> bool:
+    """Whether a granted location prefix covers a target path or URI, by whole segments.
+
+    `/data/landing` covers `/data/landing` and `/data/landing/a.csv`, never `/data/landing2`;
+    `*` covers every location. Both sides must already be resolved (no `..`, no symlinks).
+    """
+    if prefix == "*":
+        return True
+    prefix = prefix.rstrip("/")
+    if not prefix:
+        return False
+    return target == prefix or target.startswith(prefix + "/")
+
+
 def split(resource: str) -> list[str]:
     return resource.lower().split(".")
 
@@ -36,9 +73,19 @@ def pattern_matches(pattern: str, resource: str, tags: Mapping[str, Mapping[str,
     resolved per column, so a column's own tag can take it out of a table-wide tag).
     """
     if pattern == "*":
-        return not resource.startswith("queue:")
-    if pattern.startswith("queue:") or resource.startswith("queue:"):
+        return True
+    kind, r_kind = resource_kind(pattern), resource_kind(resource)
+    if kind != r_kind:
+        return False
+    if kind == "queue":
         return pattern.lower() == resource.lower() or pattern.lower() == "queue:*"
+    if kind == "location":
+        prefix = pattern[len(LOCATION) :]
+        return location_covers(
+            prefix if prefix == "*" else resolve(prefix), resource[len(LOCATION) :]
+        )
+    if kind == "policy":
+        return True
     if pattern.startswith("tag:"):
         if resource.count(".") != 2:
             return False  # tags are resolved per column, never for a whole table

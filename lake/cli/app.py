@@ -197,7 +197,7 @@ def table_create(
     partition_by: Annotated[list[str] | None, typer.Option("--partition-by", "-p")] = None,
     description: Annotated[str, typer.Option()] = "",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE, repeatable")] = None,
-    user: Annotated[str, typer.Option("--user", "-u", envvar="LAKE_USER")] = "",
+    user: Annotated[str | None, typer.Option("--user", "-u", envvar="LAKE_USER")] = None,
 ) -> None:
     """Create a governed Delta table."""
     try:

@@ -335,12 +335,25 @@ def list_jobs(
     catalog: CatalogUrl = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     state: Annotated[str | None, typer.Option("--status", help="Only this state.")] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's jobs.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many (newest).")] = 50,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", envvar="LAKE_USER", help="User to list for.")
+    ] = None,
+    submitted_by: Annotated[
+        str | None, typer.Option("--submitted-by", help="Only this user's jobs.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Jobs per page.")] = 50,
+    page: Annotated[int, typer.Option(min=1, help="Page (1: the newest jobs).")] = 1,
 ) -> None:
-    """List jobs, newest last."""
+    """List the jobs a user may see, newest first, one page at a time."""
     with _session(root, catalog) as lk:
-        jobs = batch_of(lk).list(queue, state.upper() if state else None, user=user)
+        jobs = batch_of(lk).list(
+            queue,
+            state.upper() if state else None,
+            user=user,
+            submitted_by=submitted_by,
+            limit=limit,
+            offset=(page - 1) * limit,
+        )
         t = Table(
             Column("job", no_wrap=True),
             "name",
@@ -352,7 +365,7 @@ def list_jobs(
             "reason",
             header_style="bold cyan",
         )
-        for j in jobs[-limit:]:
+        for j in jobs:
             r = j._row or j.refresh()
             t.add_row(
                 r["id"] + (f" [dim]x{r['array_size']}[/]" if r["array_size"] else ""),
@@ -365,6 +378,8 @@ def list_jobs(
                 r["status_reason"],
             )
         console.print(t)
+        if len(jobs) == limit:
+            console.print(f"page {page} of the newest first; the next: --page {page + 1}")
 
 
 @job_app.command("cancel")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,7 +44,6 @@ DEMO_POLICY = """\
 # The demo's policy: etl administers, three people see three views of the same tables.
 g, etl, role:admin
 p, role:admin, *, *, allow
-p, role:admin, queue:*, submit, allow
 g, alice, role:analyst
 p, role:analyst, sales, select, allow
 p3, sales.customers.email, regexp_replace(email, '^[^@]+', '***')
@@ -82,17 +83,21 @@ def governance(lk: lake.Lake, out: Console) -> None:
 
 def maintenance(lk: lake.Lake, out: Console) -> None:
     """A crawl of raw files into Delta tables, and auto-compaction at work."""
-    import time
 
     out.print(Panel.fit("Maintenance: crawl raw files, compact automatically", style="cyan"))
-    landing = lk.root / "_landing" / "clicks"
+    # Files to crawl live outside the lake: its own folders are never a readable location.
+    outside = Path(tempfile.mkdtemp(prefix="lakeward-demo-landing-"))
+    landing = outside / "clicks"
     for day in ("2026-11-01", "2026-11-02"):
         folder = landing / f"day={day}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "part-0.csv").write_text(
             "user_id,page,ms\n" + "".join(f"{i},/p{i % 4},{10 * i}\n" for i in range(20))
         )
-    result = lk.crawl(landing.parent, database="raw", user="etl")
+    try:
+        result = lk.crawl(landing.parent, database="raw", user="etl")
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
     out.print(
         render(
             pa.table(
@@ -107,7 +112,7 @@ def maintenance(lk: lake.Lake, out: Console) -> None:
                     "partitioned by": [", ".join(t.partition_by) for t in result.tables],
                 }
             ),
-            f"lk.crawl({landing.parent.name}/) into database raw",
+            "lk.crawl(landing/) into database raw",
         )
     )
 

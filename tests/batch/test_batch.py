@@ -140,7 +140,8 @@ def test_bad_job_specs_are_rejected_clearly(make_lake, tmp_path):
 
 
 def test_submit_needs_queue_grant_and_is_audited(make_lake):
-    policy = "p, etl, queue:default, submit, allow\np, etl, *, *, allow\n"
+    # (`p, etl, *, *, allow` would grant every queue too: `*` alone matches every resource.)
+    policy = "p, etl, queue:default, submit, allow\np, etl, system.audit, select, allow\n"
     lk = make_lake(policy=policy)
     b = batch_of(lk)
     with pytest.raises(AccessDenied, match="queue"):
@@ -402,8 +403,8 @@ def test_output_commit_is_idempotent_per_job(make_lake, tmp_path):
     pq.write_table(
         pa.table({"step": [1, 2], "value": [1, 4], "job": ["j", "j"]}), out / "p.parquet"
     )
-    first = commit_outputs(lk.catalog, "etl", "j", {"scores": "ml.scores"}, tmp_path / "out")
-    again = commit_outputs(lk.catalog, "etl", "j", {"scores": "ml.scores"}, tmp_path / "out")
+    first = commit_outputs(lk.batch.port, "etl", "j", {"scores": "ml.scores"}, tmp_path / "out")
+    again = commit_outputs(lk.batch.port, "etl", "j", {"scores": "ml.scores"}, tmp_path / "out")
     assert first["scores"]["skipped"] is False and again["scores"]["skipped"] is True
     assert _rows(lk, "SELECT count(*) AS n FROM ml.scores") == [{"n": 2}]
 
@@ -451,7 +452,7 @@ def test_states_visible_from_another_process(make_lake):
         "import sys, lake\n"
         "from batch.api import Batch\n"
         "lk = lake.connect(sys.argv[1])\n"
-        "b = Batch.from_lake(lk)\n"
+        "b = lk.batch\n"
         "j = b.get(sys.argv[2])\n"
         "print(j.status, [a.reason for a in j.attempts])\n"
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import socket
 import subprocess
 import sys
@@ -102,7 +101,7 @@ def test_jobs_survive_the_client_and_a_lost_scheduler(make_lake):
         "import sys, lake\n"
         "from batch.api import Batch\n"
         "lk = lake.connect(sys.argv[1])\n"
-        "b = Batch.from_lake(lk)\n"
+        "b = lk.batch\n"
         "b.autostart = False\n"
         "print(b.submit(['sh', '-c', 'echo from $LAKE_ATTEMPT'], user='etl').id)\n"
         "b.close(); lk.close()\n"
@@ -182,10 +181,9 @@ def test_detached_actor_scheduler(make_lake):
     import ray
 
     from batch.actor import actor_name
-    from batch.api import Batch
 
     lk = make_lake('\n[batch]\nscheduler = "actor"\n', base="")
-    b = Batch.from_lake(lk, lake_factory=functools.partial(lake.connect, str(lk.root)))
+    b = lk.batch  # scheduler = "actor": the lake hands it a factory to open itself again
     try:
         job = b.submit(["sh", "-c", "echo actor"], user="etl")
         assert b._scheduler is None  # nothing runs in this process
@@ -215,11 +213,10 @@ def test_spot_demo_resumes_and_commits_once(make_lake):
 
 
 def test_one_leader_among_schedulers(make_lake):
-    from batch.api import Batch
 
     lk = make_lake()
     other = lake.connect(lk.root)
-    b1, b2 = batch_of(lk), Batch.from_lake(other)
+    b1, b2 = batch_of(lk), other.batch
     try:
         b1.start()
         b2.start()

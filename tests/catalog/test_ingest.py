@@ -28,9 +28,6 @@ from catalog.errors import (
     SQLError,
     TableNotFound,
 )
-from catalog.ingestion.crawl import crawl
-from catalog.ingestion.ingest import ingest
-from catalog.ingestion.stream import append_stream, committed_seq
 from lake.cli.ingest import register
 
 from support.lakes import ENV
@@ -101,7 +98,7 @@ def test_crawl_nested_hive_folders_with_mixed_schemas(lk, tmp_path):
     src = tmp_path / "src"
     hive_source(src)
     progress: list[tuple[int, int, int]] = []
-    r = crawl(lk, src, database="raw", user="etl", on_progress=lambda *a: progress.append(a))
+    r = lk.crawl(src, database="raw", user="etl", on_progress=lambda *a: progress.append(a))
 
     assert r.created == ["raw.events", "raw.logs", "raw.orders"]
     assert r.failed == [] and r.problems == []
@@ -166,7 +163,7 @@ def test_crawl_reports_conflicts_and_writes_nothing_for_that_table(lk, tmp_path)
     # table mid-stream, after it was created and data streamed: it must vanish again.
     text(src / "late/a.csv", "k\n" + "1\n" * 700_000 + "oops\n")
 
-    r = crawl(lk, src, database="raw", user="etl")
+    r = lk.crawl(src, database="raw", user="etl")
 
     assert r.created == ["raw.good"]
     assert sorted(r.failed) == ["raw.bad_csv", "raw.bad_parquet", "raw.late"]
@@ -185,7 +182,7 @@ def test_crawl_reports_conflicts_and_writes_nothing_for_that_table(lk, tmp_path)
     # A conflict with an existing table's schema leaves that table as it was.
     parquet(src / "good/b.parquet", k=pa.array(["text"]))
     version = lk.catalog.table("raw.good").version
-    r2 = crawl(lk, src, database="raw", user="etl")
+    r2 = lk.crawl(src, database="raw", user="etl")
     good = r2.table("good")
     assert (
         good.action == "failed"
@@ -198,10 +195,10 @@ def test_crawl_reports_conflicts_and_writes_nothing_for_that_table(lk, tmp_path)
 def test_recrawl_is_incremental_and_idempotent(lk, tmp_path):
     src = tmp_path / "src"
     hive_source(src)
-    first = crawl(lk, src, database="raw", user="etl")
+    first = lk.crawl(src, database="raw", user="etl")
     versions = {t.name: t.version for t in first.tables}
 
-    again = crawl(lk, src, database="raw", user="etl")
+    again = lk.crawl(src, database="raw", user="etl")
     assert [(t.name, t.action, t.known, t.files, t.rows) for t in again.tables] == [
         ("raw.events", "unchanged", 2, [], 0),
         ("raw.logs", "unchanged", 2, [], 0),
@@ -219,7 +216,7 @@ def test_recrawl_is_incremental_and_idempotent(lk, tmp_path):
     text(src / "events_003.json", '{"e": 4}\n')
     # A file that changed after it was crawled is reported, not read again.
     text(src / "logs/year=2024/month=01/a.csv", "level,latency\nINFO,12\nWARN,7\nERROR,1\n")
-    third = crawl(lk, src, database="raw", user="etl")
+    third = lk.crawl(src, database="raw", user="etl")
     orders = third.table("orders")
     assert (orders.action, orders.files, orders.known, orders.rows) == (
         "updated",
@@ -238,7 +235,7 @@ def test_recrawl_is_incremental_and_idempotent(lk, tmp_path):
     assert q(lk, "SELECT count(*) AS n FROM raw.events") == [{"n": 4}]
     assert q(lk, "SELECT count(*) AS n FROM raw.logs") == [{"n": 3}]
 
-    fourth = crawl(lk, src, database="raw", user="etl")
+    fourth = lk.crawl(src, database="raw", user="etl")
     assert {t.action for t in fourth.tables} == {"unchanged"}
     assert fourth.files == 0 and fourth.rows == 0
     assert q(lk, "SELECT count(*) AS n FROM raw.orders") == [{"n": 7}]
@@ -284,8 +281,7 @@ def test_ingest_from_sqlite_database(lk, tmp_path):
     lk.catalog.create_database("sales")
     lk.catalog.create_table("sales.orders", ORDERS, partition_by=["region"])
     seen: list[int] = []
-    r = ingest(
-        lk,
+    r = lk.ingest(
         "sales.orders",
         (url, "SELECT id, region, amount, day, note FROM orders"),
         user="etl",
@@ -304,8 +300,7 @@ def test_ingest_from_sqlite_database(lk, tmp_path):
     ]
 
     # A missing table is created from the query's columns.
-    r2 = ingest(
-        lk,
+    r2 = lk.ingest(
         "sales.by_region",
         (url, "SELECT region, count(*) AS n, sum(amount) AS total FROM orders GROUP BY region"),
         user="etl",
@@ -314,8 +309,7 @@ def test_ingest_from_sqlite_database(lk, tmp_path):
     assert types(lk, "sales.by_region") == {"region": "string", "n": "int64", "total": "double"}
 
     # overwrite replaces, in one commit.
-    r3 = ingest(
-        lk,
+    r3 = lk.ingest(
         "sales.by_region",
         (url, "SELECT 'all' AS region, 1 AS n, 2.0 AS total"),
         user="etl",
@@ -345,11 +339,11 @@ def test_ingest_from_sqlite_errors_write_nothing(lk, tmp_path):
     ]
     for source, error in cases:
         with pytest.raises(error):
-            ingest(lk, "sales.orders", source, user="etl", batch_rows=1_000)
+            lk.ingest("sales.orders", source, user="etl", batch_rows=1_000)
         assert lk.catalog.table("sales.orders").version == 0, source
         assert log_at_pointer(lk, "sales.orders")
     with pytest.raises(SQLError):
-        ingest(lk, "sales.fresh", (url, "SELECT * FROM nope"), user="etl")
+        lk.ingest("sales.fresh", (url, "SELECT * FROM nope"), user="etl")
     with pytest.raises(TableNotFound):
         lk.catalog.table("sales.fresh")
     assert q(lk, "SELECT count(*) AS n FROM sales.orders") == [{"n": 0}]
@@ -451,13 +445,13 @@ BAD_INPUTS = [  # (source, error, also an error when the ingest creates the tabl
 def test_ingest_bad_inputs_raise_typed_errors_and_write_nothing(orders_lake, source, error, fresh):
     lk, d = orders_lake
     with pytest.raises(error):
-        ingest(lk, "sales.orders", str(d / source), user="etl")
+        lk.ingest("sales.orders", str(d / source), user="etl")
     assert lk.catalog.table("sales.orders").version == 1
     assert log_at_pointer(lk, "sales.orders")
     assert q(lk, "SELECT count(*) AS n FROM sales.orders") == [{"n": 1}]
     if fresh:  # into a new table: it is not left behind either
         with pytest.raises(error):
-            ingest(lk, "sales.fresh", str(d / source), user="etl")
+            lk.ingest("sales.fresh", str(d / source), user="etl")
         with pytest.raises(TableNotFound):
             lk.catalog.table("sales.fresh")
 
@@ -465,21 +459,21 @@ def test_ingest_bad_inputs_raise_typed_errors_and_write_nothing(orders_lake, sou
 def test_ingest_bad_arguments(orders_lake):
     lk, d = orders_lake
     with pytest.raises(InvalidArgument):
-        ingest(lk, "sales.orders", str(d / "good"), user="etl", format="xml")
+        lk.ingest("sales.orders", str(d / "good"), user="etl", format="xml")
     with pytest.raises(InvalidArgument):
-        ingest(lk, "sales.orders", str(d / "good"), user="etl", mode="upsert")
+        lk.ingest("sales.orders", str(d / "good"), user="etl", mode="upsert")
     with pytest.raises(InvalidArgument):
-        ingest(lk, "sales.orders", 42, user="etl")
+        lk.ingest("sales.orders", 42, user="etl")
     with pytest.raises(TableNotFound):
-        ingest(lk, "nodb.t", str(d / "good"), user="etl")
+        lk.ingest("nodb.t", str(d / "good"), user="etl")
     with pytest.raises(TableNotFound):
-        ingest(lk, "sales.absent", str(d / "good"), user="etl", create=False)
+        lk.ingest("sales.absent", str(d / "good"), user="etl", create=False)
     assert lk.catalog.table("sales.orders").version == 1
 
 
 def test_ingest_glob_is_one_atomic_commit(orders_lake):
     lk, d = orders_lake
-    r = ingest(lk, "sales.orders", str(d / "good" / "*.csv"), user="etl", block_size=64 << 10)
+    r = lk.ingest("sales.orders", str(d / "good" / "*.csv"), user="etl", block_size=64 << 10)
     assert (r.rows, len(r.files), r.version) == (160_000, 2, 2)
     assert q(lk, "SELECT count(*) AS n FROM sales.orders") == [{"n": 160_001}]
     assert lk.history("sales.orders", 1)[0]["operation"] == "WRITE"
@@ -490,7 +484,7 @@ def test_ingest_hive_folders_into_partitioned_table(lk, tmp_path):
     text(src / "region=eu/a.csv", "id,amount\n1,1.5\n2,2.5\n")
     text(src / "region=us/a.csv", "id,amount\n3,3\n")
     lk.catalog.create_database("sales")
-    r = ingest(lk, "sales.orders", str(src / "*" / "*.csv"), user="etl")
+    r = lk.ingest("sales.orders", str(src / "*" / "*.csv"), user="etl")
     assert r.created and lk.catalog.describe("sales.orders")["partition_by"] == ["region"]
     assert q(lk, "SELECT id, amount, region FROM sales.orders ORDER BY id") == [
         {"id": 1, "amount": 1.5, "region": "eu"},
@@ -521,7 +515,7 @@ def assert_exactly_once(root: Path, count: int) -> None:
         )
         assert [r["seq"] for r in got] == list(range(count))
         assert all(r["n"] == 20 and r["d"] == 20 for r in got), got
-        assert committed_seq(lk, "s.events", "feed") == count - 1
+        assert lk.committed_seq("s.events", "feed") == count - 1
         assert log_at_pointer(lk, "s.events")
 
 
@@ -567,9 +561,9 @@ def test_stream_replay_after_kill_9_commits_each_batch_once(tmp_path, mode, mark
     p.send_signal(signal.SIGKILL)
     p.wait()
     with lake.connect(root) as lk:
-        r = append_stream(lk, "s.events", (batch(s) for s in range(8)), user="w", app_id="feed")
+        r = lk.append_stream("s.events", (batch(s) for s in range(8)), user="w", app_id="feed")
         assert (r.committed, r.skipped, r.last_seq) == (3, 5, 7)
-        again = append_stream(lk, "s.events", (batch(s) for s in range(8)), user="w", app_id="feed")
+        again = lk.append_stream("s.events", (batch(s) for s in range(8)), user="w", app_id="feed")
         assert (again.committed, again.skipped) == (0, 8)
     assert_exactly_once(root, 8)
 
@@ -597,7 +591,7 @@ def test_stream_kill_9_at_random_instants_then_replay(tmp_path):
     with lake.connect(root) as lk:
         present = {r["seq"] for r in q(lk, "SELECT DISTINCT seq FROM s.events")}
         assert set(acked) <= present
-        r = append_stream(lk, "s.events", (batch(s) for s in range(count)), user="w", app_id="feed")
+        r = lk.append_stream("s.events", (batch(s) for s in range(count)), user="w", app_id="feed")
         assert r.skipped >= len(set(acked)) and r.committed + r.skipped == count
     assert_exactly_once(root, count)
 
@@ -608,7 +602,7 @@ def test_stream_replayers_racing_commit_each_batch_once(tmp_path):
     root = tmp_path / "lake"
     stream_lake(root)
     with lake.connect(root) as lk:
-        append_stream(lk, "s.events", (batch(s) for s in range(3)), user="w", app_id="feed")
+        lk.append_stream("s.events", (batch(s) for s in range(3)), user="w", app_id="feed")
     procs = [spawn("replay", str(root), "12") for _ in range(2)]
     for p in procs:
         read_until(p, "READY")
@@ -630,46 +624,57 @@ def test_stream_arguments(lk):
     lk.catalog.create_database("s")
     lk.catalog.create_table("s.events", EVENTS)
     with pytest.raises(InvalidArgument):
-        append_stream(lk, "s.events", [batch(2), batch(1)], user="w", app_id="feed")
+        lk.append_stream("s.events", [batch(2), batch(1)], user="w", app_id="feed")
     with pytest.raises(InvalidArgument):
-        append_stream(lk, "s.events", [batch(0)], user="w", app_id="")
+        lk.append_stream("s.events", [batch(0)], user="w", app_id="")
     with pytest.raises(InvalidArgument):
-        append_stream(lk, "s.events", [(-1, batch(0)[1])], user="w", app_id="feed")
+        lk.append_stream("s.events", [(-1, batch(0)[1])], user="w", app_id="feed")
     with pytest.raises(SchemaMismatch):
-        append_stream(lk, "s.events", [(5, pa.table({"x": [1]}))], user="w", app_id="feed")
+        lk.append_stream("s.events", [(5, pa.table({"x": [1]}))], user="w", app_id="feed")
     # batch 2 committed before 1 was refused; a different app id is an independent stream
-    assert committed_seq(lk, "s.events", "feed") == 2
-    r = append_stream(lk, "s.events", [batch(0), batch(1)], user="w", app_id="other")
+    assert lk.committed_seq("s.events", "feed") == 2
+    r = lk.append_stream("s.events", [batch(0), batch(1)], user="w", app_id="other")
     assert (r.committed, r.skipped) == (2, 0)
     # a batch may leave out nullable columns
-    r = append_stream(
-        lk, "s.events", [(9, pa.table({"id": [1], "seq": [9]}))], user="w", app_id="x"
-    )
+    r = lk.append_stream("s.events", [(9, pa.table({"id": [1], "seq": [9]}))], user="w", app_id="x")
     assert r.committed == 1
     assert q(lk, "SELECT count(*) AS n, count(v) AS v FROM s.events") == [{"n": 61, "v": 60}]
 
 
 def test_governed_by_the_policy_and_audited(tmp_path):
     root = tmp_path / "lake"
+    src = tmp_path / "src"
     (root / "policy").mkdir(parents=True)
     (root / "policy" / "policy.csv").write_text(
         "g, admin, role:admin\np, role:admin, *, *, allow\np, bob, raw, select, allow\n"
     )
-    src = tmp_path / "src"
     hive_source(src)
     with lake.connect(root) as lk:
-        denied = crawl(lk, src, database="raw", user="bob")
+        # Without a location grant bob reads nothing there, and nothing is created.
+        with pytest.raises(AccessDenied, match="may not read that location"):
+            lk.crawl(src, database="raw", user="bob")
+        assert [d.name for d in lk.catalog.list_databases()] == []
+    csv = root / "policy" / "policy.csv"
+    csv.write_text(csv.read_text() + f"p, bob, location:{src}, select, allow\n")
+    with lake.connect(root) as lk:
+        # Reading is granted now, creating a database is not.
+        with pytest.raises(AccessDenied, match="may not create"):
+            lk.crawl(src, database="raw", user="bob")
+        lk.catalog.create_database("raw", user="admin")
+        denied = lk.crawl(src, database="raw", user="bob")  # nor creating tables in raw
         assert denied.created == [] and lk.catalog.list_tables("raw") == []
-        assert "bob may not insert raw.orders" in denied.table("orders").problems
-        assert crawl(lk, src, database="raw", user="admin").created == denied.failed
+        assert denied.table("orders").problems == [
+            "cannot create the table: bob may not create tables in raw"
+        ]
+        assert lk.crawl(src, database="raw", user="admin").created == denied.failed
         version = lk.catalog.table("raw.events").version
         text(src / "events_003.json", '{"e": 4}\n')
         with pytest.raises(AccessDenied):
-            ingest(lk, "raw.events", str(src / "events_003.json"), user="bob")
+            lk.ingest("raw.events", str(src / "events_003.json"), user="bob")
         with pytest.raises(AccessDenied):
-            append_stream(lk, "raw.events", [(0, pa.table({"e": [5]}))], user="bob", app_id="a")
+            lk.append_stream("raw.events", [(0, pa.table({"e": [5]}))], user="bob", app_id="a")
         assert lk.catalog.table("raw.events").version == version
-        assert ingest(lk, "raw.events", str(src / "events_003.json"), user="admin").rows == 1
+        assert lk.ingest("raw.events", str(src / "events_003.json"), user="admin").rows == 1
     with lake.connect(root) as lk:
         audit = lk.sql(
             "SELECT a.user, a.decision FROM system.audit a WHERE a.action = 'write'", user="admin"

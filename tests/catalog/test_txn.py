@@ -87,14 +87,14 @@ def test_idle_timeout_aborts_and_frees_the_table(sales):
     with pytest.raises(TransactionError):
         tx.commit()
     assert n(lk, "sales.orders") == 1
-    assert lk.catalog.store.get_txn(tx.id).state == "ABORTED"
+    assert lk.store.get_txn(tx.id).state == "ABORTED"
 
 
 def test_commit_after_timeout_fails(sales):
     tx = sales.begin(user="etl", timeout_s=0.3)
     tx.write("sales.orders", orders(0, 2))
     time.sleep(0.5)
-    sales.catalog.reap()
+    sales.catalog.raw.reap()
     with pytest.raises(TransactionError):
         tx.commit()
     assert n(sales, "sales.orders") == 0

@@ -25,7 +25,7 @@ def test_append_overwrite_history(sales):
         (3, "admin", "OVERWRITE"),
         (2, "etl", "WRITE"),
         (1, "etl", "WRITE"),
-        (0, "", "CREATE TABLE"),
+        (0, lk.owner.name, "CREATE TABLE"),  # without user=, the lake's owner acts
     ]
     # The Delta log itself records the user too, for other readers.
     assert (
@@ -205,9 +205,12 @@ def test_write_and_its_audit_record_commit_together(tmp_path):
         lk.write("sales.orders", orders(0, 3), user="etl")
         lk.delete("sales.orders", where="id = 99", user="etl")  # matches nothing: no commit
         recs = [r for _, r in lk.store.audit_pending(100)]
+        owner = lk.owner.name  # catalog calls without user= act as the owner, audited too
         assert [(r["action"], r["user"], r["decision"]) for r in recs] == [
+            ("create_database", owner, "allowed"),
+            ("create_table", owner, "allowed"),
             ("write", "etl", "allowed"),
             ("delete", "etl", "allowed"),
         ]
-        assert recs[0]["tables"] == [{"table": "sales.orders", "version": 1}]
-        assert recs[0]["rows"] == 3
+        assert recs[2]["tables"] == [{"table": "sales.orders", "version": 1}]
+        assert recs[2]["rows"] == 3

@@ -293,13 +293,20 @@ def test_filtered_update_and_delete_touch_only_visible_rows(tmp_path):
             {"id": 4, "name": "Di"},
             {"id": 5, "name": "Ed"},
         ]
-        # Writing a column hank cannot see is refused; so is computing on a masked one.
-        with pytest.raises(AccessDenied):
+        # A column hank cannot see does not exist for him: writing or filtering on it errs
+        # exactly like a column that is not there; computing on a masked one is refused.
+        with pytest.raises(SQLError) as hidden:
             lk2.update("hr.people", set={"ssn": "'x'"}, user="hank")
+        with pytest.raises(SQLError) as missing:
+            lk2.update("hr.people", set={"nosuch": "'x'"}, user="hank")
+        assert str(hidden.value) == str(missing.value).replace("nosuch", "ssn")
         with pytest.raises(AccessDenied):
             lk2.update("hr.people", set={"name": "CAST(salary AS VARCHAR)"}, user="hank")
-        with pytest.raises(AccessDenied):
+        with pytest.raises(SQLError) as hidden:
             lk2.delete("hr.people", where="ssn = '444'", user="hank")
+        with pytest.raises(SQLError) as missing:
+            lk2.delete("hr.people", where="nosuch = '444'", user="hank")
+        assert str(hidden.value) == str(missing.value).replace("nosuch", "ssn")
         del pa
     finally:
         lk2.close()

@@ -401,9 +401,16 @@ def test_deny_that_leaves_one_allow_is_not_reported(tmp_path):
     text = (
         "p, alice, sales.orders, select, allow\n"
         "p, alice, queue:default, submit, allow\n"
-        "p, alice, *, *, deny\n"
+        "p, alice, sales, *, deny\n"
     )
     assert check(tmp_path, text) == []
+
+
+def test_a_star_deny_covers_queues_too(tmp_path):
+    # Contract: a resource of `*` alone matches every resource of every kind, queues included.
+    text = "p, alice, queue:default, submit, allow\np, alice, *, *, deny\n"
+    problems = check(tmp_path, text)
+    assert [(p.line, p.severity) for p in problems] == [(2, "warning")], problems
 
 
 # warnings: masks and duplicates ----------------------------------------------------------------

@@ -32,16 +32,8 @@ compute = ["on_demand"]
 
 
 def batch_of(lk: Any) -> Any:
-    """`lk.batch` once the Lake exposes it; until then the same object built the same way."""
-    existing = getattr(type(lk), "batch", None)
-    if existing is not None:
-        return lk.batch
-    from batch.api import Batch
-
-    b = getattr(lk, "_test_batch", None)
-    if b is None:
-        b = lk._test_batch = Batch.from_lake(lk)
-    return b
+    """The lake's batch jobs."""
+    return lk.batch
 
 
 def script(folder: Path, name: str, body: str) -> Path:

@@ -30,8 +30,6 @@ import pyarrow.csv as pacsv
 from deltalake import DeltaTable
 
 import lake
-from catalog.ingestion.ingest import ingest
-from catalog.ingestion.stream import append_stream
 
 SCHEMA = pa.schema([("id", pa.int64()), ("seq", pa.int64()), ("v", pa.string())])
 
@@ -72,21 +70,21 @@ def main() -> None:
         DeltaTable.create(location, schema, configuration={"delta.targetFileSize": target})
         lk.catalog.register_table("m.big", location, governed=True)
         for path in paths:
-            r = ingest(lk, "m.big", path, user="w", block_size=block)
+            r = lk.ingest("m.big", path, user="w", block_size=block)
             print(json.dumps({"path": path, "rows": r.rows, "peak_mb": peak_mb()}), flush=True)
         return
     count = int(sys.argv[3])
     if mode == "replay":
         print("READY", flush=True)
         sys.stdin.readline()
-        r = append_stream(
-            lk, "s.events", ((s, rows(s)) for s in range(count)), user="w", app_id="feed"
+        r = lk.append_stream(
+            "s.events", ((s, rows(s)) for s in range(count)), user="w", app_id="feed"
         )
         print(f"RESULT {r.committed} {r.skipped}", flush=True)
         return
     stop_at = int(sys.argv[4]) if len(sys.argv) > 4 else -1
     if mode == "ratify":
-        store = lk.catalog.store
+        store = lk.store
         real = store.ratify
 
         def paused(moves, *args, **kwargs):
@@ -99,7 +97,7 @@ def main() -> None:
     print("READY", flush=True)
     for seq in range(count):
         data = hanging(seq) if mode == "stream" and seq == stop_at else rows(seq)
-        append_stream(lk, "s.events", [(seq, data)], user="w", app_id="feed")
+        lk.append_stream("s.events", [(seq, data)], user="w", app_id="feed")
         print(f"ACK {seq}", flush=True)
 
 

@@ -1,0 +1,1 @@
+"""Catalog: databases and ACID Delta tables over a metadata store, the locked engine, ingestion."""

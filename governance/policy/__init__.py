@@ -1,0 +1,1 @@
+"""Policies: Casbin policy files, their checks, and the decisions and views built from them."""

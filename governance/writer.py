@@ -1,0 +1,256 @@
+"""The one governed write path: every change to table data a user makes goes through here.
+
+`lk.write/delete/update/merge`, transactions, ingestion (crawl, ingest, streams) and batch job
+outputs all use `GovernedWriter`; it authorises the write at the gate, checks the data against
+the user's view of the table (so errors name only columns the user can see), narrows deletes
+and updates to the rows the user sees, and commits through the catalog protocol with the audit
+record queued in the ratifying store transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from catalog.data import check_schema, to_arrow
+from catalog.errors import AccessDenied
+from catalog.store import TableInfo
+from catalog.txn import Transaction, check_write_args
+from catalog.writes import Precheck, check_known, columns_in
+from governance.gate import Audit, Gate
+from governance.policy.engine import ViewSpec
+from governance.principal import Principal
+
+
+class GovernedWriter:
+    """Writes for one principal, each its own atomic commit, or inside a transaction `tx`."""
+
+    def __init__(self, gate: Gate, principal: Principal, tx: Transaction | None = None):
+        self.gate = gate
+        self.principal = principal
+        self.tx = tx
+
+    @property
+    def user(self) -> str:
+        return self.principal.name
+
+    # the writes --------------------------------------------------------------------------------
+    def write(
+        self,
+        table: str,
+        data: Any,
+        *,
+        mode: str = "append",
+        schema_mode: str | None = None,
+        where: str | None = None,
+    ) -> None:
+        """Append (needs insert) or overwrite (needs insert and delete, and the whole table)."""
+        check_write_args(mode, schema_mode, where)
+        data = to_arrow(data)
+        action = "write" if mode == "append" else "overwrite"
+
+        def go(audit: Audit) -> None:
+            info = self._authorize(table, ["insert"] if mode == "append" else ["insert", "delete"])
+            view = self._view(info, need_select=mode == "overwrite")
+            self._check_data(info, view, data.schema, "insert", schema_mode)
+            if mode == "overwrite":
+                self._need_whole(info, view, "overwrite")
+            audit.rows = getattr(data, "num_rows", None)
+            self._tx(audit).write(info.full_name, data, mode, schema_mode=schema_mode, where=where)
+
+        self.gate.run(self.principal, action, f"{mode} {table}", go, table=table)
+
+    def append_once(
+        self,
+        table: str,
+        data: Any,
+        *,
+        app_txns: Sequence[tuple[str, int]],
+        precheck: Precheck | None = None,
+        schema_mode: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        statement: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> bool:
+        """A governed exactly-once append (needs insert); False if `precheck` found it done."""
+        data = to_arrow(data)
+
+        def go(audit: Audit) -> bool:
+            info = self._authorize(table, ["insert"])
+            view = self._view(info, need_select=False)
+            self._check_data(info, view, data.schema, "insert", schema_mode)
+            audit.rows = getattr(data, "num_rows", None)
+            return self._tx(audit).append_once(
+                info.full_name,
+                data,
+                app_txns=app_txns,
+                precheck=precheck,
+                schema_mode=schema_mode,
+                params=params,
+                metadata=metadata,
+            )
+
+        return self.gate.run(
+            self.principal, "write", statement or f"append {table}", go, table=table
+        )
+
+    def delete(self, table: str, where: str | None = None) -> dict[str, Any]:
+        """Delete matching rows (needs delete); a filtered user deletes only rows they see."""
+
+        def go(audit: Audit) -> dict[str, Any]:
+            info = self._authorize(table, ["delete"])
+            view = self._view(info, need_select=True)
+            self._check_reads(info, view, [where], "the predicate names")
+            metrics = self._tx(audit).delete(info.full_name, _narrow(view, where))
+            audit.rows = metrics.get("num_deleted_rows")
+            return metrics
+
+        return self.gate.run(
+            self.principal, "delete", f"DELETE FROM {table} WHERE {where}", go, table=table
+        )
+
+    def update(
+        self, table: str, set: Mapping[str, str], where: str | None = None
+    ) -> dict[str, Any]:
+        """Set columns to SQL expressions on matching rows (needs update on each column)."""
+
+        def go(audit: Audit) -> dict[str, Any]:
+            info = self._authorize(table, ["update"])
+            view = self._view(info, need_select=True)
+            columns = list(set or {})
+            self._check_columns(info, view, columns, "update")
+            reads = [*(str(v) for v in (set or {}).values()), where]
+            self._check_reads(info, view, reads, "the update names")
+            metrics = self._tx(audit).update(info.full_name, set, _narrow(view, where))
+            audit.rows = metrics.get("num_updated_rows")
+            return metrics
+
+        statement = f"UPDATE {table} SET {dict(set or {})} WHERE {where}"
+        return self.gate.run(self.principal, "update", statement, go, table=table)
+
+    def merge(
+        self, table: str, source: Any, on: str | Sequence[str], **actions: Any
+    ) -> dict[str, Any]:
+        """Upsert (needs insert and update, delete if an action deletes, and the whole table)."""
+        source = to_arrow(source)
+        if isinstance(source, pa.RecordBatchReader):
+            source = source.read_all()
+
+        def go(audit: Audit) -> dict[str, Any]:
+            deletes = "delete" in [v for v in actions.values() if isinstance(v, str)]
+            info = self._authorize(table, ["insert", "update"] + (["delete"] if deletes else []))
+            view = self._view(info, need_select=True)
+            self._need_whole(info, view, "merge into")
+            self._check_data(info, view, source.schema, "insert", None)
+            return self._tx(audit).merge(info.full_name, source, on, **actions)
+
+        return self.gate.run(self.principal, "merge", f"MERGE INTO {table}", go, table=table)
+
+    # checks ------------------------------------------------------------------------------------
+    def _tx(self, audit: Audit) -> Transaction:
+        if self.tx is not None:
+            return self.tx
+        return self.gate.catalog.implicit(self.user, audit=audit.slot)
+
+    def _authorize(self, table: str, actions: list[str]) -> TableInfo:
+        info = self.gate.lookup(self.principal, table, cached=True)
+        for action in actions:
+            self.gate.require(self.principal, action, info.full_name)
+        return info
+
+    def _view(self, info: TableInfo, *, need_select: bool) -> ViewSpec | None:
+        """The user's view (None: the whole table). Inserting needs no select grant (describe
+        is enough to know the columns); changing or replacing existing rows does."""
+        try:
+            return self.gate.view(self.principal, info, self.gate.columns(info))
+        except AccessDenied:
+            if need_select:
+                raise AccessDenied(
+                    f"{self.user} may not change rows of {info.full_name} they cannot select"
+                ) from None
+            return None
+
+    def _visible_schema(self, info: TableInfo, view: ViewSpec | None) -> pa.Schema:
+        schema = self.gate.catalog.snapshot(info).schema
+        if view is None:
+            return schema
+        shown = {c.lower() for c in view.columns}
+        return pa.schema([f for f in schema if f.name.lower() in shown])
+
+    def _check_data(
+        self,
+        info: TableInfo,
+        view: ViewSpec | None,
+        data: pa.Schema,
+        action: str,
+        schema_mode: str | None,
+    ) -> None:
+        """The data fits the table as the user sees it: errors name only visible columns."""
+        visible = self._visible_schema(info, view)
+        known = {f.name.lower() for f in visible}
+        new = [n for n in data.names if n.lower() not in known]
+        if schema_mode == "merge" and new:
+            full = {n.lower() for n in self.gate.catalog.snapshot(info).schema.names}
+            if any(n.lower() in full for n in new):
+                new = []  # a hidden column: fails below exactly like a column that is not there
+            else:
+                self.gate.require(self.principal, "alter", info.full_name)
+        if schema_mode != "merge" or not new:
+            check_schema(pa.schema([f for f in data]), visible, info.full_name)
+        self._check_columns(info, view, [n for n in data.names if n.lower() in known], action)
+        if view is not None:
+            full = self.gate.catalog.snapshot(info).schema
+            shown = {c.lower() for c in view.columns}
+            if any(not f.nullable and f.name.lower() not in shown for f in full):
+                raise AccessDenied(
+                    f"{self.user} may not {action} into {info.full_name}: it needs values "
+                    f"{self.user} cannot see"
+                )
+
+    def _check_columns(
+        self, info: TableInfo, view: ViewSpec | None, columns: list[str], action: str
+    ) -> None:
+        if view is not None:
+            # Exactly what the writer says of a column that does not exist.
+            check_known(columns, view.columns, info.full_name, f"{action} of")
+        for c in columns:
+            if not self.gate.allowed(self.principal, f"{info.full_name}.{c}", action):
+                raise AccessDenied(f"{self.user} may not {action} column {c!r} of {info.full_name}")
+
+    def _check_reads(
+        self, info: TableInfo, view: ViewSpec | None, sqls: list[str | None], what: str
+    ) -> None:
+        """Predicates and values may only use columns the user fully sees (no mask, no cell
+        filter, not hidden): a value over hidden data would reveal it."""
+        used = [c for sql in sqls for c in columns_in(sql)]
+        if not used or view is None:
+            return
+        check_known(used, view.columns, info.full_name, what)
+        clear = {c.lower() for c in view.prunable}
+        if not {c.lower() for c in used} <= clear:
+            raise AccessDenied(
+                f"{self.user} may only filter and compute on columns they fully see in "
+                f"{info.full_name}"
+            )
+
+    def _need_whole(self, info: TableInfo, view: ViewSpec | None, what: str) -> None:
+        if view is None:
+            return
+        columns = self.gate.columns(info)
+        if view.row_cond or view.masks or view.cell_cond or list(view.columns) != columns:
+            raise AccessDenied(
+                f"{self.user} may only {what} {info.full_name} with access to all of it"
+            )
+
+
+def _narrow(view: ViewSpec | None, where: str | None) -> str | None:
+    """The predicate a filtered user's delete or update runs with: only rows they see, and
+    their own predicate evaluated on those rows alone (CASE evaluates THEN only where WHEN
+    holds), so it can never fail on, or reveal, a hidden row."""
+    if view is None or not view.row_cond:
+        return where
+    if not where:
+        return f"({view.row_cond})"
+    return f"CASE WHEN ({view.row_cond}) THEN ({where}) ELSE FALSE END"
