@@ -166,7 +166,7 @@ def measure(lk: lake.Lake, name: str, repeat: int) -> dict[str, tuple[float, flo
 
     def ours_first_build() -> None:
         _drop_caches()
-        shutil.rmtree(lk.catalog.snapshot_dir, ignore_errors=True)
+        shutil.rmtree(lk.root / "_lakeward" / "snapshots", ignore_errors=True)
         lk.catalog.snapshot(info)
 
     ta, tb = interleaved(ours_first_build, lambda: DeltaTable(loc).file_uris(), 3, warmup=0)

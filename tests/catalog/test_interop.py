@@ -1127,7 +1127,7 @@ def test_a_missing_deletion_vector_file_is_a_typed_error(tmp_path: Path) -> None
         # holds the decoded rows and would still answer rightly).
         snapshot.clear_caches()
         query.clear_cache()
-        shutil.rmtree(lk.catalog.snapshot_dir)
+        shutil.rmtree(lk.root / "_lakeward" / "snapshots")
         with pytest.raises(DataFileMissing) as e:
             lk.sql("SELECT count(*) AS n FROM x.t", user="u")
         assert "x.t" in str(e.value) and "/" not in str(e.value)

@@ -128,7 +128,7 @@ def test_dropping_a_table_deletes_its_saved_snapshots(sales, cold):
     sales.write("sales.orders", orders(0, 10), user="admin")
     sales.sql("SELECT count(*) FROM sales.orders", user="admin")
     location = sales.catalog.table("sales.orders").location
-    folder = snapshot_cache._folder(sales.catalog.snapshot_dir, location)
+    folder = snapshot_cache._folder(sales.root / "_lakeward" / "snapshots", location)
     assert list(folder.glob("*.arrow"))
     sales.catalog.drop_table("sales.orders")
     assert not folder.exists()
