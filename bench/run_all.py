@@ -9,14 +9,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_batch  # noqa: E402
+import bench_cli  # noqa: E402
 import bench_commit  # noqa: E402
 import bench_compaction  # noqa: E402
 import bench_governance  # noqa: E402
+import bench_growth  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_query  # noqa: E402
 import bench_sandbox  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_skipping  # noqa: E402
+import bench_tpch  # noqa: E402
 
 if __name__ == "__main__":
     results = []
@@ -25,6 +28,9 @@ if __name__ == "__main__":
         bench_skipping,
         bench_query,
         bench_governance,
+        bench_tpch,
+        bench_growth,
+        bench_cli,
         bench_sandbox,
         bench_batch,
         bench_ingest,

@@ -16,9 +16,10 @@ from typing import Any
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
 
-from catalog import locks, recovery, retention
+from catalog import locks, recovery, retention, snapshot_cache
 from catalog.errors import (
     DatabaseNotFound,
+    DataFileMissing,
     InvalidArgument,
     LakeError,
     TableExists,
@@ -47,6 +48,8 @@ class Catalog:
 
     def __init__(self, root: Path, store: MetadataStore, settings: Settings | None = None):
         self.root = Path(root)
+        # Built snapshots of ratified versions, kept for the next process (catalog.snapshot_cache).
+        self.snapshot_dir = self.root / "_lakeward" / "snapshots"
         self.store = store
         self.settings = settings or Settings()
         self._writers: dict[str, DeltaTable] = {}
@@ -233,9 +236,8 @@ class Catalog:
         version = recovery.latest_version(str(loc))
         if version < 0:
             raise TableNotFound(f"no Delta table at {loc} (empty _delta_log)")
-        snap = Snapshot.load(
-            str(loc), version
-        )  # refuses features we cannot read, before registering
+        # Refuses features we cannot read, before registering.
+        snap = Snapshot.load(str(loc), version, cache_dir=self.snapshot_dir)
         info = TableInfo(
             id=0,
             database=db,
@@ -325,6 +327,7 @@ class Catalog:
         info = self.table(name)
         self.store.drop_table(info.id)
         self.forget(info)
+        snapshot_cache.forget(self.snapshot_dir, info.location)
         with self._writers_lock:
             self._writers.pop(info.location, None)
         if purge:
@@ -421,9 +424,12 @@ class Catalog:
         """The table's Delta snapshot at a ratified version (default: current)."""
         v = self.current_version(info) if version is None else version
         try:
-            if tentative:
-                return Snapshot.load(info.location, v, cache=False)
-            return Snapshot.load(info.location, v)
+            return Snapshot.load(info.location, v, cache=not tentative, cache_dir=self.snapshot_dir)
+        except DataFileMissing:
+            raise DataFileMissing(
+                f"{info.full_name} at version {v}: a file its Delta log refers to is missing; "
+                "restore it, or read another version"
+            ) from None
         except LakeError:
             raise
         except Exception as e:
@@ -506,7 +512,7 @@ class Catalog:
             if info.table_type != "GOVERNED":
                 continue
             try:
-                if recovery.latest_version(info.location) <= info.version:
+                if not recovery.has_versions_past(info.location, info.version):
                     continue
             except OSError:
                 continue

@@ -1,8 +1,9 @@
-"""Deletion vectors: which live data files carry one, and which rows of the file it deletes.
+"""Deletion vectors: which live data files carry one, and how many rows it deletes.
 
-delta-rs replays the log but does not expose the deletion-vector descriptor of an add action, so
-`descriptors` replays just the `add`/`remove` actions' `deletionVector` fields (checkpoint, then
-JSON commits). `deleted_rows` decodes one descriptor (Delta protocol, "Deletion Vector Format").
+delta-rs decodes the deletion vectors (`DeltaTable.deletion_vectors()`) but does not expose the
+descriptor of an add action, so `descriptors` replays just the `add`/`remove` actions'
+`deletionVector` fields (checkpoint, then JSON commits): the snapshot checks delta-rs's decoding
+against them (the same files, the same number of rows each) before trusting it.
 """
 
 from __future__ import annotations
@@ -10,24 +11,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 import threading
-import uuid
-import zlib
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow.parquet as pq
-from pyroaring import BitMap64
+from cachetools import LRUCache
 
 from catalog.errors import UnsupportedFeature
 
-_Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
-_Z85_VALUE = {c: i for i, c in enumerate(_Z85)}
-_MAGIC = 1681511377  # RoaringBitmapArray, "portable" serialization
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.(\d{10})\.(\d{10}))?\.parquet$")
 
@@ -53,83 +47,6 @@ class Descriptor:
             int(d["sizeInBytes"]),
             int(d["cardinality"]),
         )
-
-
-def z85_decode(text: str) -> bytes:
-    """Decode Z85 (the base85 variant Delta uses); the length must be a multiple of 5."""
-    if len(text) % 5:
-        raise ValueError(f"Z85 text of length {len(text)} is not a multiple of 5")
-    out = bytearray()
-    for i in range(0, len(text), 5):
-        n = 0
-        for c in text[i : i + 5]:
-            n = n * 85 + _Z85_VALUE[c]
-        out += n.to_bytes(4, "big")
-    return bytes(out)
-
-
-def _local_path(uri_or_path: str, where: str) -> str:
-    parsed = urlparse(uri_or_path)
-    if parsed.scheme in ("", "file"):
-        return unquote(parsed.path) if parsed.scheme else uri_or_path
-    raise UnsupportedFeature(
-        f"{where}: deletion vector on remote storage ({parsed.scheme}://) is not supported"
-    )
-
-
-def dv_file(root: str, d: Descriptor, where: str) -> str | None:
-    """Local path of the file holding the deletion vector (None if stored inline)."""
-    if d.storage_type == "i":
-        return None
-    if d.storage_type == "p":
-        return _local_path(d.path_or_inline_dv, where)
-    if d.storage_type == "u":
-        encoded = d.path_or_inline_dv
-        if len(encoded) < 20:
-            raise UnsupportedFeature(f"{where}: invalid deletion vector path {encoded!r}")
-        prefix, uid = encoded[:-20], uuid.UUID(bytes=z85_decode(encoded[-20:]))
-        return os.path.join(root, prefix, f"deletion_vector_{uid}.bin")
-    raise UnsupportedFeature(f"{where}: unknown deletion vector storage type {d.storage_type!r}")
-
-
-def _read_stored(path: str, d: Descriptor, where: str) -> bytes:
-    with open(path, "rb") as f:
-        if f.read(1) != b"\x01":
-            raise UnsupportedFeature(
-                f"{where}: deletion vector file {path} has an unknown format version"
-            )
-        f.seek(1 if d.offset is None else d.offset)
-        head = f.read(4)
-        (size,) = struct.unpack(">I", head) if len(head) == 4 else (-1,)
-        if size != d.size_in_bytes:
-            raise UnsupportedFeature(
-                f"{where}: deletion vector in {path} has size {size}, "
-                f"the log says {d.size_in_bytes}"
-            )
-        data = f.read(size)
-        tail = f.read(4)
-    if len(data) != size or len(tail) != 4 or struct.unpack(">I", tail)[0] != zlib.crc32(data):
-        raise UnsupportedFeature(
-            f"{where}: deletion vector in {path} is truncated or fails its checksum"
-        )
-    return data
-
-
-def deleted_rows(root: str, d: Descriptor, where: str) -> np.ndarray:
-    """Sorted row indexes (uint64) the deletion vector removes from its data file."""
-    path = dv_file(root, d, where)
-    if path is None:
-        data = z85_decode(d.path_or_inline_dv)[: d.size_in_bytes]
-    else:
-        data = _read_stored(path, d, where)
-    if len(data) < 4 or struct.unpack("<I", data[:4])[0] != _MAGIC:
-        raise UnsupportedFeature(f"{where}: deletion vector uses an unknown serialization")
-    bitmap = BitMap64.deserialize(data[4:])
-    if len(bitmap) != d.cardinality:
-        raise UnsupportedFeature(
-            f"{where}: deletion vector holds {len(bitmap)} rows, the log says {d.cardinality}"
-        )
-    return np.frombuffer(bitmap.to_array(), dtype=np.uint64)
 
 
 def ranges_text(rows: np.ndarray) -> str:
@@ -233,9 +150,16 @@ def latest_commit(location: str) -> int:
     return max(_Log(location).commits, default=-1)
 
 
-_cache: OrderedDict[str, tuple[int, Any, dict[str, Descriptor]]] = OrderedDict()
+# Per location, the replayed state of the newest version remembered: the next version replays
+# from it.
+_cache: LRUCache = LRUCache(64)
 _cache_lock = threading.Lock()
-_CACHE_SIZE = 64
+
+
+def clear_cache() -> None:
+    """Forget the replayed deletion-vector state of every table."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def descriptors(location: str, version: int, *, remember: bool = True) -> dict[str, Descriptor]:
@@ -266,7 +190,4 @@ def descriptors(location: str, version: int, *, remember: bool = True) -> dict[s
     if remember:
         with _cache_lock:
             _cache[location] = (version, commit_stamp(location, version), state)
-            _cache.move_to_end(location)
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
     return dict(state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable
@@ -19,7 +20,9 @@ _SETTINGS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _dir(path: str | Path) -> str:
+    # Cached: every query names its tables' folders, and resolving costs a stat per component.
     s = str(Path(path).resolve())
     return s if s.endswith("/") else s + "/"
 
@@ -40,6 +43,16 @@ class Engine:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._local = threading.local()
         self._generation = 0
+        self._warming: threading.Thread | None = None
+
+    def prepare(self) -> None:
+        """Start building the database in the background, so that a process's first query
+        (the CLI's, a restarted server's) finds it ready instead of paying DuckDB's start."""
+        if self._con is None and self._warming is None:
+            self._warming = threading.Thread(
+                target=self.allow, args=((),), name="lakeward-engine", daemon=True
+            )
+            self._warming.start()
 
     def _build(self, allowed: frozenset[str]) -> duckdb.DuckDBPyConnection:
         tmp = self.root / "_lakeward" / "tmp"
@@ -48,6 +61,9 @@ class Engine:
         dirs = sorted(allowed | {_dir(tmp)})
         con.execute("SET allowed_directories = $1", [dirs])
         con.execute("SET temp_directory = $1", [str(tmp)])
+        # Delta data files never change once written, so their footers are read once rather than
+        # on every query; this also pays back the per-file cost of the allowed_directories check.
+        con.execute("SET GLOBAL parquet_metadata_cache = true")
         if self.memory_limit:
             con.execute("SET memory_limit = $1", [self.memory_limit])
         if self.threads:
@@ -59,15 +75,21 @@ class Engine:
     def allow(self, folders: Iterable[str | Path]) -> None:
         """Make sure the engine may read these folders (rebuilds the database if it may not)."""
         wanted = frozenset(_dir(f) for f in folders)
-        if self._con is not None and wanted <= self._allowed:
+        if self._con is not None and self._covers(wanted):
             return
         with self._lock:
-            if self._con is not None and wanted <= self._allowed:
+            if self._con is not None and self._covers(wanted):
                 return
             allowed = self._allowed | wanted | {_dir(self.root)}
             self._con = self._build(frozenset(allowed))
             self._allowed = frozenset(allowed)
             self._generation += 1
+
+    def _covers(self, folders: frozenset[str]) -> bool:
+        # DuckDB allows whatever lies under an allowed folder: a table inside the lake's root
+        # needs no database of its own (folders end with '/', so prefixes are path prefixes).
+        allowed = self._allowed
+        return all(any(f.startswith(a) for a in allowed) for f in folders)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
@@ -94,6 +116,9 @@ class Engine:
             raise SQLError(_clean(e)) from None
 
     def close(self) -> None:
+        """Release the database (after a background build, if one is under way)."""
+        if self._warming is not None:
+            self._warming.join()
         with self._lock:
             if self._con is not None:
                 self._con.close()

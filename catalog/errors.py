@@ -67,6 +67,11 @@ class UnsupportedFeature(LakeError):
     """The Delta table uses a feature Lakeward cannot read correctly yet, so it refuses to read it."""
 
 
+class DataFileMissing(UnsupportedFeature):
+    """A file the table's log refers to (a data or deletion-vector file) is gone: removed by
+    hand or by a vacuum that ignored the retention window. Restore it or roll the table back."""
+
+
 class CommitConflict(LakeError):
     """A concurrent commit changed what this one read; retry the whole operation."""
 
@@ -94,6 +99,7 @@ __all__ = [
     "DatabaseExists",
     "SchemaMismatch",
     "UnsupportedFeature",
+    "DataFileMissing",
     "CommitConflict",
     "TransactionError",
     "JobError",

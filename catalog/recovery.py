@@ -35,6 +35,13 @@ def latest_version(location: str) -> int:
     return versions[-1] if versions else -1
 
 
+def has_versions_past(location: str, pointer: int) -> bool:
+    """Whether the log holds a version newer than `pointer`: versions are contiguous and a
+    rollback deletes newest first, so then the version right after it exists (one stat, where
+    listing a long log costs a read of every entry)."""
+    return (Path(location) / "_delta_log" / f"{pointer + 1:020d}.json").exists()
+
+
 def rollback_past(
     location: str, pointer: int, still_ours: Callable[[], bool] | None = None
 ) -> list[int]:
@@ -45,9 +52,7 @@ def rollback_past(
     (fencing): a lock holder paused past its lease must not delete what the next holder ratified.
     """
     log = Path(location) / "_delta_log"
-    # Versions are contiguous and a rollback deletes newest first, so anything past the pointer
-    # means the version right after it exists.
-    if not (log / f"{pointer + 1:020d}.json").exists():
+    if not has_versions_past(location, pointer):
         return []
     doomed: dict[int, list[Path]] = {}
     with os.scandir(log) as it:

@@ -8,13 +8,17 @@ conversion. A table using a reader feature this cannot honour is refused, never 
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
 import os
 import re
 import threading
-from collections import OrderedDict
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -23,12 +27,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from cachetools import LRUCache
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundError
 
 from catalog import deletion_vectors as dvs
 from catalog import delta_types as types
-from catalog.errors import InvalidArgument, LakeError, TableNotFound, UnsupportedFeature
+from catalog import snapshot_cache
+from catalog.errors import (
+    DataFileMissing,
+    InvalidArgument,
+    LakeError,
+    TableNotFound,
+    UnsupportedFeature,
+)
 
 # Variant features change nothing for other columns, and a variant column is refused by type.
 _READER_FEATURES = frozenset(
@@ -57,40 +69,27 @@ _GLOB = re.compile(r"([*?\[])")
 
 
 # small caches shared by all snapshots -------------------------------------------------------------
-class _Lru:
-    """A thread-safe mapping bounded in entries and total weight; forgets the least recently
-    used entries first."""
+class _Cache:
+    """A cachetools LRU cache behind a lock (the caches are shared by every thread)."""
 
-    def __init__(self, size: int, max_weight: int | None = None):
-        self.size, self.max_weight = size, max_weight
-        self.items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self.weight = 0
+    def __init__(self, size: int, getsizeof: Any = None):
+        self.items: LRUCache = LRUCache(size, getsizeof=getsizeof)
         self.lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
         """The value for `key`, or None."""
         with self.lock:
-            hit = self.items.get(key)
-            if hit is None:
-                return None
-            self.items.move_to_end(key)
-            return hit[0]
+            return self.items.get(key)
 
-    def put(self, key: Any, value: Any, weight: int = 1) -> None:
-        """Remember `value` under `key`."""
-        with self.lock:
-            old = self.items.pop(key, None)
-            self.weight += weight - (old[1] if old else 0)
-            self.items[key] = (value, weight)
-            limit = self.max_weight if self.max_weight is not None else self.weight
-            while len(self.items) > 1 and (len(self.items) > self.size or self.weight > limit):
-                self.weight -= self.items.popitem(last=False)[1][1]
+    def put(self, key: Any, value: Any) -> None:
+        """Remember `value` under `key` (unless it alone outweighs the whole cache)."""
+        with self.lock, contextlib.suppress(ValueError):
+            self.items[key] = value
 
     def clear(self) -> None:
         """Forget everything."""
         with self.lock:
             self.items.clear()
-            self.weight = 0
 
 
 @dataclass(frozen=True)
@@ -100,14 +99,36 @@ class _Footer:
     key: str  # identity of the schema, field ids included
 
 
-_snapshots = _Lru(_SNAPSHOTS, _SNAPSHOT_FILES)
-_footers = _Lru(_FOOTERS)
-_dv_rows = _Lru(_DV_RANGES)
+# Weighed by files, and never lighter than a share of the cache, so that it also holds at most
+# _SNAPSHOTS snapshots.
+_snapshots = _Cache(
+    _SNAPSHOT_FILES,
+    getsizeof=lambda hit: max(1 + hit[1].files.num_rows, _SNAPSHOT_FILES // _SNAPSHOTS),
+)
+_footers = _Cache(_FOOTERS)
+_dv_rows = _Cache(_DV_RANGES)
 _tables: dict[str, tuple[DeltaTable, Any]] = {}
 _table_locks: dict[str, threading.Lock] = {}
 _tables_lock = threading.Lock()
 _schemas: dict[str, pa.Schema] = {}  # one object per distinct file schema, shared by footers
 _probe: duckdb.DuckDBPyConnection | None = None  # binds SQL to check its types, never runs it
+_checked: set[str] = set()  # signatures of groups whose types DuckDB confirmed
+# Per-file facts that are not in the files table, stored beside it.
+_EXTRA = ("__group", "__schema", "__rows", "__path_sql", "__dv_count", "__dv_runs", "__dv_rows")
+_SAVE_EVERY_S = 1.0  # per location: a table appended to many times a second is saved now and then
+_saved_at: dict[str, float] = {}
+_seeded: set[str] = set()  # locations whose newest snapshot on disk seeded the footers
+
+
+def clear_caches() -> None:
+    """Forget every cached snapshot, footer, deletion vector and open table of this process."""
+    for c in (_snapshots, _footers, _dv_rows):
+        c.clear()
+    _checked.clear()
+    _seeded.clear()
+    with _tables_lock:
+        _tables.clear()
+    dvs.clear_cache()
 
 
 def _location_lock(location: str) -> threading.Lock:
@@ -142,31 +163,50 @@ class Snapshot:
         self._duckdb_types = {f["name"]: types.duckdb_type(f["type"]) for f in fields}
         self._plan = plan
         self._sql_all: str | None = None
-        self._masks = _Lru(_MASKS)
+        self._masks = _Cache(_MASKS)
 
     @classmethod
-    def load(cls, location: str, version: int | None = None, *, cache: bool = True) -> Snapshot:
+    def load(
+        cls,
+        location: str,
+        version: int | None = None,
+        *,
+        cache: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Snapshot:
         """The table at `location` as of `version` (default: latest). Snapshots are cached per
-        (location, version); `cache=False` for a version that may still be rolled back."""
+        (location, version) in memory and, given `cache_dir` (the lake's own folder for them),
+        on disk for the next process; `cache=False` for a version that may still be rolled
+        back."""
         location = _local_root(location)
         if version is not None and (not isinstance(version, int) or version < 0):
             raise InvalidArgument(f"a Delta version is an integer >= 0, not {version!r}")
-        if not os.path.isdir(os.path.join(location, "_delta_log")):
-            raise TableNotFound(f"no Delta table at {location} (no _delta_log folder)")
         if version is not None and cache:
             hit = _cached_snapshot(location, version)
             if hit is not None:
                 return hit
+        if not os.path.isdir(os.path.join(location, "_delta_log")):
+            raise TableNotFound(f"no Delta table at {location} (no _delta_log folder)")
         if not cache:
-            return _build(location, _open(location, version), remember=False)
+            return _build(location, _open(location, version), remember=False, cache_dir=cache_dir)
         with _location_lock(location):
+            if version is not None and cache_dir is not None:
+                hit = _cached_snapshot(location, version) or _from_disk(
+                    cache_dir, location, version
+                )
+                if hit is not None:
+                    return hit
             dt = _table_at(location, version)
             v = dt.version()
             hit = _cached_snapshot(location, v)
+            if hit is None and version is None and cache_dir is not None:
+                hit = _from_disk(cache_dir, location, v)
             if hit is None:
-                hit = _build(location, dt, remember=True)
+                hit = _build(location, dt, remember=True, cache_dir=cache_dir)
                 stamp = dvs.commit_stamp(location, v)
-                _snapshots.put((location, v), (stamp, hit), weight=1 + hit.files.num_rows)
+                _snapshots.put((location, v), (stamp, hit))
+                if cache_dir is not None:
+                    _to_disk(cache_dir, hit)
             return hit
 
     def relation_sql(self, keep: Any = None) -> str:
@@ -383,7 +423,9 @@ def _column_mapping(dt: DeltaTable, where: str) -> str:
     return mode
 
 
-def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
+def _build(
+    location: str, dt: DeltaTable, *, remember: bool, cache_dir: str | os.PathLike[str] | None
+) -> Snapshot:
     version = dt.version()
     where = f"Delta table {location} version {version}"
     features = _check_protocol(dt, where)
@@ -396,19 +438,19 @@ def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
     raw_paths = actions.column("path").to_pylist()
     paths = [_data_path(location, p, where) for p in raw_paths]
     sizes = actions.column("size_bytes").to_pylist()
-    footers = _read_footers(paths, sizes, where)
+    seed = None if cache_dir is None else lambda: _seed_footers(cache_dir, location)
+    footers = _read_footers(paths, sizes, where, seed)
     descriptors = (
         dvs.descriptors(location, version, remember=remember)
         if "deletionVectors" in features
         else {}
     )
     file_dvs = [descriptors.get(unquote(p)) for p in raw_paths]
-    if descriptors:
-        _agree_with_delta_rs(dt, paths, file_dvs, where)
-    deleted = [
-        None if d is None else _deleted_rows(location, d, f, path, where)
-        for d, f, path in zip(file_dvs, footers, paths, strict=True)
-    ]
+    deleted = (
+        _deleted_rows(dt, location, paths, file_dvs, footers, where)
+        if "deletionVectors" in features
+        else [None] * len(paths)
+    )
     by_name = {f["name"]: f for f in fields}
     part_arrays = [_partition_values(actions, by_name[c], mode, where) for c in partitions]
     files = _files_table(paths, actions, footers, file_dvs, fields, partitions, part_arrays, mode)
@@ -418,11 +460,30 @@ def _build(location: str, dt: DeltaTable, *, remember: bool) -> Snapshot:
     return snap
 
 
+def _group_signature(snap: Snapshot, g: int, i: int) -> str:
+    """What the type check of group g (read through file i) depends on: the logical schema, the
+    SQL of each column and the file's schema as Arrow and Parquet see it."""
+    plan = snap._plan
+    footer_key = plan.footers[i].key if plan.footers else ""
+    text = json.dumps([snap._fields, plan.groups[g], plan.shadows_index[g], footer_key])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _check_types(snap: Snapshot, where: str) -> None:
     """Bind one file of every group in DuckDB and refuse unless each column comes out with
     exactly its Delta type: Arrow's view of a file (which picks the SQL) and DuckDB's could
-    differ."""
+    differ. A group of a signature checked before (in this process, or by the process that
+    saved the newest snapshot on disk) is not bound again."""
     global _probe
+    groups = snap._plan.group_of
+    todo = []
+    for g in range(len(snap._plan.groups)):
+        i = int(np.argmax(groups == g))
+        sig = _group_signature(snap, g, i)
+        if sig not in _checked:
+            todo.append((i, g, sig))
+    if not todo:
+        return
     with _tables_lock:
         if _probe is None:
             _probe = duckdb.connect()
@@ -431,9 +492,7 @@ def _check_types(snap: Snapshot, where: str) -> None:
         names = snap.schema.names
         nulls = ", ".join(f"CAST(NULL AS {snap.duckdb_type(n)})" for n in names)
         want = [str(t) for t in con.sql(f"SELECT {nulls}").types]
-        groups = snap._plan.group_of
-        for g in range(len(snap._plan.groups)):
-            i = int(np.argmax(groups == g))
+        for i, g, sig in todo:
             try:
                 got = [str(t) for t in con.sql(snap._branch(g, [i])).types]
             except duckdb.Error as e:
@@ -445,6 +504,9 @@ def _check_types(snap: Snapshot, where: str) -> None:
                     raise UnsupportedFeature(
                         f"{where}: column {name!r} of {snap.files['path'][i]} reads as {a}, not {b}"
                     )
+            if len(_checked) > 10_000:
+                _checked.clear()
+            _checked.add(sig)
     finally:
         con.close()
 
@@ -460,21 +522,31 @@ def _data_path(root: str, path: str, where: str) -> str:
     return os.path.join(root, unquote(path))
 
 
-def _read_footers(paths: list[str], sizes: list[int], where: str) -> list[_Footer]:
+def _read_footers(
+    paths: list[str], sizes: list[int], where: str, seed: Any = None
+) -> list[_Footer]:
+    """The footer of every file: from memory, else from the newest snapshot on disk (`seed`),
+    else read from the file."""
     out: list[_Footer | None] = [_footers.get((p, s)) for p, s in zip(paths, sizes, strict=True)]
     missing = [i for i, f in enumerate(out) if f is None]
+    if missing and seed is not None:
+        seed()
+        for i in missing:
+            out[i] = _footers.get((paths[i], sizes[i]))
+        missing = [i for i in missing if out[i] is None]
 
     def read(i: int) -> _Footer:
         try:
             meta = pq.read_metadata(paths[i])
         except (OSError, pa.ArrowException) as e:
             raise UnsupportedFeature(f"{where}: cannot read data file {paths[i]}: {e}") from None
-        schema = meta.schema.to_arrow_schema().remove_metadata()
-        key = schema.to_string(show_field_metadata=True)
-        if len(_schemas) > 10_000:
-            _schemas.clear()
-        schema = _schemas.setdefault(key, schema)
-        footer = _Footer(schema, meta.num_rows, key)
+        # The Parquet schema text too: DuckDB reads logical annotations (UUID, ...) that Arrow
+        # may not show, and the type check of a group holds for files of one key only.
+        # (Its first line names the Python object: left out.)
+        parquet_schema = str(meta.schema).split("\n", 1)[-1]
+        footer = _footer(
+            meta.schema.to_arrow_schema().remove_metadata(), meta.num_rows, parquet_schema
+        )
         _footers.put((paths[i], sizes[i]), footer)
         return footer
 
@@ -488,33 +560,11 @@ def _read_footers(paths: list[str], sizes: list[int], where: str) -> list[_Foote
     return out  # type: ignore[return-value]
 
 
-def _agree_with_delta_rs(
-    dt: DeltaTable, paths: list[str], file_dvs: list[dvs.Descriptor | None], where: str
-) -> None:
-    """Refuse if delta-rs's own decoding puts deletion vectors on other files, or deletes other
-    row counts, than our replay of the log: a cheap guard against ever showing deleted rows."""
-    try:
-        decoded = pa.table(dt.deletion_vectors())
-    except Exception:  # an older delta-rs without it, or one that cannot decode: ours stands
-        return
-    keep = decoded.column("selection_vector").combine_chunks()
-    flat = pc.list_flatten(keep).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(keep).to_numpy(zero_copy_only=False)
-    deleted = np.bincount(parents[~flat], minlength=len(keep))
-    theirs = {
-        os.path.normpath(_data_path("/", uri, where)): int(n)
-        for uri, n in zip(decoded.column("filepath").to_pylist(), deleted, strict=True)
-    }
-    ours = {
-        os.path.normpath(p): d.cardinality
-        for p, d in zip(paths, file_dvs, strict=True)
-        if d and d.cardinality
-    }
-    if {p: n for p, n in theirs.items() if n} != ours:
-        raise UnsupportedFeature(
-            f"{where}: the deletion vectors found in the log disagree with delta-rs's; "
-            "refusing to read rather than risk showing deleted rows"
-        )
+def _footer(schema: pa.Schema, num_rows: int, parquet_schema: str) -> _Footer:
+    key = schema.to_string(show_field_metadata=True) + "\n" + parquet_schema
+    if len(_schemas) > 10_000:
+        _schemas.clear()
+    return _Footer(_schemas.setdefault(key, schema), num_rows, key)
 
 
 @dataclass(frozen=True)
@@ -526,22 +576,74 @@ class _Deleted:
     rows: str  # every row number, comma separated; empty when there are too many
 
 
+def _dv_key(location: str, d: dvs.Descriptor) -> tuple:
+    # A deletion vector is never rewritten in place: a new one has a new file or offset.
+    return (location, d.storage_type, d.path_or_inline_dv, d.offset)
+
+
 def _deleted_rows(
-    root: str, d: dvs.Descriptor, footer: _Footer, path: str, where: str
-) -> _Deleted | None:
-    key = (root, d.storage_type, d.path_or_inline_dv, d.offset)
-    hit = _dv_rows.get(key)
-    if hit is None:
-        rows = dvs.deleted_rows(root, d, f"{where}, file {path}")
-        if rows.size and int(rows[-1]) >= footer.num_rows:
+    dt: DeltaTable,
+    location: str,
+    paths: list[str],
+    file_dvs: list[dvs.Descriptor | None],
+    footers: list[_Footer],
+    where: str,
+) -> list[_Deleted | None]:
+    """Per file, the rows its deletion vector drops, decoded by delta-rs; refused unless they
+    agree with the log's descriptors on which files have one and how many rows each drops (a
+    cheap guard against ever showing deleted rows)."""
+    out: list[_Deleted | None] = [None] * len(paths)
+    wanted = [i for i, d in enumerate(file_dvs) if d is not None and d.cardinality]
+    theirs = _decoded_by_delta_rs(dt, where)
+    ours = {os.path.normpath(paths[i]): i for i in wanted}
+    if {p for p, rows in theirs.items() if rows.size} != set(ours):
+        raise UnsupportedFeature(
+            f"{where}: the deletion vectors found in the log disagree with delta-rs's; "
+            "refusing to read rather than risk showing deleted rows"
+        )
+    for path, i in ours.items():
+        d, rows, footer = file_dvs[i], theirs[path], footers[i]
+        assert d is not None
+        hit = _dv_rows.get(_dv_key(location, d))
+        if hit is not None and hit.count == rows.size:
+            out[i] = hit
+            continue
+        if rows.size != d.cardinality:
             raise UnsupportedFeature(
-                f"{where}: deletion vector of {path} deletes row {int(rows[-1])} "
+                f"{where}: deletion vector of {paths[i]} holds {rows.size} rows, "
+                f"the log says {d.cardinality}"
+            )
+        if int(rows[-1]) >= footer.num_rows:
+            raise UnsupportedFeature(
+                f"{where}: deletion vector of {paths[i]} deletes row {int(rows[-1])} "
                 f"of a file of {footer.num_rows} rows"
             )
         listed = ",".join(map(str, rows.tolist())) if rows.size <= _DV_LIST else ""
-        hit = _Deleted(int(rows.size), dvs.ranges_text(rows), listed)
-        _dv_rows.put(key, hit)
-    return hit if hit.count else None
+        out[i] = _Deleted(int(rows.size), dvs.ranges_text(rows), listed)
+        _dv_rows.put(_dv_key(location, d), out[i])
+    return out
+
+
+def _decoded_by_delta_rs(dt: DeltaTable, where: str) -> dict[str, np.ndarray]:
+    """delta-rs's decoding of the version's deletion vectors: sorted deleted row numbers per
+    data file (normalised local path)."""
+    try:
+        decoded = pa.table(dt.deletion_vectors())
+    except DeltaError as e:
+        if "not found" in str(e).lower():
+            raise DataFileMissing(
+                f"{where}: a deletion-vector file its log refers to is missing"
+            ) from None
+        raise UnsupportedFeature(f"{where}: cannot decode its deletion vectors: {e}") from None
+    keep = decoded.column("selection_vector").combine_chunks()
+    flat = pc.list_flatten(keep).to_numpy(zero_copy_only=False)
+    bounds = np.cumsum([0, *pc.list_value_length(keep).fill_null(0).to_pylist()])
+    return {
+        os.path.normpath(_data_path("/", uri, where)): np.flatnonzero(
+            ~flat[bounds[n] : bounds[n + 1]]
+        ).astype(np.uint64)
+        for n, uri in enumerate(decoded.column("filepath").to_pylist())
+    }
 
 
 # the files table ----------------------------------------------------------------------------------
@@ -641,6 +743,7 @@ class _Plan:
     shadows_index: list[bool]  # the group's files have a column named file_index
     partition_literals: list[list[str]]  # per partition column, per file
     deleted: list[_Deleted | None]  # per file, the rows its deletion vector drops
+    footers: list[_Footer] | None = None  # per file (None when loaded from disk)
 
 
 def _glob_escaped(path: str) -> str:
@@ -693,6 +796,7 @@ def _make_plan(
             for c, arr in zip(partitions, part_arrays, strict=True)
         ],
         deleted=deleted,
+        footers=footers,
     )
 
 
@@ -720,3 +824,139 @@ def _read_columns(
             raise UnsupportedFeature(f"{where}: column {f['name']!r}: {e}") from None
         used.append((found.name, str(found.type)))
     return (tuple(exprs), tuple(used)), exprs
+
+
+# snapshots on disk --------------------------------------------------------------------------------
+
+
+def _disk_stamp(location: str, version: int) -> tuple | None:
+    """The commit file's identity and a digest of its start: a table re-created at the same
+    place may reuse the inode, size and (coarse) modification time, never the content."""
+    stamp = dvs.commit_stamp(location, version)
+    if stamp is None:
+        return None
+    try:
+        with open(os.path.join(location, "_delta_log", f"{version:020d}.json"), "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    return (*stamp, hashlib.sha256(head).hexdigest())
+
+
+def _to_disk(cache_dir: str | os.PathLike[str], snap: Snapshot) -> None:
+    plan = snap._plan
+    if plan.footers is None:
+        return
+    now = time.monotonic()
+    if now - _saved_at.get(snap.location, -_SAVE_EVERY_S) < _SAVE_EVERY_S:
+        return
+    _saved_at[snap.location] = now
+    keys: dict[str, int] = {}
+    schemas: list[list[str]] = []
+    index = []
+    for f in plan.footers:
+        i = keys.get(f.key)
+        if i is None:
+            i = keys[f.key] = len(schemas)
+            schemas.append([base64.b64encode(f.schema.serialize().to_pybytes()).decode(), f.key])
+        index.append(i)
+    groups = plan.group_of
+    checked = [
+        sig
+        for g in range(len(plan.groups))
+        if (sig := _group_signature(snap, g, int(np.argmax(groups == g)))) in _checked
+    ]
+    deleted = plan.deleted
+    extra = {
+        # From lists: pa.array of a NumPy array imports numpy.ma, a cost on the CLI's path.
+        "__group": pa.array(plan.group_of.tolist(), pa.int64()),
+        "__schema": pa.array(index, pa.int32()),
+        "__rows": pa.array([f.num_rows for f in plan.footers], pa.int64()),
+        "__path_sql": pa.array(plan.path_literals, pa.string()),
+        "__dv_count": pa.array([d.count if d else None for d in deleted], pa.int64()),
+        "__dv_runs": pa.array([d.runs if d else None for d in deleted], pa.string()),
+        "__dv_rows": pa.array([d.rows if d else None for d in deleted], pa.string()),
+    }
+    table = snap.files
+    for name, arr in extra.items():
+        table = table.append_column(name, arr)
+    header = {
+        "fields": snap._fields,
+        "partition_columns": snap.partition_columns,
+        "groups": plan.groups,
+        "shadows_index": plan.shadows_index,
+        "schemas": schemas,
+        "checked": checked,
+    }
+    stamp = _disk_stamp(snap.location, snap.version)
+    snapshot_cache.save(Path(cache_dir), snap.location, snap.version, stamp, header, table)
+
+
+def _footers_of(meta: dict[str, Any]) -> list[_Footer]:
+    """The distinct footer schemas of a saved snapshot (num_rows left 0)."""
+    out = []
+    for text, key in meta["schemas"]:
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+        out.append(_Footer(_schemas.setdefault(key, schema), 0, key))
+    return out
+
+
+def _from_disk(cache_dir: str | os.PathLike[str], location: str, version: int) -> Snapshot | None:
+    """The snapshot saved by an earlier process, if it is of exactly this version."""
+    hit = snapshot_cache.load(Path(cache_dir), location, version, _disk_stamp(location, version))
+    if hit is None:
+        return None
+    meta, table = hit
+    try:
+        files = table.drop_columns(list(_EXTRA))
+        fields = meta["fields"]
+        partitions = list(meta["partition_columns"])
+        by_name = {f["name"]: f for f in fields}
+        count = table.column("__dv_count")
+        deleted: list[_Deleted | None] = [None] * table.num_rows
+        if count.null_count < table.num_rows:
+            runs, rows = table.column("__dv_runs"), table.column("__dv_rows")
+            for i in np.flatnonzero(count.is_valid().to_numpy(zero_copy_only=False)).tolist():
+                deleted[i] = _Deleted(count[i].as_py(), runs[i].as_py(), rows[i].as_py())
+        plan = _Plan(
+            path_literals=table.column("__path_sql").to_pylist(),
+            group_of=table.column("__group").to_numpy(),
+            groups=[list(g) for g in meta["groups"]],
+            shadows_index=list(meta["shadows_index"]),
+            partition_literals=[
+                types.literals(files.column(f"partition.{c}").combine_chunks(), by_name[c]["type"])
+                for c in partitions
+            ],
+            deleted=deleted,
+        )
+        snap = Snapshot(location, version, fields, partitions, files, plan)
+    except (KeyError, ValueError, TypeError, IndexError, pa.ArrowException):
+        return None
+    _snapshots.put((location, version), (dvs.commit_stamp(location, version), snap))
+    return snap
+
+
+def _seed_footers(cache_dir: str | os.PathLike[str], location: str) -> None:
+    """Remember the footers of the files of the newest snapshot on disk (once per location and
+    process): a new version shares most of its files with it."""
+    if location in _seeded:
+        return
+    _seeded.add(location)
+    hit = snapshot_cache.newest(Path(cache_dir), location)
+    if hit is None:
+        return
+    meta, table = hit
+    try:
+        keyed = _footers_of(meta)
+        if meta.get("duckdb") == duckdb.__version__:
+            _checked.update(meta.get("checked", []))
+        for path, size, i, rows in zip(
+            table.column("path").to_pylist(),
+            table.column("size_bytes").to_pylist(),
+            table.column("__schema").to_pylist(),
+            table.column("__rows").to_pylist(),
+            strict=True,
+        ):
+            _footers.put((path, size), _Footer(keyed[i].schema, rows, keyed[i].key))
+    except (KeyError, ValueError, TypeError, IndexError, pa.ArrowException):
+        return

@@ -158,6 +158,7 @@ class Lake:
     def _open(self, ray_address: str | None, policy: str | Path | None) -> None:
         raw = Catalog(self.root, self.store, self.config.catalog)
         self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
+        self.engine.prepare()
         self.ray_address = ray_address
         self.audit = AuditLog(raw, self.config.audit_flush_s)
         state = PolicyState(self.store, self._table_lookup)

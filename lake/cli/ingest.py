@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -20,10 +20,14 @@ from rich.progress import (
 from rich.table import Table
 
 from catalog.errors import LakeError
-from catalog.ingestion.crawl import CrawlResult
 from lake.cli.common import CatalogUrl, Root, User, console
 from lake.cli.common import fail as _fail
 from lake.cli.common import open_lake as _open
+
+if TYPE_CHECKING:
+    # Through the Lake's methods: the ingestion stack (pyarrow.dataset, csv, json) is loaded
+    # only by the commands that ingest, not by every `lake` command.
+    from catalog.ingestion.crawl import CrawlResult
 
 
 def _progress(files: bool = True) -> Progress:

@@ -1,0 +1,87 @@
+"""Cold start: one-shot `lake` commands on a small lake vs a bare Python that only imports the
+libraries they stand on (duckdb, pyarrow, deltalake, sqlglot, casbin, sqlalchemy), each a new
+process, run alternately in one run. Goal: p50 <= 1.3x the bare import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import p50  # noqa: E402
+
+import lake  # noqa: E402
+
+GOAL = 1.3
+BARE = "import duckdb, pyarrow, deltalake, sqlglot, casbin, sqlalchemy"
+COMMANDS = {
+    "lake table list": ["table", "list"],
+    "lake table describe": ["table", "describe", "s.t"],
+    "lake sql": ["sql", "SELECT count(*) AS n, sum(v) AS s FROM s.t"],
+}
+
+
+def _lake_exe() -> str:
+    exe = Path(sys.executable).with_name("lake")
+    return str(exe) if exe.exists() else "lake"
+
+
+def build(root: Path) -> None:
+    """A small lake: `lake init`'s starter policy, one table of 1,000 rows."""
+    subprocess.run(
+        [_lake_exe(), "init", str(root), "--admin", "bench"], check=True, capture_output=True
+    )
+    with lake.connect(root) as lk:
+        lk.catalog.create_database("s")
+        lk.catalog.create_table("s.t", pa.schema([("id", pa.int64()), ("v", pa.float64())]))
+        lk.write("s.t", pa.table({"id": range(1000), "v": [0.5] * 1000}), user="bench")
+
+
+def _run(argv: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, env=env, timeout=120)
+    return time.perf_counter() - t
+
+
+def main(repeat: int = 15) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "lake"
+        build(root)
+        env = {**os.environ, "LAKE_ROOT": str(root), "LAKE_USER": "bench"}
+        runs = {"bare import": [sys.executable, "-c", BARE]}
+        runs |= {name: [_lake_exe(), *args] for name, args in COMMANDS.items()}
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for argv in runs.values():
+            _run(argv, env)  # warm the page cache
+        for _ in range(repeat):
+            for name, argv in runs.items():
+                times[name].append(_run(argv, env))
+        bare = p50(times["bare import"])
+        print(f"{'bare import':<24} p50 {bare * 1000:7.0f} ms")
+        out = []
+        for name in COMMANDS:
+            t = p50(times[name])
+            print(
+                f"{name:<24} p50 {t * 1000:7.0f} ms  ratio {t / bare:5.2f}  (goal <= {GOAL})",
+                flush=True,
+            )
+            out.append(
+                {
+                    "benchmark": f"cold start {name} / bare import",
+                    "ours_ms": t * 1000,
+                    "raw_ms": bare * 1000,
+                    "ratio": t / bare,
+                    "goal": f"<= {GOAL}",
+                }
+            )
+        return out
+
+
+if __name__ == "__main__":
+    main()
