@@ -29,6 +29,8 @@ from batch.runtime.engine import EngineRuntime, engine_argv, engine_available, i
 from batch.runtime.images import resolve_image
 from catalog.errors import JobError
 
+pytestmark = pytest.mark.sandbox
+
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
