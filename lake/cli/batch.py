@@ -1,22 +1,25 @@
-"""`lake job ...`, `lake queue ...` and `lake schedule ...`: batch jobs from the command line."""
+"""`lake job ...`, `lake queue ...` and `lake schedule ...`: batch jobs from the command line.
+
+Every command acts for `--user` (default: the lake's owner on an embedded lake) through the
+same checks as `lk.batch` (contract section 3, rule 13). Tables are laid out for 80 columns:
+ids, states and times are never cut.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Column, Table
+from rich.table import Column
+from rich.text import Text
 
-from catalog.errors import LakeError
-from lake.cli.common import CatalogUrl, Root, User, console
-from lake.cli.common import fail as _fail
+from batch.store import TERMINAL
+from lake.cli.common import CatalogUrl, Root, User, console, fitted, line, say, session, table
 from lake.cli.common import open_lake as _open
 
 if TYPE_CHECKING:
@@ -26,12 +29,19 @@ job_app = typer.Typer(
     help="Submit, watch, cancel and interrupt batch jobs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 queue_app = typer.Typer(
-    help="Job queues and compute.", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Job queues and compute.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 schedule_app = typer.Typer(
-    help="Cron schedules that submit jobs.", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Cron schedules that submit jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 JobId = Annotated[str, typer.Argument(help="Job id (array children: JOBID:INDEX).")]
@@ -41,7 +51,11 @@ COLORS = {
     "CANCELLED": "yellow",
     "RUNNING": "cyan",
     "STARTING": "cyan",
+    "SPOT_INTERRUPTED": "yellow",
+    "START_FAILED": "red",
 }
+COLD_START_NOTE_S = 1.5  # STARTING this long with no attempt started: say why
+WIDE = 110  # from this width on, `job list` shows reasons in a column, not under the table
 
 
 def batch_of(lk: Any) -> Batch:
@@ -49,27 +63,12 @@ def batch_of(lk: Any) -> Batch:
     return lk.batch
 
 
-@contextmanager
-def _session(root: Path, catalog: str | None) -> Iterator[Any]:
-    """An open lake for one command; a LakeError becomes one red line and exit code 1."""
-    lk = None
-    try:
-        lk = _open(root, catalog)
-        yield lk
-    except LakeError as e:
-        _fail(e)
-    finally:
-        if lk is not None:
-            lk.close()
+def _when(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return "" if t is None else datetime.fromtimestamp(t, UTC).strftime(fmt)
 
 
-def _when(t: float | None) -> str:
-    return "" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _status(s: str) -> str:
-    color = COLORS.get(s)
-    return f"[{color}]{s}[/]" if color else s
+def _state(s: str) -> Text:
+    return Text(s, style=COLORS.get(s, ""))
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -122,7 +121,7 @@ def job() -> None:
 )
 def submit(
     command: Annotated[list[str], typer.Argument(help="The command, after --: -- python train.py")],
-    user: User,
+    user: User = None,
     root: Root = Path("."),
     catalog: CatalogUrl = None,
     queue: Annotated[str, typer.Option(help="Job queue.")] = "default",
@@ -151,11 +150,15 @@ def submit(
     ] = [],  # noqa: B006
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the end, showing progress.")
+        bool, typer.Option("--wait", help="Wait for the end, one line per event.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Wait, and stream the job's output too.")
     ] = False,
 ) -> None:
     """Submit a job: lake job submit -u etl --spot --checkpoint -- python train.py"""
-    with _session(root, catalog) as lk:
+    wait = wait or follow
+    with session(root, catalog) as lk:
         b = batch_of(lk)
         b.autostart = wait
         j = b.submit(
@@ -177,46 +180,109 @@ def submit(
             outputs=_pairs(outputs, "--output"),
             name=name,
         )
-        console.print(f"submitted [bold]{j.id}[/] to queue {queue}")
+        say("submitted ", (j.id, "bold"), f" to queue {queue}")
         if not wait:
+            say(f"  follow it: lake job status {j.id}; lake job logs {j.id} --follow")
             if not b.scheduler_alive():
                 _spawn_server(lk.root, catalog)
             return
-        final = _watch(b, j)
-        _show(b, j.id)
+        try:
+            final = watch(b, j, follow=follow)
+        except KeyboardInterrupt:
+            say(f"stopped watching; {j.id} goes on in the background (lake job status {j.id})")
+            b.close()
+            _spawn_server(lk.root, catalog)
+            raise typer.Exit(130) from None
+        show(b, j.id, user)
         if final != "SUCCEEDED":
             raise typer.Exit(1)
 
 
-def _watch(b: Batch, j: Job) -> str:
-    from batch.store import TERMINAL
-
-    b._ensure_scheduler()
-    last = None
-    with console.status(f"{j.id}: SUBMITTED") as spinner:
-        while True:
-            row = j.refresh()
-            now = (row["status"], row["attempts"], row["status_reason"])
-            if now != last:
-                last = now
-                text = f"{j.id}: {row['status']} (attempt {row['attempts']})"
-                if row["status_reason"]:
-                    text += f" - {row['status_reason']}"
-                spinner.update(text)
-                console.print(
-                    f"[dim]{_when(time.time())}[/] {_status(row['status'])} {text.split(': ', 1)[1]}"
-                )
-            if row["status"] in TERMINAL:
-                return row["status"]
-            time.sleep(0.1)
+def _event(what: str, *detail: str | tuple[str, str]) -> None:
+    """One event line: time, what happened, details (all literal)."""
+    now = _when(time.time(), "%H:%M:%S")
+    console.print(line((now + " ", "dim"), (f"{what:<11} ", COLORS.get(what, "bold")), *detail))
 
 
-def _show(b: Batch, job_id: str) -> None:
-    j = b.get(job_id)
+def watch(b: Batch, j: Job, follow: bool = False) -> str:
+    """Print one line per state change and per attempt that ends (an interruption, a failure),
+    and with `follow` the job's output as it comes; returns the final state."""
+    b.changed_signal()  # the scheduler starts here if none runs
+    last: str | None = None
+    ended: set[int] = set()
+    noted = False
+    since = time.monotonic()
+    shown = 0
+    while True:
+        row = j.refresh()
+        status = row["status"]
+        attempts = j.attempts
+        for a in attempts:
+            if a.ended_at is not None and a.number not in ended:
+                ended.add(a.number)
+                _attempt_ended(a, row)
+        if status != last:
+            last, since = status, time.monotonic()
+            _state_changed(row, attempts)
+        if (
+            not noted
+            and status == "STARTING"
+            and time.monotonic() - since > COLD_START_NOTE_S
+            and not any(a.started_at for a in attempts if a.number == row["attempts"])
+        ):
+            noted = True
+            say((" " * 9 + _cold_start_note(), "dim"))
+        if follow:
+            text = j.logs()
+            if len(text) > shown:
+                sys.stdout.write(text[shown:])
+                sys.stdout.flush()
+                shown = len(text)
+        if status in TERMINAL:
+            return status
+        time.sleep(0.1)
+
+
+def _cold_start_note() -> str:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return "starting a local Ray for this lake (the first job of a cold lake waits 10-25 s)"
+    return "waiting for a Ray worker to start the attempt"
+
+
+def _state_changed(row: dict[str, Any], attempts: list[Any]) -> None:
+    status = row["status"]
+    current = next((a for a in attempts if a.number == row["attempts"]), None)
+    if status in ("STARTING", "RUNNING") and current is not None:
+        _event(status, f"attempt {current.number} on {current.compute}")
+    elif status == "SUCCEEDED":
+        n = row["attempts"]
+        _event(status, f"after {n} attempt{'s' if n != 1 else ''}")
+    elif status in ("FAILED", "CANCELLED") or row["status_reason"]:
+        _event(status, row["status_reason"] or "")
+    elif status == "SUBMITTED":
+        _event(status, f"queue {row['queue']}")
+    else:
+        _event(status)
+
+
+def _attempt_ended(a: Any, row: dict[str, Any]) -> None:
+    if a.reason in (None, "SUCCEEDED"):
+        return
+    took = f" after {a.duration_s:.2f} s" if a.duration_s is not None else ""
+    if a.reason == "SPOT_INTERRUPTED":
+        kept = "; checkpoint kept" if a.useful_s else ""
+        _event("INTERRUPTED", f"attempt {a.number} on {a.compute}: {a.detail}{took}{kept}")
+    else:
+        reason = (a.reason, COLORS.get(a.reason, ""))
+        _event("ENDED", f"attempt {a.number}: ", reason, f" {a.detail or ''}{took}")
+
+
+def show(b: Batch, job_id: str, user: Any = None) -> None:
+    """The job's state, attempts and lineage, laid out for 80 columns."""
+    j = b.get(job_id, user=user)
     row = j.refresh()
-    t = Table(show_header=False, box=None)
-    t.add_column(style="bold")
-    t.add_column()
+    t = table(Column(style="bold", no_wrap=True), Column(overflow="fold"), show_header=False)
     goodput = j.goodput
     lost = j.work_lost
     for k, v in [
@@ -224,7 +290,7 @@ def _show(b: Batch, job_id: str) -> None:
         ("name", row["name"]),
         ("user", row["user"]),
         ("queue", row["queue"]),
-        ("status", _status(row["status"])),
+        ("status", _state(row["status"])),
         ("reason", row["status_reason"]),
         ("attempts", str(row["attempts"])),
         ("interruptions", str(row["interruptions"])),
@@ -235,8 +301,8 @@ def _show(b: Batch, job_id: str) -> None:
             else f"{goodput:.1%} ({row['useful_s']:.1f} of {row['total_s']:.1f} s useful)",
         ),
         ("work lost", ", ".join(f"{x:.2f} s" for x in lost) if lost else ""),
-        ("created", _when(row["created_at"])),
-        ("ended", _when(row["ended_at"])),
+        ("created", _when(row["created_at"]) + " UTC"),
+        ("ended", _when(row["ended_at"]) + " UTC" if row["ended_at"] else ""),
     ]:
         if v:
             t.add_row(k, v)
@@ -248,50 +314,47 @@ def _show(b: Batch, job_id: str) -> None:
     console.print(t)
     attempts = j.attempts
     if attempts:
-        at = Table(
-            "#",
-            Column("compute", no_wrap=True),
-            "node",
-            "started",
-            "seconds",
-            "exit",
-            Column("reason", no_wrap=True),
-            "detail",
-            "lost s",
-            header_style="bold cyan",
+        at = fitted(
+            ["#", "compute", "started", "secs", "exit", "reason", "lost s", "detail"],
+            [
+                [
+                    str(a.number),
+                    a.compute,
+                    _when(a.started_at, "%H:%M:%S"),
+                    "" if a.duration_s is None else f"{a.duration_s:.2f}",
+                    "" if a.exit_code is None else str(a.exit_code),
+                    _state(a.reason or a.status),
+                    "" if a.lost_s is None else f"{a.lost_s:.2f}",
+                    a.detail or "",
+                ]
+                for a in attempts
+            ],
+            whole={"#", "compute", "started", "secs", "exit", "reason", "lost s"},
+            fold="detail",
+            right={"#", "secs", "exit", "lost s"},
         )
-        for a in attempts:
-            dur = a.duration_s
-            at.add_row(
-                str(a.number),
-                a.compute,
-                a.node or "",
-                _when(a.started_at),
-                "" if dur is None else f"{dur:.2f}",
-                "" if a.exit_code is None else str(a.exit_code),
-                _status(a.reason or a.status),
-                a.detail or "",
-                "" if a.lost_s is None else f"{a.lost_s:.2f}",
-            )
         console.print(at)
     lineage = j.lineage
     if lineage:
-        lt = Table("direction", "name", "table", "version", header_style="bold cyan")
+        lt = table("direction", "name", "table", "version")
         for r in lineage:
             lt.add_row(r["direction"], r["name"], r["table_name"], str(r["version"]))
         console.print(lt)
 
 
 @job_app.command("status")
-def status(job_id: JobId, root: Root = Path("."), catalog: CatalogUrl = None) -> None:
+def status(
+    job_id: JobId, user: User = None, root: Root = Path("."), catalog: CatalogUrl = None
+) -> None:
     """State, attempts (exit code, reason), goodput, work lost and lineage of a job."""
-    with _session(root, catalog) as lk:
-        _show(batch_of(lk), job_id)
+    with session(root, catalog) as lk:
+        show(batch_of(lk), job_id, user)
 
 
 @job_app.command("logs")
 def logs(
     job_id: JobId,
+    user: User = None,
     root: Root = Path("."),
     catalog: CatalogUrl = None,
     attempt: Annotated[int | None, typer.Option(help="Only this attempt.")] = None,
@@ -299,88 +362,120 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
     ] = False,
 ) -> None:
-    """Print a job's logs (kept per attempt in lake storage)."""
-    from batch.store import TERMINAL
-
-    lk = None
-    try:
-        lk = _open(root, catalog)
-        b = batch_of(lk)
-        j = b.get(job_id)
+    """Print a job's logs (kept per attempt in lake storage); of an array job, its children's."""
+    with session(root, catalog) as lk:
+        j = batch_of(lk).get(job_id, user=user)
+        row = j.refresh()
+        if row["array_size"]:
+            _array_logs(j, row, follow)
+            return
         shown = 0
-        while True:
-            text = j.logs(attempt=attempt)
-            if len(text) > shown:
-                sys.stdout.write(text[shown:])
-                sys.stdout.flush()
-                shown = len(text)
-            if not follow or j.status in TERMINAL:
-                if follow:
-                    rest = j.logs(attempt=attempt)[shown:]
-                    sys.stdout.write(rest)
-                return
-            time.sleep(0.25)
-    except LakeError as e:
-        _fail(e)
-    except KeyboardInterrupt:
+        try:
+            while True:
+                done = j.status in TERMINAL  # read before the logs: nothing written after is lost
+                text = j.logs(attempt=attempt)
+                if len(text) > shown:
+                    sys.stdout.write(text[shown:])
+                    sys.stdout.flush()
+                    shown = len(text)
+                if not follow or done:
+                    return
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            return
+
+
+def _array_logs(j: Job, row: dict[str, Any], follow: bool) -> None:
+    kids = j.children
+    n = row["array_size"]
+    if follow:
+        say(
+            f"{j.id} is an array job of {n} children; follow one with "
+            f"lake job logs {j.id}:INDEX --follow (INDEX 0-{n - 1})"
+        )
         return
-    finally:
-        if lk is not None:
-            lk.close()
+    printed = False
+    for c in kids:
+        text = c.logs()
+        if text:
+            say((f"==> {c.id} ({c.status}) <==", "bold"))
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            printed = True
+    if not printed:
+        say(f"{j.id} is an array job of {n} children; none has logged anything yet")
+    say((f"one child's logs: lake job logs {j.id}:INDEX (INDEX 0-{n - 1})", "dim"))
 
 
 @job_app.command("list")
 def list_jobs(
+    user: User = None,
     root: Root = Path("."),
     catalog: CatalogUrl = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     state: Annotated[str | None, typer.Option("--status", help="Only this state.")] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's jobs.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many (newest).")] = 50,
+    submitted_by: Annotated[
+        str | None, typer.Option("--submitted-by", help="Only jobs this user submitted.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many (newest).")] = 50,
 ) -> None:
-    """List jobs, newest last."""
-    with _session(root, catalog) as lk:
-        jobs = batch_of(lk).list(queue, state.upper() if state else None, user=user)
-        t = Table(
-            Column("job", no_wrap=True),
-            "name",
-            "user",
-            "queue",
-            Column("status", no_wrap=True),
-            "attempts",
-            "created",
-            "reason",
-            header_style="bold cyan",
+    """List the jobs --user may see, newest last."""
+    with session(root, catalog) as lk:
+        jobs = batch_of(lk).list(
+            queue, state.upper() if state else None, user=user, submitted_by=submitted_by
         )
-        for j in jobs[-limit:]:
-            r = j._row or j.refresh()
-            t.add_row(
-                r["id"] + (f" [dim]x{r['array_size']}[/]" if r["array_size"] else ""),
-                r["name"],
-                r["user"],
-                r["queue"],
-                _status(r["status"]),
-                str(r["attempts"]),
-                _when(r["created_at"]),
-                r["status_reason"],
-            )
-        console.print(t)
+        rows = [j._row or j.refresh() for j in jobs[-limit:]]
+    wide = console.width >= WIDE
+    headers = ["job", "status", "try", "created (UTC)", "user", "queue", "name"]
+    table_rows, notes = [], []
+    for r in rows:
+        jid = r["id"] + (f" x{r['array_size']}" if r["array_size"] else "")
+        cells = [
+            jid,
+            _state(r["status"]),
+            str(r["attempts"]),
+            _when(r["created_at"], "%m-%d %H:%M:%S"),
+            r["user"],
+            r["queue"],
+            r["name"],
+        ]
+        if wide:
+            cells.append(r["status_reason"])
+        elif r["status_reason"]:
+            notes.append((r["id"], r["status_reason"]))
+        table_rows.append(cells)
+    t = fitted(
+        headers + (["reason"] if wide else []),
+        table_rows,
+        whole={"job", "status", "try", "created (UTC)"},
+        fold="reason" if wide else None,
+        right={"try"},
+    )
+    console.print(t)
+    for jid, reason in notes:
+        console.print(line((jid, "bold"), "  ", reason))
 
 
 @job_app.command("cancel")
-def cancel(job_id: JobId, root: Root = Path("."), catalog: CatalogUrl = None) -> None:
+def cancel(
+    job_id: JobId, user: User = None, root: Root = Path("."), catalog: CatalogUrl = None
+) -> None:
     """Cancel a job (a running attempt gets SIGTERM, grace, SIGKILL)."""
-    with _session(root, catalog) as lk:
-        batch_of(lk).cancel(job_id)
-        console.print(f"cancel requested for {job_id}")
+    with session(root, catalog) as lk:
+        batch_of(lk).cancel(job_id, user=user)
+        say(f"cancel requested for {job_id}")
 
 
 @job_app.command("interrupt")
-def interrupt(job_id: JobId, root: Root = Path("."), catalog: CatalogUrl = None) -> None:
-    """Deliver a spot interruption now: notice (SIGTERM), grace, SIGKILL, requeue."""
-    with _session(root, catalog) as lk:
-        batch_of(lk).interrupt(job_id)
-        console.print(f"interruption delivered to {job_id}")
+def interrupt(
+    job_id: JobId, user: User = None, root: Root = Path("."), catalog: CatalogUrl = None
+) -> None:
+    """Deliver a spot interruption now: notice (SIGTERM), grace, SIGKILL, requeue.
+
+    Only a job running on spot compute can be interrupted; cancel an on-demand one instead.
+    """
+    with session(root, catalog) as lk:
+        batch_of(lk).interrupt(job_id, user=user)
+        say(f"interruption delivered to {job_id}: notice, grace, kill, requeue")
 
 
 @job_app.command("serve")
@@ -392,13 +487,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the lake's scheduler in the foreground (embedded lakes; Ctrl-C stops it)."""
-    lk = _open(root, catalog)
-    try:
+    with session(root, catalog) as lk:
         b = batch_of(lk)
-        console.print(f"scheduling jobs of {lk.root} (Ctrl-C to stop)")
+        say(f"scheduling jobs of {lk.root} (Ctrl-C to stop)")
         b.serve(idle_exit_s=idle_exit)
-    finally:
-        lk.close()
 
 
 # queues -----------------------------------------------------------------------------------------
@@ -410,44 +502,45 @@ def queue() -> None:
 @queue_app.command("list")
 def queue_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
     """Queues (priority, compute order, fair-share weights, jobs by state) and compute capacity."""
-    with _session(root, catalog) as lk:
+    with session(root, catalog) as lk:
         b = batch_of(lk)
-        t = Table(
-            "queue",
-            "priority",
-            "compute",
-            "weights",
-            "runnable",
-            "running",
-            "succeeded",
-            "failed",
-            header_style="bold cyan",
-        )
-        for q in b.queues():
-            c = q["counts"]
-            t.add_row(
+        queues, compute = b.queues(), b.compute()
+    t = fitted(
+        ["queue", "prio", "compute", "waiting", "running", "done", "failed", "weights"],
+        [
+            [
                 q["name"],
                 str(q["priority"]),
                 " > ".join(q["compute"]),
+                str(q["counts"]["SUBMITTED"] + q["counts"]["PENDING"] + q["counts"]["RUNNABLE"]),
+                str(q["counts"]["STARTING"] + q["counts"]["RUNNING"]),
+                str(q["counts"]["SUCCEEDED"]),
+                str(q["counts"]["FAILED"] + q["counts"]["CANCELLED"]),
                 ", ".join(f"{k}={v:g}" for k, v in q["weights"].items()) or "equal",
-                str(c["SUBMITTED"] + c["PENDING"] + c["RUNNABLE"]),
-                str(c["STARTING"] + c["RUNNING"]),
-                str(c["SUCCEEDED"]),
-                str(c["FAILED"] + c["CANCELLED"]),
-            )
-        console.print(t)
-        ct = Table(
-            "compute", "cpus", "spot", "interruptions/h", "notice s", header_style="bold cyan"
+            ]
+            for q in queues
+        ],
+        whole={"queue", "prio", "compute", "waiting", "running", "done", "failed"},
+        fold="weights",
+        right={"prio", "waiting", "running", "done", "failed"},
+    )
+    console.print(t)
+    ct = table(
+        Column("compute", no_wrap=True),
+        Column("cpus", justify="right", no_wrap=True),
+        Column("spot", no_wrap=True),
+        Column("interruptions/h", justify="right", no_wrap=True),
+        Column("notice s", justify="right", no_wrap=True),
+    )
+    for e in compute:
+        ct.add_row(
+            e["name"],
+            f"{e['cpus']:g}",
+            "yes" if e["spot"] else "no",
+            f"{e['interruption_rate_per_hour']:g}",
+            f"{e['notice_s']:g}",
         )
-        for e in b.compute():
-            ct.add_row(
-                e["name"],
-                f"{e['cpus']:g}",
-                "yes" if e["spot"] else "no",
-                f"{e['interruption_rate_per_hour']:g}",
-                f"{e['notice_s']:g}",
-            )
-        console.print(ct)
+    console.print(ct)
 
 
 # schedules --------------------------------------------------------------------------------------
@@ -461,56 +554,54 @@ def schedule_add(
     name: Annotated[str, typer.Argument(help="Schedule name.")],
     cron: Annotated[str, typer.Argument(help="Cron expression (UTC), e.g. '*/5 * * * *'.")],
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
-    user: User,
+    user: User = None,
     root: Root = Path("."),
     catalog: CatalogUrl = None,
     queue: Annotated[str, typer.Option(help="Job queue.")] = "default",
 ) -> None:
     """Submit COMMAND at every CRON time."""
-    with _session(root, catalog) as lk:
+    with session(root, catalog) as lk:
         b = batch_of(lk)
         b.autostart = False
         s = b.schedule(name, cron, command, user=user, queue=queue)
-        console.print(f"schedule [bold]{name}[/]: next run {s['next_run']:%Y-%m-%d %H:%M} UTC")
+        say("schedule ", (name, "bold"), f": next run {s['next_run']:%Y-%m-%d %H:%M} UTC")
 
 
 @schedule_app.command("list")
 def schedule_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
     """Every schedule with its next run."""
-    lk = _open(root, catalog)
-    try:
-        t = Table(
-            "name",
-            "cron",
-            "user",
-            "queue",
-            "command",
-            "next run (UTC)",
-            "last job",
-            header_style="bold cyan",
+    with session(root, catalog) as lk:
+        schedules = batch_of(lk).schedules()
+    t = table(
+        Column("name", no_wrap=True),
+        Column("cron", no_wrap=True),
+        "user",
+        "queue",
+        Column("command", overflow="fold"),
+        Column("next run (UTC)", no_wrap=True),
+        Column("last job", no_wrap=True),
+    )
+    for s in schedules:
+        t.add_row(
+            s["name"],
+            s["cron"],
+            s["user"],
+            s["queue"],
+            " ".join(s["command"] or []),
+            f"{s['next_run']:%Y-%m-%d %H:%M}",
+            s["last_job"] or "",
         )
-        for s in batch_of(lk).schedules():
-            t.add_row(
-                s["name"],
-                s["cron"],
-                s["user"],
-                s["queue"],
-                " ".join(s["command"] or []),
-                f"{s['next_run']:%Y-%m-%d %H:%M}",
-                s["last_job"] or "",
-            )
-        console.print(t)
-    finally:
-        lk.close()
+    console.print(t)
 
 
 @schedule_app.command("delete")
 def schedule_delete(
     name: Annotated[str, typer.Argument(help="Schedule name.")],
+    user: User = None,
     root: Root = Path("."),
     catalog: CatalogUrl = None,
 ) -> None:
-    """Delete a schedule."""
-    with _session(root, catalog) as lk:
-        batch_of(lk).unschedule(name)
-        console.print(f"deleted schedule {name}")
+    """Delete a schedule (its owner's, or with alter on its queue)."""
+    with session(root, catalog) as lk:
+        batch_of(lk).unschedule(name, user=user)
+        say(f"deleted schedule {name}")
