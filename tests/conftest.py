@@ -91,3 +91,14 @@ def make_lake(tmp_path: Path, ray_session: None) -> Iterator[Callable[..., Any]]
         if b is not None:
             b.close()
         lk.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks that follow from fixtures (so `make test-fast` leaves these tests out): the shared
+    Ray makes a `ray` test; a lake with batch configured (`make_lake`) runs jobs in sandboxes."""
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        if "ray_session" in used:
+            item.add_marker(pytest.mark.ray)
+        if "make_lake" in used:
+            item.add_marker(pytest.mark.sandbox)
