@@ -7,6 +7,7 @@ ids, states and times are never cut.
 
 from __future__ import annotations
 
+import codecs
 import subprocess
 import sys
 import time
@@ -52,6 +53,8 @@ COLORS = {
     "RUNNING": "cyan",
     "STARTING": "cyan",
     "SPOT_INTERRUPTED": "yellow",
+    "INTERRUPTED": "yellow",
+    "REQUEUED": "yellow",
     "START_FAILED": "red",
 }
 COLD_START_NOTE_S = 1.5  # STARTING this long with no attempt started: say why
@@ -198,84 +201,153 @@ def submit(
             raise typer.Exit(1)
 
 
-def _event(what: str, *detail: str | tuple[str, str]) -> None:
+def _event(what: str, *detail: str | tuple[str, str], at: float | None = None) -> None:
     """One event line: time, what happened, details (all literal)."""
-    now = _when(time.time(), "%H:%M:%S")
-    console.print(line((now + " ", "dim"), (f"{what:<11} ", COLORS.get(what, "bold")), *detail))
+    when = _when(time.time(), "%H:%M:%S")  # when it was seen: the lines stay in order
+    console.print(line((when + " ", "dim"), (f"{what:<11} ", COLORS.get(what, "bold")), *detail))
+
+
+class Tail:
+    """What a job's attempts wrote since the last call, read from their log files.
+
+    For following a job the caller may already read (the submitter, or after one audited
+    `logs` call): polling the API instead would audit every poll.
+    """
+
+    def __init__(self, b: Batch, job_id: str, attempt: int | None = None):
+        self.b, self.job_id, self.attempt = b, job_id, attempt
+        self.read: dict[tuple[int, str], int] = {}
+        self.decoders: dict[tuple[int, str], Any] = {}
+        self.current: tuple[int, str] | None = None
+
+    def new(self, attempts: list[Any]) -> str:
+        out = []
+        for a in attempts:
+            if self.attempt is not None and a.number != self.attempt:
+                continue
+            folder = Path(a.log_dir or self.b.paths.attempt(self.job_id, a.number))
+            for stream in ("stdout", "stderr"):
+                key = (a.number, stream)
+                try:
+                    with open(folder / f"{stream}.log", "rb") as f:
+                        f.seek(self.read.get(key, 0))
+                        data = f.read()
+                except OSError:
+                    continue
+                if not data:
+                    continue
+                self.read[key] = self.read.get(key, 0) + len(data)
+                decode = self.decoders.setdefault(
+                    key, codecs.getincrementaldecoder("utf-8")("replace")
+                ).decode
+                if key != self.current:
+                    out.append(f"==> attempt {a.number} {stream} <==\n")
+                    self.current = key
+                out.append(decode(data))
+        return "".join(out)
+
+
+def _write(text: str) -> None:
+    if text:
+        console.file.flush()
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+class Progress:
+    """The events of one job, each printed once: the job's own states as they are seen, and
+    every attempt's start, run and end from the attempt records (so none is missed however
+    briefly it lasted)."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+        self.said: set[tuple[int, str]] = set()  # (attempt, STARTING | RUNNING | ENDED)
+        self.seen: dict[int, float] = {}  # attempt -> when this process first saw it
+        self.noted = False
+
+    def update(self, row: dict[str, Any], attempts: list[Any]) -> None:
+        status = row["status"]
+        if status != self.state and status in ("SUBMITTED", "PENDING", "RUNNABLE"):
+            self._job_state(row)
+        self.state = status
+        for a in attempts:
+            self.seen.setdefault(a.number, time.monotonic())
+            self._once(a, "STARTING", f"attempt {a.number} on {a.compute}")
+            if a.started_at is not None and a.reason != "START_FAILED":
+                self._once(a, "RUNNING", f"attempt {a.number} on {a.compute}", a.started_at)
+            if a.ended_at is not None and (a.number, "ENDED") not in self.said:
+                self.said.add((a.number, "ENDED"))
+                _attempt_ended(a, row)
+        waiting = [a for a in attempts if a.started_at is None and a.ended_at is None]
+        if (
+            waiting
+            and not self.noted
+            and time.monotonic() - self.seen[waiting[-1].number] > COLD_START_NOTE_S
+        ):
+            self.noted = True
+            say((" " * 9 + _cold_start_note(), "dim"))
+
+    def _once(self, a: Any, what: str, detail: str, at: float | None = None) -> None:
+        if (a.number, what) not in self.said:
+            self.said.add((a.number, what))
+            _event(what, detail, at=at)
+
+    def _job_state(self, row: dict[str, Any]) -> None:
+        reason = row["status_reason"] or ""
+        if row["status"] == "SUBMITTED":
+            _event("SUBMITTED", f"queue {row['queue']}")
+        elif not reason.startswith("requeued after"):  # said by the REQUEUED event
+            _event(row["status"], reason)
+
+    def finish(self, row: dict[str, Any]) -> None:
+        if row["status"] == "SUCCEEDED":
+            n = row["attempts"]
+            _event("SUCCEEDED", f"after {n} attempt{'s' if n != 1 else ''}")
+        else:
+            _event(row["status"], row["status_reason"] or "")
 
 
 def watch(b: Batch, j: Job, follow: bool = False) -> str:
-    """Print one line per state change and per attempt that ends (an interruption, a failure),
-    and with `follow` the job's output as it comes; returns the final state."""
+    """Print each event of the job once (state changes, every attempt's start, run and end, an
+    interruption and its requeue), and with `follow` the job's output as it comes; returns
+    the final state."""
     b.changed_signal()  # the scheduler starts here if none runs
-    last: str | None = None
-    ended: set[int] = set()
-    noted = False
-    since = time.monotonic()
-    shown = 0
+    events = Progress()
+    tail = Tail(b, j.id) if follow else None
     while True:
         row = j.refresh()
-        status = row["status"]
         attempts = j.attempts
-        for a in attempts:
-            if a.ended_at is not None and a.number not in ended:
-                ended.add(a.number)
-                _attempt_ended(a, row)
-        if status != last:
-            last, since = status, time.monotonic()
-            _state_changed(row, attempts)
-        if (
-            not noted
-            and status == "STARTING"
-            and time.monotonic() - since > COLD_START_NOTE_S
-            and not any(a.started_at for a in attempts if a.number == row["attempts"])
-        ):
-            noted = True
-            say((" " * 9 + _cold_start_note(), "dim"))
-        if follow:
-            text = j.logs()
-            if len(text) > shown:
-                sys.stdout.write(text[shown:])
-                sys.stdout.flush()
-                shown = len(text)
-        if status in TERMINAL:
-            return status
+        events.update(row, attempts)
+        if tail is not None:  # read after the state: at the end, nothing written is missed
+            _write(tail.new(attempts))
+        if row["status"] in TERMINAL:
+            events.finish(row)
+            return row["status"]
         time.sleep(0.1)
 
 
 def _cold_start_note() -> str:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
-        return "starting a local Ray for this lake (the first job of a cold lake waits 10-25 s)"
+        return "starting a local Ray for this lake (10-25 s on a cold lake)"
     return "waiting for a Ray worker to start the attempt"
-
-
-def _state_changed(row: dict[str, Any], attempts: list[Any]) -> None:
-    status = row["status"]
-    current = next((a for a in attempts if a.number == row["attempts"]), None)
-    if status in ("STARTING", "RUNNING") and current is not None:
-        _event(status, f"attempt {current.number} on {current.compute}")
-    elif status == "SUCCEEDED":
-        n = row["attempts"]
-        _event(status, f"after {n} attempt{'s' if n != 1 else ''}")
-    elif status in ("FAILED", "CANCELLED") or row["status_reason"]:
-        _event(status, row["status_reason"] or "")
-    elif status == "SUBMITTED":
-        _event(status, f"queue {row['queue']}")
-    else:
-        _event(status)
 
 
 def _attempt_ended(a: Any, row: dict[str, Any]) -> None:
     if a.reason in (None, "SUCCEEDED"):
         return
+    at = a.ended_at
     took = f" after {a.duration_s:.2f} s" if a.duration_s is not None else ""
     if a.reason == "SPOT_INTERRUPTED":
-        kept = "; checkpoint kept" if a.useful_s else ""
-        _event("INTERRUPTED", f"attempt {a.number} on {a.compute}: {a.detail}{took}{kept}")
+        kept = ", checkpoint kept" if a.useful_s else ""
+        _event("INTERRUPTED", f"attempt {a.number} ({a.detail}){took}{kept}", at=at)
+        if row["status"] not in TERMINAL:
+            _event("REQUEUED", f"attempt {a.number + 1} will run next (no retry spent)", at=at)
+    elif a.reason == "START_FAILED":
+        _event("ENDED", f"attempt {a.number} could not start: {a.detail}", at=at)
     else:
         reason = (a.reason, COLORS.get(a.reason, ""))
-        _event("ENDED", f"attempt {a.number}: ", reason, f" {a.detail or ''}{took}")
+        _event("ENDED", f"attempt {a.number}: ", reason, f" {a.detail or ''}{took}", at=at)
 
 
 def show(b: Batch, job_id: str, user: Any = None) -> None:
@@ -369,16 +441,16 @@ def logs(
         if row["array_size"]:
             _array_logs(j, row, follow)
             return
-        shown = 0
+        if not follow:
+            _write(j.logs(attempt=attempt))
+            return
+        j.logs(attempt=attempt)  # checked and audited once; then the files are followed
+        tail = Tail(batch_of(lk), row["id"], attempt)
         try:
             while True:
                 done = j.status in TERMINAL  # read before the logs: nothing written after is lost
-                text = j.logs(attempt=attempt)
-                if len(text) > shown:
-                    sys.stdout.write(text[shown:])
-                    sys.stdout.flush()
-                    shown = len(text)
-                if not follow or done:
+                _write(tail.new(j.attempts))
+                if done:
                     return
                 time.sleep(0.25)
         except KeyboardInterrupt:

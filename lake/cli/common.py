@@ -62,7 +62,9 @@ def say(*pieces: Piece) -> None:
 def quiet_ray() -> None:
     """Keep Ray's banners and warnings (token auth, SIGTERM handler) out of what users see."""
     os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")
-    logging.getLogger("ray").setLevel(logging.ERROR)
+    # `import ray` sets its own "ray" logger to INFO; the levels of its children stay.
+    for name in ("ray._private", "ray.util", "ray.runtime_env"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def open_lake(root: Path, catalog: str | None) -> Lake:

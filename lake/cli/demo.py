@@ -162,11 +162,9 @@ def preflight(out: Console) -> str | None:
         out.print(Text("checked: bubblewrap runs sandboxes here; the demo runs every part"))
         return None
     out.print(
-        line(
-            ("the batch part will be skipped: ", "yellow"),
-            f"{problem} (`make demo` installs it: scripts/sysdeps.sh)",
-        )
+        line(("the batch part will be skipped", "yellow"), " (`make demo` installs what it needs):")
     )
+    out.print(Text(f"  {problem}"))
     return problem
 
 
