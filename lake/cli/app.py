@@ -42,6 +42,14 @@ table_app = typer.Typer(
 db_app = typer.Typer(
     help="Create, list and drop databases.", no_args_is_help=True, rich_markup_mode=None
 )
+
+
+@app.callback()
+def lake_command() -> None:
+    """Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs."""
+    quiet_ray()  # also when the app runs inside another program (tests, notebooks)
+
+
 app.add_typer(table_app, name="table")
 app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
