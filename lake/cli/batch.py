@@ -19,7 +19,6 @@ import typer
 from rich.table import Column
 from rich.text import Text
 
-from batch.store import TERMINAL
 from lake.cli.common import CatalogUrl, Root, User, console, fitted, line, say, session, table
 from lake.cli.common import open_lake as _open
 
@@ -57,6 +56,8 @@ COLORS = {
     "REQUEUED": "yellow",
     "START_FAILED": "red",
 }
+# batch.store.TERMINAL, spelled here so that catalog commands do not load the batch store
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 COLD_START_NOTE_S = 1.5  # STARTING this long with no attempt started: say why
 WIDE = 110  # from this width on, `job list` shows reasons in a column, not under the table
 

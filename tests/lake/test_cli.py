@@ -430,3 +430,10 @@ def test_tables_fit_80_columns(tmp_path):
             assert re.search(r"created\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", r.stdout)
     r = sh("job", "logs", ids[1], "--root", str(root))
     assert r.returncode == 0 and f"lake job logs {ids[1]}:INDEX" in r.stdout, r.stdout
+
+
+def test_cli_terminal_states_are_the_stores():
+    from batch.store import TERMINAL
+    from lake.cli import batch as cli_batch
+
+    assert set(cli_batch.TERMINAL) == set(TERMINAL)
