@@ -202,10 +202,14 @@ def submit(
             raise typer.Exit(1)
 
 
-def _event(what: str, *detail: str | tuple[str, str], at: float | None = None) -> None:
-    """One event line: time, what happened, details (all literal)."""
-    when = _when(time.time(), "%H:%M:%S")  # when it was seen: the lines stay in order
+_printed = [0]  # event lines printed so far: output that follows one gets its header again
+
+
+def _event(what: str, *detail: str | tuple[str, str]) -> None:
+    """One event line: time (when seen: lines stay in order), what happened, details."""
+    when = _when(time.time(), "%H:%M:%S")
     console.print(line((when + " ", "dim"), (f"{what:<11} ", COLORS.get(what, "bold")), *detail))
+    _printed[0] += 1
 
 
 class Tail:
@@ -220,8 +224,11 @@ class Tail:
         self.read: dict[tuple[int, str], int] = {}
         self.decoders: dict[tuple[int, str], Any] = {}
         self.current: tuple[int, str] | None = None
+        self.events = _printed[0]
 
     def new(self, attempts: list[Any]) -> str:
+        if self.events != _printed[0]:  # events came in between: name the stream again
+            self.events, self.current = _printed[0], None
         out = []
         for a in attempts:
             if self.attempt is not None and a.number != self.attempt:
@@ -275,7 +282,7 @@ class Progress:
             self.seen.setdefault(a.number, time.monotonic())
             self._once(a, "STARTING", f"attempt {a.number} on {a.compute}")
             if a.started_at is not None and a.reason != "START_FAILED":
-                self._once(a, "RUNNING", f"attempt {a.number} on {a.compute}", a.started_at)
+                self._once(a, "RUNNING", f"attempt {a.number} on {a.compute}")
             if a.ended_at is not None and (a.number, "ENDED") not in self.said:
                 self.said.add((a.number, "ENDED"))
                 _attempt_ended(a, row)
@@ -288,10 +295,10 @@ class Progress:
             self.noted = True
             say((" " * 9 + _cold_start_note(), "dim"))
 
-    def _once(self, a: Any, what: str, detail: str, at: float | None = None) -> None:
+    def _once(self, a: Any, what: str, detail: str) -> None:
         if (a.number, what) not in self.said:
             self.said.add((a.number, what))
-            _event(what, detail, at=at)
+            _event(what, detail)
 
     def _job_state(self, row: dict[str, Any]) -> None:
         reason = row["status_reason"] or ""
@@ -337,18 +344,17 @@ def _cold_start_note() -> str:
 def _attempt_ended(a: Any, row: dict[str, Any]) -> None:
     if a.reason in (None, "SUCCEEDED"):
         return
-    at = a.ended_at
     took = f" after {a.duration_s:.2f} s" if a.duration_s is not None else ""
     if a.reason == "SPOT_INTERRUPTED":
         kept = ", checkpoint kept" if a.useful_s else ""
-        _event("INTERRUPTED", f"attempt {a.number} ({a.detail}){took}{kept}", at=at)
+        _event("INTERRUPTED", f"attempt {a.number} ({a.detail}){took}{kept}")
         if row["status"] not in TERMINAL:
-            _event("REQUEUED", f"attempt {a.number + 1} will run next (no retry spent)", at=at)
+            _event("REQUEUED", f"attempt {a.number + 1} will run next (no retry spent)")
     elif a.reason == "START_FAILED":
-        _event("ENDED", f"attempt {a.number} could not start: {a.detail}", at=at)
+        _event("ENDED", f"attempt {a.number} could not start: {a.detail}")
     else:
         reason = (a.reason, COLORS.get(a.reason, ""))
-        _event("ENDED", f"attempt {a.number}: ", reason, f" {a.detail or ''}{took}", at=at)
+        _event("ENDED", f"attempt {a.number}: ", reason, f" {a.detail or ''}{took}")
 
 
 def show(b: Batch, job_id: str, user: Any = None) -> None:
