@@ -73,6 +73,7 @@ class Config:
     memory_limit: str | None = None
     threads: int | None = None
     audit_flush_s: float = 2.0
+    catalog_url: str | None = None  # [catalog] url: the metadata store (None: see lake.connect)
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,13 +103,10 @@ def load_config(root: Path) -> Config:
 
 
 def _config(valid: dict[str, Any], raw: dict[str, Any]) -> Config:
-    q, audit = valid["query"], valid["audit"]
+    q, audit, cat = valid["query"], valid["audit"], dict(valid["catalog"])
+    url = cat.pop("url", None)
     return Config(
-        Settings(**valid["catalog"]),
-        q["memory_limit"],
-        q["threads"],
-        audit["flush_interval_s"],
-        raw,
+        Settings(**cat), q["memory_limit"], q["threads"], audit["flush_interval_s"], url, raw
     )
 
 
@@ -119,7 +117,7 @@ def _validate(raw: dict[str, Any]) -> dict[str, Any]:
     from lake.config_model import LakeToml
 
     try:
-        return LakeToml.model_validate(raw).model_dump(mode="json", exclude={"batch"})
+        return LakeToml.model_validate(raw).model_dump(mode="json", exclude={"batch", "server"})
     except ValidationError as e:
         from catalog.settings import config_error
 

@@ -21,7 +21,8 @@ class _Section(BaseModel):
 def _catalog_section() -> type[BaseModel]:
     """[catalog]: every field of catalog.settings.Settings, with its default; numbers >= 0."""
     hints = get_type_hints(Settings)
-    fields: dict[str, Any] = {}
+    # the metadata store's URL lives here too (else $LAKE_CATALOG, else SQLite in the root)
+    fields: dict[str, Any] = {"url": (str | None, None)}
     for f in dataclasses.fields(Settings):
         kind = hints[f.name]
         fields[f.name] = (kind, f.default if kind is bool else Field(f.default, ge=0))
@@ -51,3 +52,5 @@ class LakeToml(_Section):
     audit: AuditSection = AuditSection()
     query: QuerySection = QuerySection()
     batch: BatchSection = BatchSection()
+    # `lake serve`'s own model (lake/server) validates [server] when the server starts
+    server: dict[str, Any] = Field(default_factory=dict)

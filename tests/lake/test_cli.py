@@ -369,7 +369,7 @@ def test_lake_toml_errors_are_one_line_each(tmp_path):
     text = " ".join(lines)
     assert "lake.toml [batch] scheduler: input should be 'thread' or 'actor'" in text
     assert "lake.toml [batch.queues.q] priority: input should be a valid integer" in text
-    assert "lake.toml has unknown key 'nope'; known: audit, batch, catalog, query" in text
+    assert "lake.toml has unknown key 'nope'; known: audit, batch, catalog, query, server" in text
     toml.write_text("[catalog]\nlock_wait = 3\n")
     r = run("table", "list", "--root", str(root))
     assert r.exit_code == 1 and "[catalog] has unknown key 'lock_wait'" in r.output
