@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from catalog.errors import InvalidArgument
+from catalog.settings import config_error
 
 COMPUTE_KINDS = ("on_demand", "spot")
 
@@ -78,104 +81,97 @@ class BatchConfig:
         return max((c.cpus for c in self.compute.values()), default=0.0)
 
 
-BATCH_KEYS = {
-    "preempt_grace_s",
-    "scheduler",
-    "ray_num_cpus",
-    "poll_s",
-    "lease_s",
-    "compute",
-    "queues",
-}
-COMPUTE_KEYS = {"cpus", "memory", "interruption_rate_per_hour", "notice_s"}
-QUEUE_KEYS = {"priority", "compute", "weights", "share_decay_s", "share_by"}
+# lake.toml's [batch] as pydantic validates it: unknown keys and wrong types are errors.
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _known(section: str, d: dict[str, Any], known: set[str]) -> None:
-    if not isinstance(d, dict):
-        raise InvalidArgument(f"lake.toml [{section}] must be a table")
-    unknown = set(d) - known
-    if unknown:
-        raise InvalidArgument(
-            f"lake.toml [{section}] has unknown key(s) {sorted(unknown)}; known: {sorted(known)}"
-        )
+class ComputeSection(_Section):
+    """[batch.compute.on_demand] / [batch.compute.spot]."""
+
+    cpus: float | None = Field(None, ge=0)  # default: this machine's CPUs
+    memory: str | int | None = None
+    interruption_rate_per_hour: float = Field(0.0, ge=0)
+    notice_s: float | None = Field(None, ge=0)  # default: preempt_grace_s
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            try:
+                parse_memory(v)
+            except InvalidArgument as e:
+                raise ValueError(str(e)) from None
+        return v
 
 
-def _num(section: str, d: dict[str, Any], key: str, default: float) -> float:
-    value = d.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise InvalidArgument(f"lake.toml [{section}] {key} must be a number >= 0, not {value!r}")
-    return float(value)
+class ComputeSections(_Section):
+    """[batch.compute]: the two kinds of capacity."""
+
+    on_demand: ComputeSection = ComputeSection()
+    spot: ComputeSection = ComputeSection()
+
+
+class QueueSection(_Section):
+    """[batch.queues.NAME]."""
+
+    priority: int = 1
+    compute: list[Literal["spot", "on_demand"]] = Field(
+        default_factory=lambda: ["spot", "on_demand"], min_length=1
+    )
+    weights: dict[str, float] = Field(default_factory=dict)
+    share_decay_s: float = Field(600.0, gt=0)
+    share_by: Literal["user", "name", "none"] = "user"
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in v.items() if w < 0]
+        if bad:
+            raise ValueError(f"weights must be >= 0 (not {', '.join(bad)})")
+        return v
+
+
+class BatchSection(_Section):
+    """[batch]."""
+
+    preempt_grace_s: float = Field(2.0, ge=0)
+    scheduler: Literal["thread", "actor"] = "thread"
+    ray_num_cpus: float | None = Field(None, gt=0)
+    poll_s: float = Field(0.02, ge=0)
+    lease_s: float = Field(10.0, gt=0)
+    compute: ComputeSections = ComputeSections()
+    queues: dict[str, QueueSection] = Field(default_factory=dict)
 
 
 def load_batch_config(raw: dict[str, Any] | None) -> BatchConfig:
-    """Parse the `[batch]` table of lake.toml's parsed dict (`lk.config.raw`)."""
-    b = dict((raw or {}).get("batch", {}))
-    _known("batch", b, BATCH_KEYS)
+    """Parse the `[batch]` table of lake.toml's parsed dict (`lk.config.raw`); InvalidArgument
+    with one line per problem."""
+    try:
+        b = BatchSection.model_validate((raw or {}).get("batch", {}))
+    except ValidationError as e:
+        raise config_error(e.errors(), "batch", BatchSection) from None
     default_cpus = float(os.cpu_count() or 1)
-    compute: dict[str, ComputeEnv] = {}
-    grace = _num("batch", b, "preempt_grace_s", 2.0)
-    given = b.get("compute", {})
-    unknown = set(given) - set(COMPUTE_KINDS)
-    if unknown:
-        raise InvalidArgument(
-            f"lake.toml [batch.compute] has unknown environment(s) {sorted(unknown)}; "
-            f"known: {list(COMPUTE_KINDS)}"
-        )
-    for kind in COMPUTE_KINDS:
-        c = dict(given.get(kind, {}))
-        sec = f"batch.compute.{kind}"
-        _known(sec, c, COMPUTE_KEYS)
-        mem = c.get("memory")
-        compute[kind] = ComputeEnv(
+    compute = {
+        kind: ComputeEnv(
             kind,
-            _num(sec, c, "cpus", default_cpus),
-            parse_memory(mem) if mem is not None else None,
+            default_cpus if c.cpus is None else c.cpus,
+            parse_memory(c.memory) if c.memory is not None else None,
             spot=kind == "spot",
-            interruption_rate_per_hour=_num(sec, c, "interruption_rate_per_hour", 0.0),
-            notice_s=_num(sec, c, "notice_s", grace),
+            interruption_rate_per_hour=c.interruption_rate_per_hour,
+            notice_s=b.preempt_grace_s if c.notice_s is None else c.notice_s,
         )
-    queues: dict[str, QueueConfig] = {}
-    for name, q in dict(b.get("queues", {})).items():
-        sec = f"batch.queues.{name}"
-        _known(sec, q, QUEUE_KEYS)
-        envs = tuple(q.get("compute", ("spot", "on_demand")))
-        bad = [e for e in envs if e not in compute]
-        if bad or not envs:
-            raise InvalidArgument(
-                f"lake.toml [{sec}] compute must list environments of {list(COMPUTE_KINDS)}, "
-                f"not {list(envs)}"
-            )
-        weights = {
-            str(k): _num(f"{sec}.weights", q.get("weights", {}), k, 1.0)
-            for k in q.get("weights", {})
-        }
-        share_by = str(q.get("share_by", "user"))
-        if share_by not in ("user", "name", "none"):
-            raise InvalidArgument(f"lake.toml [{sec}] share_by must be 'user', 'name' or 'none'")
-        queues[name] = QueueConfig(
-            name,
-            int(q.get("priority", 1)),
-            envs,
-            weights,
-            _num(sec, q, "share_decay_s", 600.0) or 600.0,
-            share_by,
+        for kind, c in (("on_demand", b.compute.on_demand), ("spot", b.compute.spot))
+    }
+    queues = {
+        name: QueueConfig(
+            name, q.priority, tuple(q.compute), dict(q.weights), q.share_decay_s, q.share_by
         )
+        for name, q in b.queues.items()
+    }
     queues.setdefault("default", QueueConfig("default"))
-    mode = str(b.get("scheduler", "thread"))
-    if mode not in ("thread", "actor"):
-        raise InvalidArgument(
-            f"lake.toml [batch] scheduler must be 'thread' or 'actor', not {mode!r}"
-        )
-    ray_cpus = b.get("ray_num_cpus")
     return BatchConfig(
-        compute,
-        queues,
-        grace,
-        mode,
-        float(ray_cpus) if ray_cpus is not None else None,
-        _num("batch", b, "poll_s", 0.02),
-        _num("batch", b, "lease_s", 10.0) or 10.0,
+        compute, queues, b.preempt_grace_s, b.scheduler, b.ray_num_cpus, b.poll_s, b.lease_s
     )
 
 

@@ -72,6 +72,9 @@ def run_spot_demo(
     say(f"submitted {job.id} to spot compute (checkpointing to /opt/ml/checkpoints)")
     deadline = time.monotonic() + 120
     while "step 20:" not in job.logs() and time.monotonic() < deadline:
+        if job.status in ("SUCCEEDED", "FAILED", "CANCELLED"):  # e.g. it could not start
+            say(f"{job.id} {job.status}: {job.status_reason}")
+            return {"job": job.id, "status": job.status, "rows": 0, "goodput": 0.0}
         time.sleep(0.05)
     batch.interrupt(job.id)
     say("spot interruption delivered: SIGTERM, grace, SIGKILL; the job is requeued")

@@ -1,8 +1,14 @@
-"""Ray on demand: connect to `ray_address`, reuse a Ray this process already runs, or start one."""
+"""Ray on demand: connect to `ray_address`, reuse a Ray this process already runs, or start one.
+
+`ray.init` runs on a thread kept for the life of the process: Ray's shutdown at exit waits about
+15 s for the driver when the thread that called `ray.init` has ended (e.g. a scheduler thread
+stopped by `Lake.close`), which made every `lake job submit --wait` linger after the job ended.
+"""
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from batch.config import BatchConfig
@@ -19,16 +25,35 @@ def ensure_ray(address: str | None, cfg: BatchConfig) -> None:
         if ray.is_initialized():
             return
         if address:
-            ray.init(address=address, namespace="lakeward", log_to_driver=False)
+            _init_kept(address=address, namespace="lakeward", log_to_driver=False)
             return
         cpus = cfg.ray_num_cpus or sum(env.cpus for env in cfg.compute.values())
-        ray.init(
+        _init_kept(
             num_cpus=max(1, int(round(cpus))),
             include_dashboard=False,
             namespace="lakeward",
             log_to_driver=False,
             configure_logging=False,
         )
+
+
+def _init_kept(**kwargs: Any) -> None:
+    """`ray.init(**kwargs)` on a daemon thread that then lives as long as the process."""
+    import ray
+
+    done: Future = Future()
+
+    def keep() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as e:  # handed to the caller
+            done.set_exception(e)
+            return
+        done.set_result(None)
+        threading.Event().wait()
+
+    threading.Thread(target=keep, name="lakeward-ray", daemon=True).start()
+    done.result()
 
 
 def remote_attempt() -> Any:

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cachetools
+
 from batch import checkpoints, lakeio
 from batch.config import BatchConfig, ComputeEnv, QueueConfig
 from batch.cron import parse_cron
@@ -129,7 +131,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._defs: dict[str, Definition] = {}
+        self._defs: cachetools.LRUCache[str, Definition] = cachetools.LRUCache(10_000)
         self._usage: dict[tuple[str, str], tuple[float, float]] = {}
         self.lease = Lease(self.store, LEASE, self.owner, self.cfg.lease_s, owner_dead)
         self._scan_at = 0.0
@@ -264,8 +266,6 @@ class Scheduler:
     def _definition(self, def_id: str) -> Definition:
         d = self._defs.get(def_id)
         if d is None:
-            if len(self._defs) > 10_000:
-                self._defs.clear()
             d = self._defs[def_id] = Definition.from_json(self.store.definition(def_id))
         return d
 
@@ -536,9 +536,9 @@ class Scheduler:
             "LAKE_JOB_ID": job_id,
             "LAKE_ATTEMPT": str(attempt),
             "LAKE_PREEMPT_GRACE_S": f"{grace:g}",
+            # part of every attempt's identity; empty for a job that is not an array child
+            "LAKE_ARRAY_INDEX": "" if full["array_index"] is None else str(full["array_index"]),
         }
-        if full["array_index"] is not None:
-            job_env["LAKE_ARRAY_INDEX"] = str(full["array_index"])
         plan = {
             "job_id": job_id,
             "attempt": attempt,

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cachetools
+
 from batch import spec as specs
 from batch.config import BatchConfig
 from batch.port import LakePort
@@ -31,7 +33,7 @@ class Submitter:
         self.store = store
         self.cfg = cfg
         self.port = port
-        self._defs: dict[str | None, specs.Definition] = {}
+        self._defs: cachetools.LRUCache[str, specs.Definition] = cachetools.LRUCache(1024)
         self._forward_lock = threading.Lock()
 
     def submit(
@@ -208,8 +210,6 @@ class Submitter:
         if d is None or (d.workdir is not None and not Path(d.workdir).is_dir()):
             d = specs.build_definition(self.cfg, **kwargs)
             if key is not None:
-                if len(self._defs) > 1024:
-                    self._defs.clear()
                 self._defs[key] = d
         return d
 

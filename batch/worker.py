@@ -9,6 +9,7 @@ grace, SIGKILL. The checkpoint is saved at notice and at the end of every attemp
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -20,19 +21,18 @@ from typing import Any
 
 from batch import checkpoints
 from batch.runtime.base import ExitStatus, Mount, Runtime, SandboxSpec
+from catalog.errors import LakeError
 
 CONTROL = "control"
-_runtimes: dict[str | None, Runtime] = {}
 
 
+@functools.cache
 def load_sandbox_runtime(name: str | None = None) -> Runtime:
-    """The sandbox backend (`batch.runtime.load_runtime`), cached per process."""
-    rt = _runtimes.get(name)
-    if rt is None:
-        from batch.runtime import load_runtime
+    """The sandbox backend (`batch.runtime.load_runtime`), one per process (a failure, e.g.
+    no bwrap, is not remembered: the next attempt checks again)."""
+    from batch.runtime import load_runtime
 
-        rt = _runtimes[name] = load_runtime(name)
-    return rt
+    return load_runtime(name)
 
 
 def _mark_running(url: str, job_id: str, attempt: int, **fields: Any) -> None:
@@ -100,10 +100,11 @@ def run_attempt(plan: dict[str, Any]) -> dict[str, Any]:
         try:
             box = load_sandbox_runtime(plan.get("runtime")).start(spec)
         except Exception as e:  # noqa: BLE001 - any start failure ends the attempt, not the scheduler
-            (attempt_dir / "stderr.log").open("a").write(f"lakeward: cannot start: {e}\n")
-            result.update(
-                start_error=f"{type(e).__name__}: {e}", started_at=t0, ended_at=time.time()
-            )
+            with (attempt_dir / "stderr.log").open("a") as log:
+                log.write(f"lakeward: cannot start: {e}\n")
+            # Our own errors already say what is wrong and what to do; others name their type.
+            said = str(e) if isinstance(e, LakeError) else f"{type(e).__name__}: {e}"
+            result.update(start_error=said, started_at=t0, ended_at=time.time())
             return result
         started = time.time()
         result.update(started_at=started, sandbox_pid=box.pid)

@@ -337,6 +337,31 @@ class Catalog:
                 )
             shutil.rmtree(info.location, ignore_errors=True)
 
+    def dropped_folders(self, name: str) -> list[Path]:
+        """Folders that dropped governed tables called `name` left under the root: a Delta
+        log at root/DB/TABLE or root/DB/TABLE-xxxxxxxx that no table of the catalog uses."""
+        db, tbl = split_name(name)
+        base = self.root / db
+        if not base.is_dir():
+            return []
+        used = {str(Path(t.location).resolve()) for t in self.store.list_tables()}
+        found = []
+        for p in sorted(base.iterdir()):
+            suffix = p.name[len(tbl) + 1 :]
+            ours = p.name == tbl or (
+                p.name.startswith(tbl + "-") and len(suffix) == 8 and _is_hex(suffix)
+            )
+            if ours and (p / "_delta_log").is_dir() and str(p.resolve()) not in used:
+                found.append(p)
+        return found
+
+    def purge_dropped(self, name: str) -> int:
+        """Delete the folders `dropped_folders(name)` finds; returns how many."""
+        folders = self.dropped_folders(name)
+        for p in folders:
+            shutil.rmtree(p)
+        return len(folders)
+
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Ratified versions, newest first, with the user, operation and transaction of each."""
         info = self.table(name)
@@ -536,3 +561,7 @@ class Catalog:
             if removed:
                 done[info.full_name] = removed
         return done
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)

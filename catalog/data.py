@@ -75,5 +75,6 @@ def check_schema(got: pa.Schema, want: pa.Schema, table: str) -> None:
         raise SchemaMismatch(
             f"data does not match the schema of {table}: "
             + "; ".join(problems)
-            + ". Fix the data, or pass schema_mode='merge' to evolve the table schema."
+            + ". Fix the data, or pass schema_mode='merge' (CLI: --schema-mode merge) to add "
+            "new columns to the table."
         )

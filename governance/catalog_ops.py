@@ -192,6 +192,18 @@ class GovernedCatalog:
 
         self.gate.run(p, "drop_table", f"DROP TABLE {name}", go, table=name)
 
+    def purge_dropped(self, name: str, *, user: Any = None) -> int:
+        """Delete the folders dropped tables called `name` left (drop without purge); returns
+        how many. Needs drop on the name; the folders of tables in the catalog are never
+        touched."""
+        p = self.who(user)
+
+        def go(_: Audit) -> int:
+            self.gate.require(p, "drop", ".".join(split_name(name)))
+            return self.raw.purge_dropped(name)
+
+        return self.gate.run(p, "purge_table", f"PURGE TABLE {name}", go, table=name)
+
     def set_properties(
         self, name: str, properties: Mapping[str, str | None], *, user: Any = None
     ) -> TableInfo:

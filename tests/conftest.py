@@ -123,3 +123,14 @@ def workers() -> Iterator[Callable[..., Worker]]:
             w.signal(signal.SIGCONT)
             w.signal(signal.SIGKILL)
             w.proc.wait(10)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks that follow from fixtures (so `make test-fast` leaves these tests out): the shared
+    Ray makes a `ray` test; a lake with batch configured (`make_lake`) runs jobs in sandboxes."""
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        if "ray_session" in used:
+            item.add_marker(pytest.mark.ray)
+        if "make_lake" in used:
+            item.add_marker(pytest.mark.sandbox)

@@ -21,22 +21,35 @@ def load_runtime(name: str | None = None, **options: Any) -> Runtime:
     `options` go to the runtime's constructor (e.g. `cache_dir` for unpacked images).
     """
     name = name or DEFAULT
+    problem = unavailable(name)
+    if problem is not None:
+        raise JobError(problem)
     if name == "bwrap":
         from batch.runtime.bwrap import BwrapRuntime
 
-        if not BwrapRuntime.available():
-            raise JobError(
-                "the bwrap sandbox does not work here: install bubblewrap (apt-get install "
-                "bubblewrap) and allow user namespaces, or choose runtime 'podman'/'docker'"
-            )
         return BwrapRuntime(**options)
     if name in ("podman", "docker"):
         from batch.runtime.engine import EngineRuntime
 
-        if not EngineRuntime.engine_available(name):
-            raise JobError(f"runtime {name!r} is not available: `{name} info` does not work here")
         return EngineRuntime(name, **options)
     raise JobError(f"unknown sandbox runtime {name!r}; choose one of {runtime_names()}")
+
+
+def unavailable(name: str | None = None) -> str | None:
+    """Why the runtime called `name` (default bwrap) cannot run jobs on this machine, in one
+    line naming the missing piece and how to get it; None when it can."""
+    name = name or DEFAULT
+    if name == "bwrap":
+        from batch.runtime.bwrap import unavailable as bwrap_unavailable
+
+        return bwrap_unavailable()
+    if name in ("podman", "docker"):
+        from batch.runtime.engine import engine_available
+
+        if not engine_available(name):
+            return f"{name} does not work here (`{name} info` fails): install and start {name}"
+        return None
+    return None
 
 
 __all__ = [
@@ -47,4 +60,5 @@ __all__ = [
     "SandboxSpec",
     "load_runtime",
     "runtime_names",
+    "unavailable",
 ]

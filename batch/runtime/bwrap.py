@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.runtime.base import ExitStatus, Mount, Runtime, Sandbox, SandboxSpec
-from batch.runtime.images import Image, resolve_image
+from batch.runtime.images import Image, hold, resolve_image
 from catalog.errors import JobError
 
 CODE_DIR = "/opt/ml/code"
@@ -59,7 +59,8 @@ _NAMESPACES = [
 
 # Imported by every Python inside a memory-limited sandbox without a cgroup: an uncaught
 # MemoryError (what RLIMIT_DATA produces) is written to a pipe the runtime reads at the end.
-# The pipe is checked by identity, since a child process may hold another file at that number.
+# Which fd the pipe is comes from a file beside this module (not the job's environment); the
+# pipe is checked by identity, since a child process may hold another file at that number.
 SITECUSTOMIZE = '''\
 """Lakeward sandbox hook: report an uncaught MemoryError so the runtime says OOM."""
 import os
@@ -71,9 +72,10 @@ def _lakeward_install():
     while here in sys.path:
         sys.path.remove(here)
     try:
-        fd = int(os.environ["LAKEWARD_OOM_FD"])
-        ident = os.environ["LAKEWARD_OOM_PIPE"]
-    except (KeyError, ValueError):
+        with open(os.path.join(here, "oom")) as f:
+            fd_text, ident = f.read().split()
+        fd = int(fd_text)
+    except (OSError, ValueError):
         fd, ident = -1, ""
 
     def ours():
@@ -144,10 +146,11 @@ class BwrapRuntime(Runtime):
     def start(self, spec: SandboxSpec) -> BwrapSandbox:
         """Start `spec.command` in a new sandbox; JobError if the spec or the host is unfit."""
         if self.bwrap is None:
-            raise JobError("bubblewrap is not installed: apt-get install bubblewrap")
+            raise JobError(unavailable() or "bubblewrap (bwrap) is not installed")
         validate_spec(spec)
         image = resolve_image(spec.image, self.cache_dir)
         check_command(spec, image, build_env(spec, image))
+        held = hold(image)
         cgroup = _Cgroup.create(spec)
         rlimit = spec.memory_bytes if cgroup is None else None
         cpus = None if cgroup is not None or not self.pin_cpus else _claim_cpus(spec.cpus)
@@ -156,31 +159,33 @@ class BwrapRuntime(Runtime):
         try:
             status_r, status_w = _pipe(ours, theirs)
             block_r, block_w = _pipe(ours, theirs, bwrap_reads=True)
-            oom_r = oom_pipe = None
+            oom_r = None
             site: list[tuple[int, str]] = []  # (fd bwrap copies from, file inside)
             if rlimit:
                 oom_r, oom_w = _pipe(ours, theirs)
                 st = os.fstat(oom_w)
-                oom_pipe = (oom_w, f"{st.st_dev}:{st.st_ino}")
-                for data, dest in _site_files():
+                oom_file = (f"{oom_w} {st.st_dev}:{st.st_ino}\n".encode(), f"{STATE_DIR}/oom")
+                for data, dest in [*_site_files(), oom_file]:
                     r, w = _pipe(ours, theirs, bwrap_reads=True)
                     os.write(w, data)  # far below a pipe's capacity
                     ours.remove(w)
                     os.close(w)
                     site.append((r, dest))
-            env = build_env(spec, image, oom_pipe=oom_pipe)
+            env = build_env(spec, image, oom_hook=bool(rlimit))
             argv = build_argv(spec, image, status_fd=status_w, block_fd=block_r, site=site)
             proc = _popen([self.bwrap, *argv], env, spec, theirs)
         except BaseException:
             for fd in ours:
                 os.close(fd)
             _cleanup(cgroup, cpus)
+            if held is not None:
+                os.close(held)
             raise
         finally:
             for fd in theirs:
                 os.close(fd)
         try:
-            box = BwrapSandbox(proc, status_r, oom_r, spec, cgroup, cpus)
+            box = BwrapSandbox(proc, status_r, oom_r, spec, cgroup, cpus, held)
         except JobError:
             os.close(block_w)
             raise
@@ -258,8 +263,10 @@ class BwrapSandbox(Sandbox):
         spec: SandboxSpec,
         cgroup: _Cgroup | None,
         cpus: tuple[list[int], list[int]] | None,
+        image_fd: int | None = None,
     ):
         self.pid = proc.pid
+        self._image_fd = image_fd  # holds the unpacked image while the sandbox lives
         self.spec = spec
         self.cpus = None if cpus is None else list(cpus[0])  # pinned CPUs, if any
         self.cgroup = None if cgroup is None else cgroup.path
@@ -340,10 +347,10 @@ class BwrapSandbox(Sandbox):
         return exit_status(rc, started=started, oom=oom, sent=self._sent)
 
     def _close_fds(self) -> None:
-        for fd in (self._status_fd, self._oom_fd, self._job_fd, self._init_fd):
+        for fd in (self._status_fd, self._oom_fd, self._job_fd, self._init_fd, self._image_fd):
             if fd is not None:
                 os.close(fd)
-        self._status_fd = self._oom_fd = self._job_fd = self._init_fd = None
+        self._status_fd = self._oom_fd = self._job_fd = self._init_fd = self._image_fd = None
 
     def signal(self, sig: int) -> None:
         """Deliver `sig` to the job's main process (bwrap's pid 1 forwards nothing)."""
@@ -454,14 +461,12 @@ def validate_spec(spec: SandboxSpec) -> None:
         targets.append(t)
 
 
-def build_env(
-    spec: SandboxSpec, image: Image, *, oom_pipe: tuple[int, str] | None = None
-) -> dict[str, str]:
-    """The job's whole environment: the image's, HOME=/tmp, ours, then spec.env on top."""
+def build_env(spec: SandboxSpec, image: Image, *, oom_hook: bool = False) -> dict[str, str]:
+    """The job's whole environment: the image's, HOME=/tmp, then spec.env on top. Nothing of
+    the runtime's own leaks in: with `oom_hook` only PYTHONPATH gains the hook's folder."""
     env = {**image.env, "HOME": "/tmp"}
     user = {k: str(v) for k, v in spec.env.items()}
-    if oom_pipe is not None:
-        env["LAKEWARD_OOM_FD"], env["LAKEWARD_OOM_PIPE"] = str(oom_pipe[0]), oom_pipe[1]
+    if oom_hook:
         pythonpath = user.pop("PYTHONPATH", None) or env.get("PYTHONPATH")
         env["PYTHONPATH"] = STATE_DIR + (f":{pythonpath}" if pythonpath else "")
     env.update(user)
@@ -615,17 +620,47 @@ def _inner_pid(pid: int) -> int:
     return 1 << 30
 
 
-@functools.cache
 def _probe() -> bool:
+    return unavailable() is None
+
+
+BWRAP_NEEDS = ("--json-status-fd", "--block-fd", "--ro-bind-data")  # bubblewrap >= 0.5
+_works = False  # once bwrap worked it keeps working; a failure is checked again next time
+
+
+def unavailable() -> str | None:
+    """Why bwrap cannot run sandboxes here, in one line with what to do (None: it can)."""
+    global _works
+    if not _works:
+        problem = _why_not()
+        _works = problem is None
+        return problem
+    return None
+
+
+def _why_not() -> str | None:
     exe = shutil.which("bwrap")
-    if exe is None or not {"--json-status-fd", "--block-fd", "--ro-bind-data"} <= _options():
-        return False
+    if exe is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    if not _options():
+        _options.cache_clear()  # read before bwrap was installed
+    if not set(BWRAP_NEEDS) <= _options():
+        return "bubblewrap (bwrap) is too old (Lakeward needs 0.5 or later): apt-get install bubblewrap"
     argv = [exe, *_NAMESPACES, "--unshare-net", "--ro-bind", "/", "/", "--proc", "/proc"]
     try:
-        done = subprocess.run([*argv, "--dev", "/dev", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+        done = subprocess.run(
+            [*argv, "--dev", "/dev", "true"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"bwrap does not start here ({e})"
+    if done.returncode == 0:
+        return None
+    said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return (
+        f"bwrap cannot create a sandbox here ({said}): the kernel refuses unprivileged user "
+        "namespaces; allow them (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu "
+        "kernel.apparmor_restrict_unprivileged_userns=0) or use runtime 'podman'"
+    )
 
 
 @functools.cache

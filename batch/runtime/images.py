@@ -1,7 +1,10 @@
 """Sandbox images: "host", a rootfs folder, or an OCI layout / docker-archive tarball.
 
 OCI layouts and tarballs are unpacked once with `umoci` (tarballs first copied to an OCI layout by
-`skopeo`) into a cache folder named by the image digest, so the second use costs a `stat`.
+`skopeo`) into a cache folder named by the image ID (the digest of the image's config), so the
+same image given as a layout, an OCI archive or a docker archive is unpacked once, and the second
+use costs a `stat`. `cached_images` lists the cache and `prune_images` empties it; a running
+sandbox holds its image (`hold`), so pruning never removes an image in use.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +32,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # are recreated as symlinks.
 HOST_SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 _TAG = "lakeward"  # the tag images get in the intermediate OCI layouts we write
+REFS = "refs"  # cache subfolder: tarball path+mtime -> image ID memos
+USED = ".lakeward-used"  # in a bundle: touched at every use (name it was used under)
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,9 @@ class Image:
     # (host path, path inside) pairs to show read-only; parents before children.
     roots: tuple[tuple[Path, str], ...]
     env: dict[str, str] = field(default_factory=dict)
-    digest: str | None = None  # "sha256:..." for OCI images and tarballs
+    digest: str | None = None  # the image ID ("sha256:" of its config) for OCI images, tarballs
     host: bool = False
+    bundle: Path | None = None  # the cache folder it was unpacked to
 
 
 def default_cache_dir() -> Path:
@@ -130,7 +137,8 @@ def _bundle(name: str, bundle: Path, digest: str | None) -> Image:
             env[key] = value
     except (OSError, ValueError) as e:
         raise JobError(f"image {name!r}: cannot read {bundle / 'config.json'}: {e}") from e
-    return Image(name, _rootfs_roots(bundle / "rootfs"), env, digest)
+    cached = bundle if digest else None  # a bundle folder of the user's is not ours to hold
+    return Image(name, _rootfs_roots(bundle / "rootfs"), env, digest, bundle=cached)
 
 
 def _oci_layout(name: str, layout: Path, tag: str | None, cache: Path) -> Image:
@@ -151,7 +159,7 @@ def _oci_layout(name: str, layout: Path, tag: str | None, cache: Path) -> Image:
             "name one as 'folder:tag'"
         )
     desc = found[0]
-    digest = desc["digest"]
+    digest = image_id(lambda d: (layout / "blobs" / _blob(d)).read_bytes(), desc, name)
     ref_tag = desc.get("annotations", {}).get("org.opencontainers.image.ref.name")
 
     def unpack(work: Path) -> Path:
@@ -164,6 +172,39 @@ def _oci_layout(name: str, layout: Path, tag: str | None, cache: Path) -> Image:
         return _umoci_unpack(src, ref_tag, work, name)
 
     return _bundle(name, _cached(cache, digest, unpack, name), digest)
+
+
+def _blob(digest: str) -> str:
+    algo, _, hexd = digest.partition(":")
+    if not algo.isalnum() or not hexd.isalnum():
+        raise ValueError(f"bad digest {digest!r}")
+    return f"{algo}/{hexd}"
+
+
+def image_id(read_blob, desc: dict, name: str) -> str:
+    """The config digest of the image a manifest (or, for an index, the manifest for this
+    machine's platform) describes: what names an image whatever form it comes in."""
+    try:
+        doc = json.loads(read_blob(desc["digest"]))
+        if "manifests" in doc:  # an index: the manifest skopeo would choose for this machine
+            doc = json.loads(read_blob(_platform_manifest(doc["manifests"])["digest"]))
+        return doc["config"]["digest"]
+    except (OSError, ValueError, KeyError, TypeError, tarfile.TarError) as e:
+        raise JobError(f"image {name!r}: cannot read its manifest ({e})") from e
+
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
+
+
+def _platform_manifest(manifests: list[dict]) -> dict:
+    arch = _ARCH.get(os.uname().machine, os.uname().machine)
+    for m in manifests:
+        p = m.get("platform") or {}
+        if p.get("os", "linux") == "linux" and p.get("architecture") == arch:
+            return m
+    if len(manifests) == 1:
+        return manifests[0]
+    raise ValueError(f"no manifest for linux/{arch}")
 
 
 def _tarball(name: str, path: Path, cache: Path) -> Image:
@@ -180,12 +221,12 @@ def _tarball(name: str, path: Path, cache: Path) -> Image:
 def tarball_digest(path: Path, name: str, cache: Path) -> tuple[str, str]:
     """The skopeo transport and the image digest of a tarball, remembered by path and mtime.
 
-    A docker-archive's digest is its image ID (sha256 of the config); an OCI archive's is the
-    manifest digest. Neither needs the whole tarball hashed.
+    Both are the image ID (the digest of the image's config), as for an OCI layout, so one
+    image is unpacked once whatever form it comes in; neither needs the whole tarball hashed.
     """
     st = path.stat()
     memo_key = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}".encode()
-    memo = cache / "refs" / hashlib.sha256(memo_key).hexdigest()
+    memo = cache / REFS / hashlib.sha256(memo_key).hexdigest()
     with contextlib.suppress(OSError, ValueError):
         kind, digest = memo.read_text().split()
         return kind, digest
@@ -201,7 +242,10 @@ def tarball_digest(path: Path, name: str, cache: Path) -> tuple[str, str]:
                 kind, digest = "docker-archive", "sha256:" + hashlib.sha256(config).hexdigest()
             elif "index.json" in names:
                 index = json.loads(_member(tar, "index.json"))
-                kind, digest = "oci-archive", index["manifests"][0]["digest"]
+                kind = "oci-archive"
+                digest = image_id(
+                    lambda d: _member(tar, "blobs/" + _blob(d)), index["manifests"][0], name
+                )
             else:
                 raise JobError(
                     f"image {name!r}: neither a docker-archive (manifest.json) "
@@ -227,11 +271,13 @@ def _cached(cache: Path, digest: str, unpack, name: str) -> Path:
     algo, _, hexd = digest.partition(":")
     final = cache / f"{algo}-{hexd}"
     if (final / "rootfs").is_dir():
+        _used(final, name)
         return final
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f".{algo}-{hexd}.lock", "w") as lock:
+    with open(_lock_path(final), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first unpack
         if (final / "rootfs").is_dir():
+            _used(final, name)
             return final
         work = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
         try:
@@ -239,7 +285,101 @@ def _cached(cache: Path, digest: str, unpack, name: str) -> Path:
             os.rename(bundle, final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    _used(final, name)
     return final
+
+
+def _lock_path(bundle: Path) -> Path:
+    return bundle.parent / f".{bundle.name}.lock"
+
+
+def _used(bundle: Path, name: str) -> None:
+    """Remember when and under which name an unpacked image was last used (for list/prune)."""
+    with contextlib.suppress(OSError):
+        (bundle / USED).write_text(json.dumps({"name": name}))
+
+
+def hold(image: Image) -> int | None:
+    """Mark `image` in use until the returned fd is closed (prune skips it meanwhile)."""
+    if image.bundle is None:
+        return None
+    fd = os.open(_lock_path(image.bundle), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    if not (image.bundle / "rootfs").is_dir():  # pruned between resolving and holding it
+        os.close(fd)
+        raise JobError(f"image {image.name!r} was removed from the cache meanwhile; try again")
+    return fd
+
+
+@dataclass(frozen=True)
+class CachedImage:
+    """One unpacked image in the cache."""
+
+    digest: str
+    name: str  # the name it was last used under
+    last_used: float  # seconds since the epoch
+    size_bytes: int
+    path: Path
+
+
+def cached_images(cache_dir: Path | None = None) -> list[CachedImage]:
+    """Every unpacked image in the cache, most recently used first."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    out = []
+    with contextlib.suppress(FileNotFoundError):
+        for p in cache.iterdir():
+            if p.name.startswith(".") or p.name == REFS or not (p / "rootfs").is_dir():
+                continue
+            algo, _, hexd = p.name.partition("-")
+            try:
+                used = p / USED
+                name = json.loads(used.read_text()).get("name", "")
+                last = used.stat().st_mtime
+            except (OSError, ValueError):
+                name, last = "", p.stat().st_mtime
+            out.append(CachedImage(f"{algo}:{hexd}", name, last, _du(p), p))
+    return sorted(out, key=lambda i: -i.last_used)
+
+
+def prune_images(
+    cache_dir: Path | None = None, *, unused_for_s: float = 0.0, dry_run: bool = False
+) -> tuple[list[CachedImage], list[CachedImage]]:
+    """Delete unpacked images not used for `unused_for_s` seconds (0: all), and what failed
+    unpacks left; images a running sandbox holds stay. Returns (removed, kept in use)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    removed: list[CachedImage] = []
+    busy: list[CachedImage] = []
+    cutoff = time.time() - unused_for_s
+    for img in cached_images(cache):
+        if img.last_used > cutoff:
+            continue
+        with open(_lock_path(img.path), "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.append(img)
+                continue
+            if not dry_run:
+                # rename first: a half-deleted folder must never look like an unpacked image
+                doomed = cache / f".prune-{img.path.name}-{os.getpid()}"
+                os.rename(img.path, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+            removed.append(img)
+    if not dry_run:
+        for p in [*cache.glob(".unpack-*"), *cache.glob(".prune-*")]:
+            if p.stat().st_mtime < time.time() - 3600:  # an unpack or prune that died
+                shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(cache / REFS, ignore_errors=True)  # tarball memos: recomputed on use
+    return removed, busy
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total
 
 
 def _umoci_unpack(layout: Path, tag: str, work: Path, name: str) -> Path:

@@ -186,7 +186,12 @@ def _target(plan: _Plan, table: pa.Schema | None, name: str, schema_mode: str | 
     new = [f for f in schemas.finalize(plan.schema) if f.name not in table.names]
     missing = [f.name for f in table if not f.nullable and f.name not in plan.schema.names]
     if (new and schema_mode != "merge") or missing:
-        check_schema(plan.schema, table, name)  # raises SchemaMismatch naming the columns
+        # Text is parsed straight into the table's types: only real types can disagree, so a
+        # CSV's guessed double is not listed against a decimal column it loads into.
+        got = plan.schema
+        if not plan.exact_types:
+            got = pa.schema([table.field(f.name) if f.name in table.names else f for f in got])
+        check_schema(got, table, name)  # raises SchemaMismatch naming the columns
     if plan.exact_types:
         check_schema(pa.schema([f for f in plan.schema if f.name in table.names]), table, name)
     # delta-rs needs every table column in the stream; those the source lacks are NULL. Text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
@@ -16,6 +18,50 @@ class PolicySQLError(ValueError):
     """A filter or mask is not a safe expression over the table's columns."""
 
 
+_OPERATORS = {
+    "EQ": "=",
+    "NEQ": "<>",
+    "GT": ">",
+    "GTE": ">=",
+    "LT": "<",
+    "LTE": "<=",
+    "And": "AND",
+    "Or": "OR",
+    "Not": "NOT",
+    "Add": "+",
+    "Sub": "-",
+    "Mul": "*",
+    "Div": "/",
+    "Mod": "%",
+    "Like": "LIKE",
+    "ILike": "ILIKE",
+    "Is": "IS",
+    "In": "IN",
+    "Between": "BETWEEN",
+    "DPipe": "||",
+}
+_MISSING = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*?(\w+)'>")
+
+
+def plain_parse_error(e: Exception) -> str:
+    """What sqlglot could not parse, in words a policy author reads (no class names)."""
+    if not isinstance(e, ParseError) or not e.errors:
+        if "tokeniz" in str(e).lower():
+            return "a quote or bracket is not closed"
+        return "it is not a SQL expression"
+    err = e.errors[0]
+    said = str(err.get("description") or "")
+    near = str(err.get("highlight") or "").strip()
+    m = _MISSING.search(said)
+    if m:
+        op = _OPERATORS.get(m.group(2), m.group(2).upper())
+        side = "left" if m.group(1) == "this" else "right"
+        return f"{op} has nothing on its {side}"
+    if said.startswith("Expecting "):
+        return f"{said[len('Expecting ') :]} expected" + (f" after {near!r}" if near else "")
+    return f"unexpected {near!r}" if near else "it is not a SQL expression"
+
+
 def normalize(sql: str, columns: list[str] | None = None) -> tuple[str, frozenset[str]]:
     """Check a policy expression and return (DuckDB SQL with quoted columns, columns it reads).
 
@@ -24,8 +70,7 @@ def normalize(sql: str, columns: list[str] | None = None) -> tuple[str, frozense
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except (ParseError, SqlglotError) as e:
-        msg = e.errors[0]["description"] if isinstance(e, ParseError) and e.errors else str(e)
-        raise PolicySQLError(f"cannot parse {sql!r}: {msg}") from None
+        raise PolicySQLError(f"cannot parse {sql!r}: {plain_parse_error(e)}") from None
     if (
         tree is None
         or isinstance(tree, (exp.Select, exp.Query, exp.Command))

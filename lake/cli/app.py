@@ -1,24 +1,30 @@
-"""The `lake` app: init, sql, explain, tables, databases, maintenance and the demo."""
+"""The `lake` app: init, sql, explain, tables, databases, maintenance and the demo.
+
+Every command that acts takes `--user` (default: the lake's owner on an embedded lake) and
+calls the same API a program would, so it goes through the same checks.
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
-import os
+import re
 from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from catalog.errors import InvalidArgument, LakeError
+from catalog.errors import InvalidArgument, LakeError, TableNotFound
 from lake.cli.batch import job_app, queue_app, schedule_app
 from lake.cli.common import CatalogUrl as Catalog
-from lake.cli.common import Root, User, console, err, render
-from lake.cli.common import fail as _fail
+from lake.cli.common import Root, User, console, err, error_line, fail, quiet_ray, render, say
 from lake.cli.common import open_lake as _open
+from lake.cli.common import session as _session
+from lake.cli.common import table as _table
 from lake.cli.demo import run as run_demo
+from lake.cli.image import image_app
 from lake.cli.ingest import register as register_ingest
 from lake.cli.policy import policy_app
 
@@ -26,17 +32,31 @@ app = typer.Typer(
     help="Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 table_app = typer.Typer(
-    help="Create, list, describe, show history of and drop tables.", no_args_is_help=True
+    help="Create, list, describe, show history of, drop and purge tables.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="Create, list and drop databases.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Create, list and drop databases.", no_args_is_help=True, rich_markup_mode=None
+)
+
+
+@app.callback()
+def lake_command() -> None:
+    """Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs."""
+    quiet_ray()  # also when the app runs inside another program (tests, notebooks)
+
+
 app.add_typer(table_app, name="table")
 app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
 app.add_typer(job_app, name="job")
 app.add_typer(queue_app, name="queue")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(image_app, name="image")
 register_ingest(app)
 
 
@@ -58,6 +78,8 @@ ARROW_TYPES = {
     "timestamp": pa.timestamp("us", tz="UTC"),
     "binary": pa.binary(),
 }
+_DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)\Z")
+MAX_DECIMAL_PRECISION = 38  # Delta's decimal: precision 1-38, scale 0-precision
 
 
 @app.command()
@@ -71,36 +93,37 @@ def init(
     """Create a lake (root folder, lake.toml, metadata store) and a starter policy folder."""
     from lake.lake import write_starter_policy
 
+    who = admin or getpass.getuser()
     try:
-        who = admin or getpass.getuser()
         folder = write_starter_policy(Path(root), who)
         with _open(root, catalog) as lk:
-            console.print(f"[green]lake ready[/] at {lk.root} (catalog: {lk.store.url})")
-            console.print(
-                f"policy folder {folder}: [bold]{who}[/] is admin; everyone else is denied "
-                "until you grant more"
+            say(("lake ready", "green"), f" at {lk.root}")
+            say(
+                f"policy folder {folder}: ",
+                (who, "bold"),
+                " is admin; everyone else is denied until you grant more "
+                "(edit policy.csv, then `lake policy apply`)",
             )
     except LakeError as e:
-        _fail(e)
+        fail(e)
 
 
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
-    user: User,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     limit: Annotated[int, typer.Option(help="Rows to show in table format.")] = 50,
 ) -> None:
     """Run a query as a user and print the result."""
-    try:
-        with _open(root, catalog) as lk:
-            result = lk.sql(query, user=user)
-    except LakeError as e:
-        _fail(e)
+    if fmt not in ("table", "csv", "json"):
+        fail(InvalidArgument(f"--format must be table, csv or json, not {fmt!r}"))
+    with _session(root, catalog) as lk:
+        result = lk.sql(query, user=user)
     if fmt == "json":
-        console.print_json(json.dumps(result.to_pylist(), default=str))
+        typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
     elif fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -114,40 +137,35 @@ def sql(
 @app.command()
 def explain(
     query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
-    user: User,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
 ) -> None:
     """Show the SQL that would run for a user's query, and what it reads."""
-    try:
-        with _open(root, catalog) as lk:
-            console.print(str(lk.explain(query, user=user)), markup=False)
-    except LakeError as e:
-        _fail(e)
+    with _session(root, catalog) as lk:
+        console.print(Text(str(lk.explain(query, user=user))))
 
 
 @db_app.command("create")
 def db_create(
     name: str,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
     description: Annotated[str, typer.Option(help="What the database holds.")] = "",
 ) -> None:
     """Create a database."""
-    try:
-        with _open(root, catalog) as lk:
-            lk.catalog.create_database(name, description=description)
-            console.print(f"[green]created database[/] {name}")
-    except LakeError as e:
-        _fail(e)
+    with _session(root, catalog) as lk:
+        lk.catalog.create_database(name, description=description, user=user)
+        say(("created database ", "green"), name)
 
 
 @db_app.command("list")
-def db_list(root: Root = Path("."), catalog: Catalog = None) -> None:
+def db_list(user: User = None, root: Root = Path("."), catalog: Catalog = None) -> None:
     """List databases."""
-    with _open(root, catalog) as lk:
-        t = Table("database", "description", "owner", "created", header_style="bold cyan")
-        for d in lk.catalog.list_databases():
+    with _session(root, catalog) as lk:
+        t = _table("database", "description", "owner", "created")
+        for d in lk.catalog.list_databases(user=user):
             t.add_row(d.name, d.description, d.owner, d.created_at.isoformat(timespec="seconds"))
         console.print(t)
 
@@ -155,112 +173,117 @@ def db_list(root: Root = Path("."), catalog: Catalog = None) -> None:
 @db_app.command("drop")
 def db_drop(
     name: str,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
     cascade: Annotated[bool, typer.Option(help="Drop its tables too.")] = False,
 ) -> None:
     """Drop a database."""
-    try:
-        with _open(root, catalog) as lk:
-            lk.catalog.drop_database(name, cascade=cascade)
-            console.print(f"[green]dropped database[/] {name}")
-    except LakeError as e:
-        _fail(e)
+    with _session(root, catalog) as lk:
+        lk.catalog.drop_database(name, cascade=cascade, user=user)
+        say(("dropped database ", "green"), name)
 
 
 def parse_columns(specs: list[str]) -> pa.Schema:
-    """'name:type' specs to an Arrow schema ('id:int64', 'amount:decimal(12,2)', 'ts:timestamp')."""
+    """'name:type' specs to an Arrow schema ('id:int64', 'amount:decimal(12,2)', 'ts:timestamp').
+
+    InvalidArgument (one line, saying what is allowed) for anything else.
+    """
     fields = []
     for spec in specs:
         name, _, typ = spec.partition(":")
         typ = typ.strip().lower()
         if not name or not typ:
-            raise InvalidArgument(f"column spec {spec!r} must be name:type")
-        if typ.startswith("decimal(") and typ.endswith(")"):
-            p, _, s = typ[8:-1].partition(",")
-            fields.append(pa.field(name, pa.decimal128(int(p), int(s or 0))))
+            raise InvalidArgument(f"column spec {spec!r} must be name:type, e.g. id:int64")
+        m = _DECIMAL.match(typ)
+        if m:
+            precision, scale = int(m.group(1)), int(m.group(2) or 0)
+            if not 1 <= precision <= MAX_DECIMAL_PRECISION or scale > precision:
+                raise InvalidArgument(
+                    f"column {name!r}: decimal({precision},{scale}) is out of range; precision "
+                    f"is 1-{MAX_DECIMAL_PRECISION} and scale 0-precision, e.g. decimal(12,2)"
+                )
+            fields.append(pa.field(name, pa.decimal128(precision, scale)))
         elif typ in ARROW_TYPES:
             fields.append(pa.field(name, ARROW_TYPES[typ]))
         else:
             raise InvalidArgument(
-                f"unknown type {typ!r}; known: {', '.join(sorted(ARROW_TYPES))}, decimal(p,s)"
+                f"column {name!r}: unknown type {typ!r}; known: "
+                f"{', '.join(sorted(ARROW_TYPES))}, decimal(p,s)"
             )
     return pa.schema(fields)
+
+
+def parse_tags(specs: list[str]) -> dict[str, str]:
+    """'KEY=VALUE' specs to a dict; InvalidArgument for one without '='."""
+    tags = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgument(f"--tag {spec!r} must be KEY=VALUE, e.g. pii=false")
+        tags[key.strip()] = value.strip()
+    return tags
 
 
 @table_app.command("create")
 def table_create(
     name: Annotated[str, typer.Argument(help="database.table")],
-    column: Annotated[list[str], typer.Option("--column", "-c", help="name:type, repeatable")],
+    column: Annotated[
+        list[str], typer.Option("--column", "-c", help="name:type, repeatable (quote decimals)")
+    ],
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
     partition_by: Annotated[list[str] | None, typer.Option("--partition-by", "-p")] = None,
     description: Annotated[str, typer.Option()] = "",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE, repeatable")] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", envvar="LAKE_USER")] = None,
 ) -> None:
-    """Create a governed Delta table."""
+    """Create a governed Delta table: -c id:int64 -c 'amount:decimal(12,2)' -p region."""
     try:
-        tags = dict(t.split("=", 1) for t in tag or [])
-        with _open(root, catalog) as lk:
-            lk.catalog.create_table(
-                name,
-                parse_columns(column),
-                partition_by=partition_by or None,
-                description=description,
-                tags=tags,
-                user=user,
-            )
-            console.print(f"[green]created table[/] {name}")
-    except (LakeError, ValueError) as e:
-        _fail(e)
+        schema, tags = parse_columns(column), parse_tags(tag or [])
+    except LakeError as e:
+        fail(e)
+    with _session(root, catalog) as lk:
+        lk.catalog.create_table(
+            name,
+            schema,
+            partition_by=partition_by or None,
+            description=description,
+            tags=tags,
+            user=user,
+        )
+        say(("created table ", "green"), name)
 
 
 @table_app.command("list")
 def table_list(
     database: Annotated[str | None, typer.Argument(help="Only this database.")] = None,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
 ) -> None:
     """List tables."""
-    try:
-        with _open(root, catalog) as lk:
-            t = Table(
-                "table",
-                "type",
-                "version",
-                "partitioned by",
-                "description",
-                header_style="bold cyan",
+    with _session(root, catalog) as lk:
+        t = _table("table", "type", "version", "partitioned by", "description")
+        for info in lk.catalog.list_tables(database, user=user):
+            t.add_row(
+                info.full_name,
+                info.table_type,
+                str(info.version),
+                ", ".join(info.partition_by),
+                info.description,
             )
-            for info in lk.catalog.list_tables(database):
-                t.add_row(
-                    info.full_name,
-                    info.table_type,
-                    str(info.version),
-                    ", ".join(info.partition_by),
-                    info.description,
-                )
-            console.print(t)
-    except LakeError as e:
-        _fail(e)
+        console.print(t)
 
 
 @table_app.command("describe")
-def table_describe(name: str, root: Root = Path("."), catalog: Catalog = None) -> None:
-    """Show a table's columns, location, version and size."""
-    try:
-        with _open(root, catalog) as lk:
-            d = lk.catalog.describe(name)
-    except LakeError as e:
-        _fail(e)
-    cols = Table(
-        "column",
-        "type",
-        "nullable",
-        title=f"{d['name']} (v{d['version']}, {d['type']})",
-        header_style="bold cyan",
-    )
+def table_describe(
+    name: str, user: User = None, root: Root = Path("."), catalog: Catalog = None
+) -> None:
+    """Show a table's columns, version, size and tags."""
+    with _session(root, catalog) as lk:
+        d = lk.catalog.describe(name, user=user)
+    cols = _table("column", "type", "nullable", title=f"{d['name']} (v{d['version']}, {d['type']})")
     for c in d["columns"]:
         part = " (partition)" if c["name"] in d["partition_by"] else ""
         cols.add_row(c["name"] + part, c["type"], "yes" if c["nullable"] else "no")
@@ -275,23 +298,22 @@ def table_describe(name: str, root: Root = Path("."), catalog: Catalog = None) -
         "size_bytes",
         "tags",
     ):
-        console.print(f"[bold]{k}[/]: {d[k]}")
+        if k in d:
+            say((f"{k}: ", "bold"), str(d[k]))
 
 
 @table_app.command("history")
 def table_history(
     name: str,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
     limit: Annotated[int | None, typer.Option(help="Newest N versions.")] = None,
 ) -> None:
     """Show a table's committed versions with user and operation."""
-    try:
-        with _open(root, catalog) as lk:
-            rows = lk.history(name, limit)
-    except LakeError as e:
-        _fail(e)
-    t = Table("version", "time", "user", "operation", "transaction", header_style="bold cyan")
+    with _session(root, catalog) as lk:
+        rows = lk.history(name, limit, user=user)
+    t = _table("version", "time", "user", "operation", "transaction")
     for h in rows:
         t.add_row(
             str(h["version"]),
@@ -306,23 +328,53 @@ def table_history(
 @table_app.command("drop")
 def table_drop(
     name: str,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
-    purge: Annotated[bool, typer.Option(help="Also delete the table's files.")] = False,
+    purge: Annotated[
+        bool, typer.Option(help="Also delete the table's files (also after an earlier drop).")
+    ] = False,
 ) -> None:
-    """Drop a table (its files stay unless --purge)."""
-    try:
-        with _open(root, catalog) as lk:
-            lk.catalog.drop_table(name, purge=purge)
-            console.print(f"[green]dropped[/] {name}" + (" and its files" if purge else ""))
-    except LakeError as e:
-        _fail(e)
+    """Drop a table; its folder stays unless --purge."""
+    with _session(root, catalog) as lk:
+        try:
+            lk.catalog.drop_table(name, purge=purge, user=user)
+        except TableNotFound:
+            # Dropped earlier without --purge: the folder it left is what --purge is asked for.
+            if not purge or not lk.catalog.purge_dropped(name, user=user):
+                raise
+            say(("purged ", "green"), f"the files {name} left when it was dropped")
+            return
+        if purge:
+            say(("dropped ", "green"), f"{name} and its files")
+        else:
+            say(
+                ("dropped ", "green"),
+                f"{name}; its files stay in the lake's folder "
+                f"(delete them with `lake table purge {name}`)",
+            )
+
+
+@table_app.command("purge")
+def table_purge(
+    name: Annotated[str, typer.Argument(help="database.table of a dropped table.")],
+    user: User = None,
+    root: Root = Path("."),
+    catalog: Catalog = None,
+) -> None:
+    """Delete the files that dropped tables called NAME left behind (needs drop on NAME)."""
+    with _session(root, catalog) as lk:
+        n = lk.catalog.purge_dropped(name, user=user)
+    if n:
+        say(("purged ", "green"), f"{n} folder(s) left by dropped table {name}")
+    else:
+        say(f"nothing to purge: no dropped table {name} left files")
 
 
 @app.command()
 def compact(
     name: str,
-    user: User,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
     target_size: Annotated[int | None, typer.Option(help="Target file size in bytes.")] = None,
@@ -334,20 +386,19 @@ def compact(
     ] = None,
 ) -> None:
     """Compact a table's small files in one commit (concurrent appends never fail)."""
-    try:
-        with _open(root, catalog) as lk, console.status(f"compacting {name}"):
+    with _session(root, catalog) as lk:
+        with console.status(Text(f"compacting {name}")):
             m = lk.compact(name, user=user, target_size=target_size, where=where, zorder=zorder)
-        console.print(
-            f"[green]compacted[/] {name}: {m.get('numFilesRemoved', 0)} files -> {m.get('numFilesAdded', 0)}"
+        say(
+            ("compacted ", "green"),
+            f"{name}: {m.get('numFilesRemoved', 0)} files -> {m.get('numFilesAdded', 0)}",
         )
-    except LakeError as e:
-        _fail(e)
 
 
 @app.command()
 def vacuum(
     name: str,
-    user: User,
+    user: User = None,
     root: Root = Path("."),
     catalog: Catalog = None,
     retention_hours: Annotated[
@@ -357,26 +408,22 @@ def vacuum(
     force: Annotated[bool, typer.Option(help="Allow retention below the safe minimum.")] = False,
 ) -> None:
     """Delete data files no version inside the retention window (or a running transaction) needs."""
-    try:
-        with _open(root, catalog) as lk:
-            files = lk.vacuum(
-                name, user=user, retention_hours=retention_hours, dry_run=dry_run, force=force
-            )
-        verb = "would delete" if dry_run else "deleted"
-        console.print(f"{verb} {len(files)} file(s) of {name}")
-    except LakeError as e:
-        _fail(e)
+    with _session(root, catalog) as lk:
+        files = lk.vacuum(
+            name, user=user, retention_hours=retention_hours, dry_run=dry_run, force=force
+        )
+    verb = "would delete" if dry_run else "deleted"
+    say(f"{verb} {len(files)} file(s) of {name}")
 
 
 @table_app.command("partitions")
-def table_partitions(name: str, root: Root = Path("."), catalog: Catalog = None) -> None:
+def table_partitions(
+    name: str, user: User = None, root: Root = Path("."), catalog: Catalog = None
+) -> None:
     """List a table's partitions with file count, rows and bytes."""
-    try:
-        with _open(root, catalog) as lk:
-            parts = lk.catalog.partitions(name)
-    except LakeError as e:
-        _fail(e)
-    t = Table("partition", "files", "rows", "bytes", header_style="bold cyan", title=name)
+    with _session(root, catalog) as lk:
+        parts = lk.catalog.partitions(name, user=user)
+    t = _table("partition", "files", "rows", "bytes", title=name)
     for p in parts:
         label = ", ".join(f"{k}={v}" for k, v in p["partition"].items()) or "(unpartitioned)"
         t.add_row(label, str(p["num_files"]), str(p["num_rows"]), str(p["size_bytes"]))
@@ -385,10 +432,10 @@ def table_partitions(name: str, root: Root = Path("."), catalog: Catalog = None)
 
 @app.command()
 def recover(root: Root = Path("."), catalog: Catalog = None) -> None:
-    """Roll back Delta versions that crashed writers left past the committed versions."""
-    with _open(root, catalog) as lk:
+    """Roll back Delta versions that crashed writers left past the committed versions (owner)."""
+    with _session(root, catalog) as lk:
         done = lk.recover()
-    console.print(f"rolled back: {done}" if done else "nothing to recover")
+    say(f"rolled back: {done}" if done else "nothing to recover")
 
 
 @app.command()
@@ -398,14 +445,18 @@ def demo(
     ] = Path("./demo-lake"),
     fresh: Annotated[bool, typer.Option(help="Delete the demo lake first.")] = False,
 ) -> None:
-    """Build a small sales lake and show tables, a multi-table transaction and time travel."""
-    run_demo(root, fresh=fresh, console=console)
+    """Build a small sales lake and show tables, governance, maintenance and a batch job."""
+    try:
+        run_demo(root, fresh=fresh, console=console)
+    except LakeError as e:
+        fail(e)
 
 
 def main() -> None:
-    os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")
+    """The `lake` console script."""
+    quiet_ray()
     try:
         app()
     except LakeError as e:
-        err.print(f"[bold red]{type(e).__name__}:[/] {e}")
+        err.print(error_line(e))
         raise SystemExit(1) from None

@@ -10,10 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 import lake
 from batch.demo import run_spot_demo
-from lake.cli.common import render
+from batch.runtime import unavailable as sandbox_unavailable
+from lake.cli.common import line, render
 
 ORDERS = pa.schema(
     [
@@ -57,21 +59,21 @@ p, role:auditor, system.audit, select, allow
 
 def governance(lk: lake.Lake, out: Console) -> None:
     """Three users, three views of one table; a denied query; the audit trail."""
-    out.print(Panel.fit("Governance: one query, three users", style="cyan"))
+    out.print(Panel.fit(Text("Governance: one query, three users"), style="cyan"))
     q = "SELECT region, count(*) AS orders, round(sum(amount), 2) AS revenue FROM sales.orders GROUP BY 1 ORDER BY 1"
-    out.print(f"[dim]{q}[/]")
+    out.print(Text(q, style="dim"))
     out.print(render(lk.sql(q, user="alice"), "alice (analyst): every row"))
     out.print(render(lk.sql(q, user="bob"), "bob (eu_manager): row filter region = 'eu'"))
     try:
         lk.sql(q, user="carol")
     except lake.errors.AccessDenied as e:
-        out.print(f"carol (auditor): [red]AccessDenied[/] {e}")
+        out.print(line("carol (auditor): ", ("AccessDenied", "red"), f" {e}"))
     cq = "SELECT * FROM sales.customers ORDER BY id"
     out.print(render(lk.sql(cq, user="alice"), "alice: customers, email masked"))
     out.print(render(lk.sql(cq, user="bob"), "bob: customers, email not granted"))
-    out.print("[bold]Why bob sees what he sees[/] (lk.explain):")
+    out.print(line(("Why bob sees what he sees", "bold"), " (lk.explain):"))
     for rule in lk.explain(q, user="bob").rules:
-        out.print(f"  {rule}", markup=False, highlight=False)
+        out.print(Text(f"  {rule}"))
     lk.audit.flush()
     trail = lk.sql(
         "SELECT a.user, a.action, a.decision, a.rows, left(a.statement, 40) AS statement "
@@ -84,7 +86,7 @@ def governance(lk: lake.Lake, out: Console) -> None:
 def maintenance(lk: lake.Lake, out: Console) -> None:
     """A crawl of raw files into Delta tables, and auto-compaction at work."""
 
-    out.print(Panel.fit("Maintenance: crawl raw files, compact automatically", style="cyan"))
+    out.print(Panel.fit(Text("Maintenance: crawl raw files, compact automatically"), style="cyan"))
     # Files to crawl live outside the lake: its own folders are never a readable location.
     outside = Path(tempfile.mkdtemp(prefix="lakeward-demo-landing-"))
     landing = outside / "clicks"
@@ -130,33 +132,56 @@ def maintenance(lk: lake.Lake, out: Console) -> None:
             user="etl",
         )
     files = lambda: lk.catalog.describe("sales.events")["num_files"]  # noqa: E731
-    out.print(f"sales.events after 19 one-row appends: {files()} small files")
+    out.print(Text(f"sales.events after 19 one-row appends: {files()} small files"))
     lk.write(
         "sales.events", pa.table({"id": pa.array([19], pa.int64()), "kind": ["click"]}), user="etl"
     )
     out.print(
-        f"the 20th append reaches the table's threshold (compaction.min_small_files = 20): "
-        f"{files()} files, compaction queued in the background"
+        Text(
+            f"the 20th append reaches the table's threshold (compaction.min_small_files = 20): "
+            f"{files()} files, compaction queued in the background"
+        )
     )
     deadline = time.monotonic() + 20
     while files() > 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     ops = [h["operation"] for h in lk.history("sales.events")]
     out.print(
-        f"after background auto-compaction: {files()} file; {ops.count('OPTIMIZE')} OPTIMIZE "
-        "commit by lakeward; the appends never waited on it"
+        Text(
+            f"after background auto-compaction: {files()} file; {ops.count('OPTIMIZE')} OPTIMIZE "
+            "commit by lakeward; the appends never waited on it"
+        )
     )
+
+
+def preflight(out: Console) -> str | None:
+    """Check what the demo needs before it starts and say what it will skip; returns why the
+    batch part cannot run here (None: it can)."""
+    problem = sandbox_unavailable()
+    if problem is None:
+        out.print(Text("checked: bubblewrap runs sandboxes here; the demo runs every part"))
+        return None
+    out.print(
+        line(("the batch part will be skipped", "yellow"), " (`make demo` installs what it needs):")
+    )
+    out.print(Text(f"  {problem}"))
+    return problem
 
 
 def run(root: Path, fresh: bool = False, console: Console | None = None) -> None:
     """Build the demo lake at `root` and narrate it."""
-    out = console or Console()
+    out = console or Console(highlight=False)
+    sandbox_problem = preflight(out)
+
+    def say(text: str) -> None:
+        out.print(Text(text))
+
     if fresh and root.exists():
         shutil.rmtree(root)
     (root / "policy").mkdir(parents=True, exist_ok=True)
     (root / "policy" / "policy.csv").write_text(DEMO_POLICY)
     with lake.connect(root) as lk:
-        out.print(Panel.fit(f"Lakeward demo lake at [bold]{lk.root}[/]", style="cyan"))
+        out.print(Panel.fit(line("Lakeward demo lake at ", (str(lk.root), "bold")), style="cyan"))
         lk.catalog.create_database("sales", description="Orders and customers", exist_ok=True)
         lk.catalog.create_table(
             "sales.orders",
@@ -215,7 +240,10 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
         )
 
         out.print(
-            "[bold]A multi-table transaction[/]: new orders and a customer removal, all or nothing"
+            line(
+                ("A multi-table transaction", "bold"),
+                ": new orders and a customer removal, all or nothing",
+            )
         )
         with lk.transaction(user="etl") as tx:
             tx.write("sales.orders", _orders(30, 6))
@@ -223,12 +251,14 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
             inside = tx.sql("SELECT count(*) AS n FROM sales.orders")["n"][0].as_py()
             outside = lk.sql("SELECT count(*) AS n FROM sales.orders", user="alice")["n"][0].as_py()
             out.print(
-                f"  inside the transaction: {inside} orders; outside, before commit: {outside}"
+                Text(
+                    f"  inside the transaction: {inside} orders; outside, before commit: {outside}"
+                )
             )
         after = lk.sql("SELECT count(*) AS n FROM sales.orders", user="alice")["n"][0].as_py()
-        out.print(f"  after commit: {after} orders")
+        out.print(Text(f"  after commit: {after} orders"))
 
-        out.print("[bold]A failed transaction[/] rolls back everything it wrote")
+        out.print(line(("A failed transaction", "bold"), " rolls back everything it wrote"))
         try:
             with lk.transaction(user="etl") as tx:
                 tx.write("sales.orders", _orders(100, 50))
@@ -243,7 +273,7 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
         )
         out.print(render(n, "Still there after the failed transaction"))
 
-        out.print(f"[bold]Time travel[/]: sales.orders VERSION AS OF {before}")
+        out.print(line(("Time travel", "bold"), f": sales.orders VERSION AS OF {before}"))
         out.print(
             render(
                 lk.sql(
@@ -269,10 +299,16 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
         ex = lk.explain("SELECT sum(amount) FROM sales.orders WHERE region = 'eu'", user="alice")
         r = ex.reads[0]
         out.print(
-            f"[bold]File skipping[/]: WHERE region = 'eu' scans {r.files_scanned} of {r.files_total} files"
+            line(
+                ("File skipping", "bold"),
+                f": WHERE region = 'eu' scans {r.files_scanned} of {r.files_total} files",
+            )
         )
         governance(lk, out)
         maintenance(lk, out)
-        out.print(Panel.fit("Batch: a checkpointing job on spot compute", style="cyan"))
-        run_spot_demo(lk.batch, lk.catalog, lambda q, u: lk.sql(q, user=u), say=out.print)
-        out.print(Panel.fit("demo finished", style="green"))
+        out.print(Panel.fit(Text("Batch: a checkpointing job on spot compute"), style="cyan"))
+        if sandbox_problem is None:
+            run_spot_demo(lk.batch, lk.catalog, lambda q, u: lk.sql(q, user=u), say=say)
+        else:
+            say(f"skipped: {sandbox_problem}")
+        out.print(Panel.fit(Text("demo finished"), style="green"))

@@ -18,10 +18,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from catalog.errors import LakeError
-from lake.cli.common import CatalogUrl, Root, User, console
-from lake.cli.common import fail as _fail
+from catalog.ingestion.crawl import CrawlResult
+from lake.cli.common import CatalogUrl, Root, User, console, fail, say
 from lake.cli.common import open_lake as _open
 
 if TYPE_CHECKING:
@@ -31,22 +32,34 @@ if TYPE_CHECKING:
 
 
 def _progress(files: bool = True) -> Progress:
-    """A bar over files (with the rows read so far), or just a rows counter for a query."""
+    """A bar over files (with the rows read so far), or just a rows counter for a query.
+
+    Transient: gone when the command ends, also when it fails. Descriptions are literal.
+    """
     by_file = (BarColumn(), MofNCompleteColumn(), TextColumn("files")) if files else ()
     return Progress(
         SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", markup=False, style="progress.description"),
         *by_file,
-        TextColumn("[cyan]{task.fields[rows]:,} rows"),
+        TextColumn("{task.fields[rows]:,} rows", markup=False, style="cyan"),
         TimeElapsedColumn(),
         console=console,
+        transient=True,
+        disable=not console.is_terminal,  # a log or a pipe gets the summary line only
     )
+
+
+def took(seconds: float, rows: int) -> str:
+    """'in 41 ms' or 'in 3.2 s (120,000 rows/s)': a rate only when it means something."""
+    if seconds < 1:
+        return f"in {seconds * 1000:.0f} ms"
+    return f"in {seconds:.1f} s ({rows / seconds:,.0f} rows/s)"
 
 
 def summary(result: CrawlResult) -> Table:
     """A rich table of what a crawl did, one row per table."""
     t = Table(
-        title=f"crawl of {result.path} into {result.database}",
+        title=Text(f"crawl of {result.path} into {result.database}"),
         header_style="bold cyan",
         show_lines=False,
     )
@@ -58,19 +71,22 @@ def summary(result: CrawlResult) -> Table:
     t.add_column("problems", ratio=1)
     style = {"created": "green", "updated": "green", "unchanged": "dim", "failed": "red"}
     for c in result.tables:
-        cols = str(len(c.schema)) if c.schema is not None else ""
+        cols = Text(str(len(c.schema)) if c.schema is not None else "")
         if c.new_columns:
-            cols += f" [yellow](+{', '.join(c.new_columns)})[/]"
-        notes = [f"[red]{p}[/]" for p in c.problems] + [f"[yellow]{w}[/]" for w in c.warnings]
+            cols.append(f" (+{', '.join(c.new_columns)})", style="yellow")
+        notes = Text("\n").join(
+            [Text(p, style="red") for p in c.problems]
+            + [Text(w, style="yellow") for w in c.warnings]
+        )
         t.add_row(
-            c.name,
-            f"[{style.get(c.action, 'white')}]{c.action}[/]",
+            Text(c.name),
+            Text(c.action, style=style.get(c.action, "")),
             str(len(c.files)),
             str(c.known),
             f"{c.rows:,}",
             cols,
-            ", ".join(c.partition_by),
-            "\n".join(notes),
+            Text(", ".join(c.partition_by)),
+            notes,
         )
     if result.ignored:
         t.caption = f"ignored {len(result.ignored)} file(s) that are not Parquet, CSV or JSON"
@@ -82,7 +98,7 @@ def crawl_command(
     database: Annotated[
         str, typer.Option("--database", "-d", help="Database for the tables (created if missing).")
     ],
-    user: User,
+    user: User = None,
     root: Root = Path("."),
     catalog: CatalogUrl = None,
 ) -> None:
@@ -100,7 +116,7 @@ def crawl_command(
 
             result = lk.crawl(path, database=database, user=user, on_progress=show)
     except LakeError as e:
-        _fail(e)
+        fail(e)
     console.print(summary(result))
     console.print(
         f"{len(result.created)} created, {len(result.updated)} updated, "
@@ -118,11 +134,15 @@ def ingest_command(
             help="A file, folder or glob of Parquet/CSV/JSON, or a SQLAlchemy URL with --query."
         ),
     ],
-    user: User,
+    user: User = None,
     query: Annotated[
         str | None, typer.Option("--query", "-q", help="SELECT to run on the SOURCE database.")
     ] = None,
     mode: Annotated[str, typer.Option(help="append or overwrite.")] = "append",
+    schema_mode: Annotated[
+        str | None,
+        typer.Option("--schema-mode", help="merge: add the source's new columns to the table."),
+    ] = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="parquet, csv, tsv or json (default: by name).")
     ] = None,
@@ -138,23 +158,30 @@ def ingest_command(
             def show(rows: int, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total or None, rows=rows)
 
-            result = lk.ingest(table, src, user=user, mode=mode, format=fmt, on_progress=show)
+            result = lk.ingest(
+                table,
+                src,
+                user=user,
+                mode=mode,
+                format=fmt,
+                schema_mode=schema_mode,
+                on_progress=show,
+            )
     except LakeError as e:
-        _fail(e)
+        fail(e)
     what = f"{len(result.files)} file(s)" if result.files else "the query"
     if not result.committed:
-        console.print(f"[yellow]nothing to {mode}[/]: {what} held no rows")
+        say((f"nothing to {mode}", "yellow"), f": {what} held no rows")
         return
-    speed = result.rows / result.seconds if result.seconds else 0.0
     done = (
         "created and loaded"
         if result.created
         else {"overwrite": "overwrote"}.get(mode, "appended to")
     )
-    console.print(
-        f"[green]{done}[/] {table}: "
-        f"{result.rows:,} rows from {what} in {result.seconds:.1f} s ({speed:,.0f} rows/s), "
-        f"version {result.version}"
+    say(
+        (done, "green"),
+        f" {table}: {result.rows:,} rows from {what} {took(result.seconds, result.rows)}, "
+        f"version {result.version}",
     )
 
 

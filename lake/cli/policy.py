@@ -1,25 +1,29 @@
-"""`lake policy ...`: check a policy folder before deploying it."""
+"""`lake policy ...`: check a policy folder, apply it to a lake, explain what it does."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
+import cachetools
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from catalog.catalog import Catalog
 from catalog.errors import LakeError
+from catalog.store import load_store
 from governance.policy.check import ERROR, WARNING, Problem, check_folder
 from governance.policy.engine import TableLookup
-from lake.lake import Lake, connect
+from lake.cli.common import Root, User, console, say, session
 
 policy_app = typer.Typer(
-    help="Check policy folders (policy.csv, model.conf).",
+    help="Check, apply and explain policies (policy.csv, model.conf).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 Folder = Annotated[Path, typer.Argument(help="Policy folder holding policy.csv.")]
@@ -44,7 +48,7 @@ STYLES = {ERROR: "red", WARNING: "yellow"}
 
 @policy_app.callback()
 def policy() -> None:
-    """Check policy folders (policy.csv, model.conf)."""
+    """Check, apply and explain policies (policy.csv, model.conf)."""
 
 
 CHECK_HELP = (
@@ -57,7 +61,7 @@ CHECK_HELP = (
 @policy_app.command("check", help=CHECK_HELP)
 def check(folder: Folder, root: OptRoot = None, catalog: OptCatalog = None) -> None:
     """Print every problem of a policy folder and a summary; exit 1 if any is an error."""
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, markup=False, soft_wrap=True)
     if root is None:
         problems = check_folder(folder, None)
         out.print(Text("no --root: checks that need the catalog were skipped", style="dim"))
@@ -75,31 +79,31 @@ def check(folder: Folder, root: OptRoot = None, catalog: OptCatalog = None) -> N
 
 
 def _check_with_lake(folder: Path, root: Path, catalog: str | None) -> list[Problem]:
-    # lake.connect creates a lake where there is none; checking must never do that.
+    # lake.connect creates a lake where there is none; checking must never do that. Nor does
+    # it open the lake: that would enforce (and so stop at) a broken policy being fixed. The
+    # catalog alone tells which tables and columns exist; this reads it as the lake's owner.
     if not (root / "lake.toml").is_file():
         _usage(f"no lake at {root} (no lake.toml); pass the root of an existing lake or no --root")
     try:
-        lk = connect(root, catalog=catalog)
+        store = load_store(catalog, root)
     except LakeError as e:
-        _usage(f"cannot open the lake at {root}: {e}")
+        _usage(f"cannot open the catalog of the lake at {root}: {e}")
     try:
-        tables, databases = catalog_lookup(lk)
+        tables, databases = catalog_lookup(Catalog(root, store))
         return check_folder(folder, tables, databases)
     finally:
-        lk.close()
+        store.close()
 
 
-def catalog_lookup(lk: Lake) -> tuple[TableLookup, Callable[[], set[str]]]:
-    """A TableLookup and a database lister over an open lake's catalog.
+def catalog_lookup(cat: Catalog) -> tuple[TableLookup, Callable[[], set[str]]]:
+    """A TableLookup and a database lister over a lake's catalog.
 
     Table names come from the catalog's listing; a table's columns are read from its current
     snapshot the first time a rule names it.
     """
-    cat = lk.catalog
     db_tags = {d.name.lower(): dict(d.tags) for d in cat.list_databases()}
     infos = {info.full_name.lower(): info for info in cat.list_tables()}
     builtin = _builtin_tables(infos)
-    cache: dict[str, tuple[list[str], dict[str, dict[str, str]]] | None] = {}
 
     def columns_of(name: str) -> list[str] | None:
         if name not in infos:
@@ -110,12 +114,11 @@ def catalog_lookup(lk: Lake) -> tuple[TableLookup, Callable[[], set[str]]]:
             # An unreadable snapshot still names a table; its creation schema is the best guess.
             return [f["name"] for f in json.loads(infos[name].schema_json)]
 
+    @cachetools.cached(cachetools.LRUCache(maxsize=4096))
     def tables(name: str) -> tuple[list[str], dict[str, dict[str, str]]] | None:
         name = name.lower()
-        if name not in cache:
-            cols = columns_of(name)
-            cache[name] = None if cols is None else (cols, _tags_of(name, infos, db_tags))
-        return cache[name]
+        cols = columns_of(name)
+        return None if cols is None else (cols, _tags_of(name, infos, db_tags))
 
     databases = set(db_tags) | {n.split(".")[0] for n in builtin}
     return tables, lambda: set(databases)
@@ -144,35 +147,43 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _usage(message: str) -> None:
+def _usage(message: str) -> NoReturn:
     Console(stderr=True, highlight=False, soft_wrap=True).print(Text(message, style="bold red"))
     raise typer.Exit(2)
+
+
+@policy_app.command("apply")
+def apply(
+    folder: Folder,
+    user: User = None,
+    root: Root = Path("."),
+    catalog: OptCatalog = None,
+) -> None:
+    """Install a policy folder for every client of the lake's catalog (needs alter on policy).
+
+    Nothing changes if the folder has an error; `lake policy check` lists them all.
+    """
+    with session(root, catalog) as lk:
+        version = lk.policy.apply(folder, user=user)
+    say(("applied ", "green"), f"policy {folder} (version {version[:12]})")
 
 
 @policy_app.command("explain")
 def explain(
     query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
-    user: Annotated[
-        str, typer.Option("--user", "-u", envvar="LAKE_USER", help="User to explain for.")
-    ],
-    root: Annotated[
-        Path, typer.Option("--root", "-r", envvar="LAKE_ROOT", help="Lake root.")
-    ] = Path("."),
+    user: User = None,
+    root: Root = Path("."),
     catalog: OptCatalog = None,
 ) -> None:
     """Show the SQL that runs for a user's query and every policy rule that shaped it."""
-    console = Console()
-    try:
-        with connect(root, catalog=catalog) as lk:
-            ex = lk.explain(query, user=user)
-    except LakeError as e:
-        Console(stderr=True).print(f"[bold red]{type(e).__name__}:[/] {e}")
-        raise typer.Exit(1) from None
-    console.print(ex.sql, markup=False, highlight=False)
+    with session(root, catalog) as lk:
+        ex = lk.explain(query, user=user)
+        governed = lk.policy.engine is not None
+    console.print(Text(ex.sql))
     console.print()
     for r in ex.reads:
-        console.print(f"[bold]{r.table.full_name}[/] v{r.version}")
+        say((r.table.full_name, "bold"), f" v{r.version}")
         if not r.rules:
-            console.print("  (no policy: open access)" if not lk.policy.engine else "  (no rule)")
+            say("  (no policy: open access)" if not governed else "  (no rule)")
         for rule in r.rules:
-            console.print(f"  {rule}", markup=False, highlight=False)
+            say(f"  {rule}")

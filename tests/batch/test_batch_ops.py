@@ -253,14 +253,31 @@ def test_batch_config_from_lake_toml():
     assert cfg.queues["ml"].weight("alice") == 2 and cfg.queues["ml"].weight("bob") == 1
     assert "default" in cfg.queues
     for bad, text in [
-        ({"batch": {"grace": 1}}, "unknown key"),
-        ({"batch": {"compute": {"gpu": {}}}}, "unknown environment"),
-        ({"batch": {"queues": {"q": {"compute": ["cloud"]}}}}, "compute must list"),
-        ({"batch": {"compute": {"spot": {"cpus": -1}}}}, "cpus must be a number"),
-        ({"batch": {"scheduler": "cron"}}, "scheduler"),
+        ({"batch": {"grace": 1}}, r"\[batch\] has unknown key 'grace'; known: compute,"),
+        ({"batch": {"compute": {"gpu": {}}}}, r"\[batch.compute\] has unknown key 'gpu'"),
+        (
+            {"batch": {"queues": {"q": {"compute": ["cloud"]}}}},
+            r"\[batch.queues.q.compute\] 0: .*'spot'",
+        ),
+        (
+            {"batch": {"compute": {"spot": {"cpus": -1}}}},
+            r"\[batch.compute.spot\] cpus: input should be greater than or equal to 0",
+        ),
+        (
+            {"batch": {"scheduler": "cron"}},
+            r"\[batch\] scheduler: input should be 'thread' or 'actor'",
+        ),
+        (
+            {"batch": {"queues": {"q": {"priority": "high"}}}},
+            r"priority: input should be a valid integer",
+        ),
     ]:
-        with pytest.raises(InvalidArgument, match=text):
+        with pytest.raises(InvalidArgument, match=text) as e:
             load_batch_config(bad)
+        assert "\n" not in str(e.value)  # one problem, one line
+    with pytest.raises(InvalidArgument) as e:  # every problem, one line each
+        load_batch_config({"batch": {"grace": 1, "scheduler": "cron", "compute": {"gpu": {}}}})
+    assert len(str(e.value).splitlines()) == 3
     assert parse_memory("1GiB") == 2**30 and parse_memory("512Mi") == 2**29
     assert parse_memory("2GB") == 2 * 10**9 and parse_memory(4096) == 4096
     with pytest.raises(InvalidArgument, match="memory"):

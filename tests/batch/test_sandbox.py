@@ -29,6 +29,8 @@ from batch.runtime.engine import EngineRuntime, engine_argv, engine_available, i
 from batch.runtime.images import resolve_image
 from catalog.errors import JobError
 
+pytestmark = pytest.mark.sandbox
+
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
@@ -339,6 +341,28 @@ def test_memory_limit_reports_oom(rt, tmp_path):
     assert py(rt, tmp_path, caught, memory_bytes=limit)[0] == expected
 
 
+def test_runtime_variables_never_reach_the_job(rt, tmp_path):
+    # memory-limited (the OOM hook is on) or not: the job sees its own environment only
+    code = "import os; print(sorted(k for k in os.environ if k.startswith('LAKEWARD')))"
+    for kw in ({"memory_bytes": 256 * MiB}, {}):
+        status, out, err = py(rt, tmp_path, code, env={"K": "V"}, **kw)
+        assert status.reason == "SUCCEEDED", err
+        assert out.strip() == "[]"
+    status, out, _ = py(rt, tmp_path, "import os; print(os.environ['K'])", env={"K": "V"})
+    assert out.strip() == "V"
+
+
+def test_unavailable_names_the_missing_piece(monkeypatch):
+    from batch.runtime import bwrap as bw
+
+    assert bw.unavailable() is None  # this machine runs sandboxes
+    monkeypatch.setattr(bw, "_works", False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert bw.unavailable() == "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    with pytest.raises(JobError, match="^bubblewrap \\(bwrap\\) is not installed: apt-get install"):
+        load_runtime("bwrap")
+
+
 def test_cpu_limit_pins_and_renices(rt, tmp_path):
     box = rt.start(
         SandboxSpec(
@@ -485,12 +509,18 @@ def test_rootfs_folder_image(rt, tmp_path, images):
         rt.start(SandboxSpec(["python", "-c", "pass"], image=str(images["rootfs"])))
 
 
+def image_id(layout: Path) -> str:
+    """The digest of the image's config: its ID in every form (layout, OCI or docker archive)."""
+    index = json.loads((layout / "index.json").read_text())
+    manifest = index["manifests"][0]["digest"].replace(":", "/")
+    return json.loads((layout / "blobs" / manifest).read_text())["config"]["digest"]
+
+
 def test_oci_layout_image_cached_by_digest(rt, tmp_path, images):
     layout = images["layout"]
     out = run_image(rt, tmp_path, f"{layout}:tiny")
     assert "hello-oci" in out  # the image config's environment
-    index = json.loads((layout / "index.json").read_text())
-    digest = index["manifests"][0]["digest"]
+    digest = image_id(layout)
     cached = rt.cache_dir / digest.replace(":", "-")
     assert (cached / "rootfs" / "bin" / "sh").exists()
     inode = cached.stat().st_ino
@@ -518,6 +548,36 @@ def test_docker_archive_image_cached_by_digest(rt, tmp_path, images):
     t = time.perf_counter()
     assert resolve_image(str(tarball), rt.cache_dir).digest == digest
     assert time.perf_counter() - t < 0.05
+
+
+def test_one_image_is_unpacked_once_in_any_form(rt, tmp_path, images):
+    from batch.runtime.images import cached_images, prune_images
+
+    oci_archive = tmp_path / "tiny-oci.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{images['layout']}:tiny", f"oci-archive:{oci_archive}"],
+        check=True,
+        capture_output=True,
+    )
+    forms = [f"{images['layout']}:tiny", str(images["tarball"]), str(oci_archive)]
+    digests = {resolve_image(f, rt.cache_dir).digest for f in forms}
+    assert digests == {image_id(images["layout"])}
+    assert len(cached_images(rt.cache_dir)) == 1  # one unpack, not one per form
+    for f in forms:
+        run_image(rt, tmp_path, f)
+    # an image a running sandbox holds is never pruned; once it ends, it is
+    box = rt.start(SandboxSpec(["sh", "-c", "sleep 30"], image=forms[1]))
+    try:
+        removed, busy = prune_images(rt.cache_dir)
+        assert removed == [] and [i.digest for i in busy] == list(digests)
+        assert (rt.cache_dir / next(iter(digests)).replace(":", "-") / "rootfs").is_dir()
+    finally:
+        box.kill()
+        box.wait(10)
+    removed, busy = prune_images(rt.cache_dir)
+    assert [i.digest for i in removed] == list(digests) and busy == []
+    assert cached_images(rt.cache_dir) == []
+    run_image(rt, tmp_path, forms[2])  # unpacked again on the next use
 
 
 def test_bad_specs_are_rejected(rt, tmp_path):
@@ -596,7 +656,7 @@ def test_engine_available_only_when_info_works(engines):
     assert engine_available("docker") is False and engine_available("podman") is False
     assert EngineRuntime.available() is False
     for name in ("docker", "podman"):
-        with pytest.raises(JobError, match="not available"):
+        with pytest.raises(JobError, match=rf"^{name} does not work here \(`{name} info` fails\)"):
             load_runtime(name)
     engines.touch()
     engine_available.cache_clear()

@@ -311,6 +311,7 @@ def until_one_file(lk, timeout: float = 30) -> None:
     assert num_files(lk) == 1
 
 
+@pytest.mark.slow
 def test_auto_compaction_in_process_follows_properties(tmp_path):
     root = tmp_path / "lake"
     make(root, {"compaction.min_small_files": "6", "compaction.min_interval_s": "0"})
@@ -371,6 +372,7 @@ def writer_main(root: str, worker: int, seconds: float) -> None:
     lk.close()
 
 
+@pytest.mark.slow
 def test_auto_compaction_under_four_writer_processes(tmp_path):
     root = tmp_path / "lake"
     make(root, {"compaction.min_small_files": "20", "compaction.min_interval_s": "0"})
@@ -452,6 +454,8 @@ def spawn_compactor(root: Path) -> subprocess.Popen:
     return p
 
 
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_kill_9_during_compaction_leaves_table_complete(tmp_path):
     root = tmp_path / "lake"
     # Only the compactor processes this test kills compact: the lake's own background one would

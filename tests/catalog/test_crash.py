@@ -18,6 +18,8 @@ import lake
 
 from support.lakes import ENV
 
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
 WORKER = str(Path(__file__).parents[1] / "support" / "crash_worker.py")
 
 

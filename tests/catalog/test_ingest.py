@@ -352,6 +352,7 @@ def test_ingest_from_sqlite_errors_write_nothing(lk, tmp_path):
 CAP_MB = 64  # ingesting 6x this much more CSV may raise the peak RSS by at most this much
 
 
+@pytest.mark.slow
 def test_ingest_csv_larger_than_memory_cap_stays_bounded(tmp_path):
     """Peak RSS of a subprocess ingesting CSV in 64 KiB blocks: a 384 MB file (6x the cap) needs
     less than CAP_MB more than a 48 MB one did, i.e. memory does not grow with the input; and
@@ -549,6 +550,7 @@ def read_until(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list
     return lines
 
 
+@pytest.mark.chaos
 @pytest.mark.parametrize("mode,marker", [("stream", "INFLIGHT"), ("ratify", "TENTATIVE")])
 def test_stream_replay_after_kill_9_commits_each_batch_once(tmp_path, mode, marker):
     """kill -9 while batch 5 streams into delta-rs, or after its Delta version is written but
@@ -568,6 +570,7 @@ def test_stream_replay_after_kill_9_commits_each_batch_once(tmp_path, mode, mark
     assert_exactly_once(root, 8)
 
 
+@pytest.mark.chaos
 def test_stream_kill_9_at_random_instants_then_replay(tmp_path):
     """Writers killed at random instants, twice; every acknowledged batch is there once, and a
     replay of everything fills in the rest exactly once."""
@@ -596,6 +599,7 @@ def test_stream_kill_9_at_random_instants_then_replay(tmp_path):
     assert_exactly_once(root, count)
 
 
+@pytest.mark.chaos
 def test_stream_replayers_racing_commit_each_batch_once(tmp_path):
     """Two processes replay the same 12 batches at once: the committed-sequence check happens
     under the table lock, inside the commit, so together they commit each batch exactly once."""

@@ -58,7 +58,7 @@ def test_lake_toml_names_the_catalog_and_the_root_remembers_it(tmp_path, no_env)
     with lake.connect(root) as lk:
         assert lk.store.url == shared and databases(lk) == ["x"]
     (root / "lake.toml").write_text("[catalog]\nurl = 3\n")
-    with pytest.raises(InvalidArgument, match="url must be a string"):
+    with pytest.raises(InvalidArgument, match=r"\[catalog\] url: input should be a valid string"):
         lake.connect(root)
 
 

@@ -318,6 +318,7 @@ def features(lines, table: str, columns, rows, user: str) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.data())
 def test_lk_sql_matches_oracle(harness, data):

@@ -13,7 +13,13 @@ TESTS = Path(__file__).resolve().parents[1]
 INTEROP = TESTS / "data" / "delta-interop"
 # Subprocess workers import `support` as the tests do; the repository comes first so that the
 # test folders (tests/lake, tests/catalog, ...) never shadow the packages of the same name.
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+# PYTHONSAFEPATH: a worker script's own folder is not put first on sys.path, where
+# support/batch.py would shadow the `batch` package (which opening a lake imports).
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]),
+    "PYTHONSAFEPATH": "1",
+}
 
 ORDERS = pa.schema([("id", pa.int64()), ("region", pa.string()), ("amount", pa.float64())])
 
