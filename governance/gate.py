@@ -13,6 +13,7 @@ of every error (`scrub`).
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ from governance.policy.state import PolicyState
 from governance.principal import Principal
 
 T = TypeVar("T")
+
+# The policy engine of the operation running in this context (see Gate.engine).
+_IN_FORCE: contextvars.ContextVar[tuple[Gate, PolicyEngine | None] | None] = contextvars.ContextVar(
+    "lakeward_policy_in_force", default=None
+)
 
 # A grant of any of these on a database lets its holder know the database exists.
 _DATABASE_ACTIONS = ("describe", "select", "create", "insert", "alter", "drop")
@@ -92,8 +98,12 @@ class Gate:
 
     # decisions ---------------------------------------------------------------------------------
     def engine(self) -> PolicyEngine | None:
-        """The policy engine in force (None: the catalog has no policy; governance is off)."""
-        return self.policy.engine()
+        """The policy engine in force (None: the catalog has no policy; governance is off).
+
+        Inside an operation (`run`) it is the one read when the operation began: every decision
+        of one operation is made under one policy version, and the catalog is asked once."""
+        held = _IN_FORCE.get()
+        return held[1] if held is not None and held[0] is self else self.policy.engine()
 
     @property
     def governed(self) -> bool:
@@ -184,7 +194,11 @@ class Gate:
         the lake's paths.
         """
         audit = Audit(self.audit_record(p, action, statement, "allowed"))
+        token = None
         try:
+            held = _IN_FORCE.get()
+            if held is None or held[0] is not self:
+                token = _IN_FORCE.set((self, self.policy.engine()))
             result = fn(audit)
         except AccessDenied as e:
             self._refused(p, action, statement, "denied", e, table)
@@ -192,6 +206,9 @@ class Gate:
         except LakeError as e:
             self._refused(p, action, statement, "error", e, table)
             raise self.scrub(e, p) from None
+        finally:
+            if token is not None:
+                _IN_FORCE.reset(token)
         if not audit.queued:
             self.record(
                 p,

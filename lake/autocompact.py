@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,7 @@ from catalog.store import TableInfo
 
 log = logging.getLogger("lakeward.autocompact")
 
-USER = "lakeward:autocompact"
+USER = "lakeward"  # the system principal: maintenance Lakeward starts itself
 _RETRY_S = 5.0  # after a failed attempt (e.g. the table lock was busy for lock_wait_s)
 _BUSY_S = 0.5  # after finding another process compacting the table
 _HISTORY = 64  # recent commits scanned for another process's compaction
@@ -57,9 +58,17 @@ class AutoCompactor:
     last compactions as [wall-clock start, end, files removed].
     """
 
-    def __init__(self, catalog: Catalog, *, user: str = USER):
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        user: str = USER,
+        on_compacted: Callable[[TableInfo, dict[str, Any]], None] | None = None,
+    ):
         self.catalog = catalog
         self.user = user
+        # Called after each compaction that rewrote files (the lake audits it there).
+        self.on_compacted = on_compacted
         self.stats: dict[str, Any] = {
             "checks": 0,
             "counts": 0,
@@ -227,6 +236,8 @@ class AutoCompactor:
             self.stats["files_removed"] += metrics["numFilesRemoved"]
             self.stats["files_added"] += metrics["numFilesAdded"]
             self.stats["runs"].append([wall, time.time(), metrics["numFilesRemoved"]])
+            if self.on_compacted is not None:
+                self.on_compacted(info, metrics)
         return metrics
 
     def _due_now(self, info: TableInfo, policy: Policy) -> bool:

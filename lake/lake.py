@@ -177,7 +177,21 @@ class Lake:
         self._policy_arg = folder if policy else None
         raw.reap()
         raw.recover()
-        self.autocompact = AutoCompactor(raw).start() if self.config.catalog.auto_compact else None
+        self.autocompact = (
+            AutoCompactor(raw, on_compacted=self._audit_compaction).start()
+            if self.config.catalog.auto_compact
+            else None
+        )
+
+    def _audit_compaction(self, info: Any, metrics: dict[str, Any]) -> None:
+        self.gate.record(
+            Principal.system(),
+            "compact",
+            f"auto-compaction of {info.full_name}",
+            "allowed",
+            tables=[(info.full_name, metrics.get("versions", [info.version])[-1])],
+            reason=f"{metrics.get('numFilesRemoved', 0)} files -> {metrics.get('numFilesAdded', 0)}",
+        )
 
     # principals --------------------------------------------------------------------------------
     def principal(self, user: Any = None) -> Principal:

@@ -322,7 +322,12 @@ def test_auto_compaction_in_process_follows_properties(tmp_path):
         assert auto.wait_idle(30)
         assert auto.stats["compactions"] == 1 and num_files(lk) == 1
         first = time.monotonic()
-        assert lk.history("sales.orders")[0]["user"] == "lakeward:autocompact"
+        # Maintenance Lakeward starts itself is the system principal's, and audited as such.
+        assert lk.history("sales.orders")[0]["user"] == "lakeward"
+        audit = lk.sql(
+            "SELECT a.user, a.auth FROM system.audit a WHERE a.action = 'compact'"
+        ).to_pylist()
+        assert audit == [{"user": "lakeward", "auth": "system"}]
         # Turned off through the store: commits no longer compact.
         info = lk.catalog.table("sales.orders")
         lk.store.update_table(info.id, properties={"compaction.enabled": "false"})
