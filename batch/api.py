@@ -26,7 +26,7 @@ from batch.job import Attempt, Job, JobTimeout
 from batch.port import LakeHandle, LakePort
 from batch.scheduler import LEASE, Context, Paths, Scheduler, owner_dead
 from batch.store import STATES, TERMINAL, BatchStore
-from batch.submit import Submitter
+from batch.submit import Submitter, may_see, owns
 from catalog.errors import AccessDenied, InvalidArgument, JobError
 
 __all__ = ["Attempt", "Batch", "Job", "JobTimeout"]
@@ -159,13 +159,10 @@ class Batch:
 
     # who may see what --------------------------------------------------------------------------
     def _may(self, user: Any, row: Mapping[str, Any], action: str) -> bool:
-        if self.port.is_admin(user):
-            return True
-        if row["user"].lower() == self.port.principal_name(user).lower():
-            return True
-        return self.port.allowed(user, f"queue:{row['queue']}", action)
+        return may_see(self.port, user, row, action)
 
     def _row(self, job_id: str, user: Any) -> dict[str, Any]:
+        self.port.principal_name(user)  # an invalid user= fails alike for every job id
         row = self.store.job(str(job_id))
         if row is None or not self._may(user, row, "describe"):
             raise JobError(f"no batch job {job_id!r}")
@@ -207,11 +204,17 @@ class Batch:
             queue, status, user=submitted_by, limit=limit if admin else None, children=children
         )
         if not admin:
-            me = self.port.principal_name(user).lower()
-            queues = {
-                q for q in self.cfg.queues if self.port.allowed(user, f"queue:{q}", "describe")
-            }
-            rows = [r for r in rows if r["user"].lower() == me or r["queue"] in queues]
+            by_queue: dict[str, bool] = {}
+
+            def visible(r: Mapping[str, Any]) -> bool:
+                if owns(self.port, user, r):
+                    return True
+                q = r["queue"]
+                if q not in by_queue:  # one decision per queue, not per job
+                    by_queue[q] = self.port.allowed(user, f"queue:{q}", "describe")
+                return by_queue[q]
+
+            rows = [r for r in rows if visible(r)]
             rows = rows[:limit] if limit else rows
         return [Job(self, r["id"], r, acting=user) for r in rows]
 
@@ -243,9 +246,23 @@ class Batch:
                         out.append(text if text.endswith("\n") else text + "\n")
         return "".join(out)
 
-    def lineage(self, job_id: str | None = None) -> list[dict[str, Any]]:
-        """Tables and versions jobs read and wrote, with the user they acted for."""
-        return self.store.lineage(job_id)
+    def lineage(self, job_id: str | None = None, *, user: Any = None) -> list[dict[str, Any]]:
+        """Tables and versions jobs read and wrote, with the user they acted for (of the jobs
+        `user` may see)."""
+        if job_id is not None:
+            self._row(job_id, user)
+        rows = self.store.lineage(job_id)
+        if self.port.is_admin(user):
+            return rows
+        seen: dict[str, bool] = {}
+        out = []
+        for r in rows:
+            if r["job_id"] not in seen:
+                job = self.store.job(r["job_id"])
+                seen[r["job_id"]] = job is not None and self._may(user, job, "describe")
+            if seen[r["job_id"]]:
+                out.append(r)
+        return out
 
     def queues(self) -> list[dict[str, Any]]:
         """Each queue with priority, compute environments, weights and job counts by state."""
@@ -344,7 +361,9 @@ class Batch:
         if not self.port.allowed(user, f"queue:{queue}", "submit"):
             self.port.audit(user, "schedule", f"schedule {name}", "denied", reason="no submit")
             raise AccessDenied(f"{who} may not submit to queue {queue!r}")
-        kwargs = {"command": list(specs.check_command(command)), "user": who, **submit}
+        # The owner's schedule runs as the owner (user None), never as a user of its name.
+        acts = None if user is None and self.port.is_admin(user) else who
+        kwargs = {"command": list(specs.check_command(command)), "user": acts, **submit}
         if "depends_on" in kwargs:
             raise InvalidArgument("scheduled jobs cannot depend on other jobs")
         try:
@@ -386,18 +405,30 @@ class Batch:
         self._ensure_scheduler()
         return self._schedule_view(row)
 
-    def schedules(self) -> list[dict[str, Any]]:
-        """Every cron schedule with its next run."""
-        return [self._schedule_view(s) for s in self.store.schedules()]
+    def schedules(self, *, user: Any = None) -> list[dict[str, Any]]:
+        """The cron schedules `user` may see (their own, or describe on the queue), with
+        their next run."""
+        self.port.principal_name(user)
+        return [
+            self._schedule_view(s)
+            for s in self.store.schedules()
+            if self._may(user, self._schedule_row(s), "describe")
+        ]
+
+    @staticmethod
+    def _schedule_row(s: Mapping[str, Any]) -> dict[str, Any]:
+        kw = json.loads(s["submit"])
+        acting = "owner" if kw.get("user") is None else "user"
+        return {"user": s["user"], "queue": kw.get("queue", "default"), "acting": acting}
 
     def unschedule(self, name: str, *, user: Any = None) -> None:
         """Delete a cron schedule (its owner's, or with alter on its queue)."""
+        self.port.principal_name(user)
         found = [s for s in self.store.schedules() if s["name"] == name]
         row = found[0] if found else None
-        queue = json.loads(row["submit"]).get("queue", "default") if row else "default"
-        if row is None or not self._may(user, {"user": row["user"], "queue": queue}, "describe"):
+        if row is None or not self._may(user, self._schedule_row(row), "describe"):
             raise JobError(f"no schedule {name!r}")
-        if not self._may(user, {"user": row["user"], "queue": queue}, "alter"):
+        if not self._may(user, self._schedule_row(row), "alter"):
             raise AccessDenied(f"{self.port.principal_name(user)} may not delete schedule {name}")
         if not self.store.delete_schedule(name):
             raise JobError(f"no schedule {name!r}")

@@ -22,7 +22,6 @@ from catalog.snapshot import Snapshot
 from catalog.store import DatabaseInfo, TableInfo
 from governance.gate import Audit, Gate
 from governance.locations import Locations, resolve
-from governance.policy.engine import ViewSpec
 from governance.principal import Principal
 
 Who = Callable[[Any], Principal]  # user= as given (None, a name, a Principal) -> the principal
@@ -214,18 +213,17 @@ class GovernedCatalog:
 
     def describe(self, name: str, *, user: Any = None) -> dict[str, Any]:
         """What the catalog knows about a table, as the user may see it: their columns; the
-        location and sizes only for those who see all of it."""
+        location only for the owner, sizes only for those who see all of it."""
         p = self.who(user)
         info = self.gate.lookup(p, name)
         d = self.raw.describe(info.full_name)
-        view, whole = self._view(p, info)
-        if view is not None:
-            shown = {c.lower() for c in view.columns}
-            d["columns"] = [c for c in d["columns"] if c["name"].lower() in shown]
-            d["partition_by"] = [c for c in d["partition_by"] if c.lower() in shown]
-        if not p.privileged:
-            d.pop("location", None)
-        if not whole:
+        if p.privileged:
+            return d
+        shown = {c.lower() for c in self.gate.known_columns(p, info)}
+        d["columns"] = [c for c in d["columns"] if c["name"].lower() in shown]
+        d["partition_by"] = [c for c in d["partition_by"] if c.lower() in shown]
+        d.pop("location", None)
+        if not self.gate.whole(p, info):
             for k in ("num_files", "num_rows", "size_bytes"):
                 d.pop(k, None)
         return d
@@ -234,7 +232,7 @@ class GovernedCatalog:
         """The table's partitions (values, files, rows, bytes), for those who see all of it."""
         p = self.who(user)
         info = self.gate.lookup(p, name)
-        if not self._view(p, info)[1]:
+        if not self.gate.whole(p, info):
             raise AccessDenied(
                 f"{p.name} may only list the partitions of {info.full_name} with access to all of it"
             )
@@ -252,19 +250,3 @@ class GovernedCatalog:
             for r in rows:
                 r.pop("parameters", None)
         return rows
-
-    def _view(self, p: Principal, info: TableInfo) -> tuple[ViewSpec | None, bool]:
-        """(view, whole): the user's view (None: all of it) and whether it is the whole table."""
-        try:
-            view = self.gate.view(p, info, self.gate.columns(info))
-        except AccessDenied:
-            return None, False  # describe only: they know the columns, not the rows
-        if view is None:
-            return None, True
-        whole = (
-            not view.row_cond
-            and not view.masks
-            and not view.cell_cond
-            and list(view.columns) == self.gate.columns(info)
-        )
-        return view, whole

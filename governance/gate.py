@@ -139,8 +139,35 @@ class Gate:
         return any(self.may_describe(p, i) for i in self.catalog.list_tables(name))
 
     def columns(self, info: TableInfo) -> list[str]:
-        """The table's columns now, in table order."""
-        return list(self.catalog.snapshot(info, info.version).schema.names)
+        """The table's columns now, in table order (of the ratified version: a cached entry's
+        version may predate a schema change)."""
+        return list(self.catalog.snapshot(info).schema.names)
+
+    def known_columns(self, p: Principal, info: TableInfo) -> list[str]:
+        """The columns of a table `p` may know of, in table order: those of their view, or
+        with no select grant (describe only) those they may describe. Every answer and error
+        about a table's columns names only these."""
+        columns = self.columns(info)
+        try:
+            view = self.view(p, info, columns)
+        except AccessDenied:
+            return [c for c in columns if self.allowed(p, f"{info.full_name}.{c}", "describe")]
+        return columns if view is None else list(view.columns)
+
+    def whole(self, p: Principal, info: TableInfo) -> bool:
+        """Whether `p` sees all of a table: every row, every column, every cell, no mask. Only
+        then may answers hold numbers about its files, or operations replace its rows."""
+        columns = self.columns(info)
+        try:
+            view = self.view(p, info, columns)
+        except AccessDenied:
+            return False  # describe only: they know the columns, not the rows
+        return view is None or (
+            not view.row_cond
+            and not view.masks
+            and not view.cell_cond
+            and list(view.columns) == columns
+        )
 
     def lookup(self, p: Principal, name: str, *, cached: bool = False) -> TableInfo:
         """The table `name` as `p` may know it: a table the user may not describe raises the

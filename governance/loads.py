@@ -8,6 +8,7 @@ describe is missing), writes through the one governed writer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ from catalog.errors import TableNotFound
 from catalog.ingestion import crawl as crawler
 from catalog.ingestion import ingest as ingester
 from catalog.ingestion import stream as streams
-from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from catalog.writes import Precheck, app_version
 from governance.catalog_ops import GovernedCatalog
@@ -26,6 +26,15 @@ from governance.gate import Audit, Gate
 from governance.locations import Locations
 from governance.principal import Principal
 from governance.writer import GovernedWriter
+
+
+@dataclass(frozen=True)
+class TableView:
+    """`catalog.ingestion.port.TableState`: a table's version as the load's user knows it."""
+
+    version: int
+    schema: pa.Schema
+    partition_columns: list[str]
 
 
 class LoadSink:
@@ -36,7 +45,8 @@ class LoadSink:
     ):
         self.gate = gate
         self.catalog = catalog
-        self.locations = locations
+        # The lake's own files, listed once per load (a crawl asks about every file it finds).
+        self.locations = locations.fixed()
         self.principal = principal
         self.writer = GovernedWriter(gate, principal)
 
@@ -56,8 +66,14 @@ class LoadSink:
                 return None
             raise
 
-    def snapshot(self, info: TableInfo) -> Snapshot:
-        return self.gate.catalog.snapshot(info)
+    def snapshot(self, info: TableInfo) -> TableView:
+        snap = self.gate.catalog.snapshot(info)
+        known = {c.lower() for c in self.gate.known_columns(self.principal, info)}
+        return TableView(
+            snap.version,
+            pa.schema([f for f in snap.schema if f.name.lower() in known]),
+            [c for c in snap.partition_columns if c.lower() in known],
+        )
 
     def app_version(self, info: TableInfo, version: int, app_id: str) -> int | None:
         return app_version(DeltaTable(info.location, version=version), app_id)

@@ -161,8 +161,9 @@ class GovernedWriter:
         return info
 
     def _view(self, info: TableInfo, *, need_select: bool) -> ViewSpec | None:
-        """The user's view (None: the whole table). Inserting needs no select grant (describe
-        is enough to know the columns); changing or replacing existing rows does."""
+        """The user's view (None: the whole table, or no select grant). Inserting needs no
+        select grant (describe is enough to know the columns); changing or replacing existing
+        rows does."""
         try:
             return self.gate.view(self.principal, info, self.gate.columns(info))
         except AccessDenied:
@@ -172,13 +173,6 @@ class GovernedWriter:
                 ) from None
             return None
 
-    def _visible_schema(self, info: TableInfo, view: ViewSpec | None) -> pa.Schema:
-        schema = self.gate.catalog.snapshot(info, info.version).schema
-        if view is None:
-            return schema
-        shown = {c.lower() for c in view.columns}
-        return pa.schema([f for f in schema if f.name.lower() in shown])
-
     def _check_data(
         self,
         info: TableInfo,
@@ -187,27 +181,32 @@ class GovernedWriter:
         action: str,
         schema_mode: str | None,
     ) -> None:
-        """The data fits the table as the user sees it: errors name only visible columns."""
-        visible = self._visible_schema(info, view)
-        known = {f.name.lower() for f in visible}
+        """The data fits the table as the user knows it, so every error names only columns
+        they may know of: a hidden column fails exactly like one that does not exist."""
+        p = self.principal
+        full = self.gate.catalog.snapshot(info).schema
+        known = {c.lower() for c in self.gate.known_columns(p, info)}
+        visible = pa.schema([f for f in full if f.name.lower() in known])
         new = [n for n in data.names if n.lower() not in known]
         if schema_mode == "merge" and new:
-            full = {n.lower() for n in self.gate.catalog.snapshot(info, info.version).schema.names}
-            if any(n.lower() in full for n in new):
-                new = []  # a hidden column: fails below exactly like a column that is not there
-            else:
-                self.gate.require(self.principal, "alter", info.full_name)
-        if schema_mode != "merge" or not new:
-            check_schema(pa.schema([f for f in data]), visible, info.full_name)
-        self._check_columns(info, view, [n for n in data.names if n.lower() in known], action)
-        if view is not None:
-            full = self.gate.catalog.snapshot(info, info.version).schema
-            shown = {c.lower() for c in view.columns}
-            if any(not f.nullable and f.name.lower() not in shown for f in full):
+            # Adding columns defines the table's schema: it takes alter, and seeing all of the
+            # table (a column the user lacks may exist: it must not matter whether it does).
+            self.gate.require(p, "alter", info.full_name)
+            if not self.gate.whole(p, info):
                 raise AccessDenied(
-                    f"{self.user} may not {action} into {info.full_name}: it needs values "
-                    f"{self.user} cannot see"
+                    f"{self.user} may only add columns to {info.full_name} with access to all of it"
                 )
+            check_schema(
+                pa.schema([f for f in data if f.name.lower() in known]), visible, info.full_name
+            )
+        else:
+            check_schema(data, visible, info.full_name)
+        self._check_columns(info, view, [n for n in data.names if n.lower() in known], action)
+        if any(not f.nullable and f.name.lower() not in known for f in full):
+            raise AccessDenied(
+                f"{self.user} may not {action} into {info.full_name}: it needs values "
+                f"{self.user} cannot see"
+            )
 
     def _check_columns(
         self, info: TableInfo, view: ViewSpec | None, columns: list[str], action: str
@@ -236,10 +235,7 @@ class GovernedWriter:
             )
 
     def _need_whole(self, info: TableInfo, view: ViewSpec | None, what: str) -> None:
-        if view is None:
-            return
-        columns = self.gate.columns(info)
-        if view.row_cond or view.masks or view.cell_cond or list(view.columns) != columns:
+        if view is not None and not self.gate.whole(self.principal, info):
             raise AccessDenied(
                 f"{self.user} may only {what} {info.full_name} with access to all of it"
             )

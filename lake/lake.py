@@ -204,7 +204,7 @@ class Lake:
         raw = self.gate.catalog
         try:
             info = raw.table(".".join(parts[:2]), cached=True)
-            columns = list(raw.snapshot(info, info.version).schema.names)
+            columns = list(raw.snapshot(info).schema.names)  # now, not the cached version
             db_tags = raw.database_tags(info.database)
         except LakeError:
             return None

@@ -13,9 +13,16 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from catalog.writes import Precheck
+
+
+class TableState(Protocol):
+    """A table's current version as the load's user may know it."""
+
+    version: int
+    schema: pa.Schema  # only the columns the user may know of, in table order
+    partition_columns: list[str]
 
 
 class TableSink(Protocol):
@@ -33,8 +40,9 @@ class TableSink(Protocol):
         None with missing_ok, else the same error a missing table raises."""
         ...
 
-    def snapshot(self, info: TableInfo) -> Snapshot:
-        """The table's current snapshot."""
+    def snapshot(self, info: TableInfo) -> TableState:
+        """The table's current version, with only the columns the user may know of (a load
+        never names a column its user may not see; the writer fills hidden ones with NULL)."""
         ...
 
     def app_version(self, info: TableInfo, version: int, app_id: str) -> int | None:
