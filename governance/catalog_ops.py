@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog.catalog import Catalog
-from catalog.errors import AccessDenied, TableExists
+from catalog.errors import AccessDenied, InvalidArgument, TableExists
 from catalog.names import check_ident, split_name
 from catalog.partitions import partitions as table_partitions
 from catalog.snapshot import Snapshot
@@ -74,8 +74,19 @@ class GovernedCatalog:
         def go(_: Audit) -> None:
             self.gate.lookup_database(p, name)
             self.gate.require(p, "drop", name)
-            for t in self.raw.list_tables(name):
-                self.gate.require(p, "drop", t.full_name)
+            tables = self.raw.list_tables(name)
+            if p.privileged:
+                return self.raw.drop_database(name, cascade=cascade, purge=purge)
+            # Neither the count nor the names of tables the user may not see are told.
+            shown = [t for t in tables if self.gate.may_describe(p, t)]
+            if shown and not cascade:
+                raise InvalidArgument(
+                    f"database {name!r} has {len(shown)} table(s); drop them or pass cascade=True"
+                )
+            if any(not self.gate.allowed(p, t.full_name, "drop") for t in tables) or (
+                len(shown) != len(tables)
+            ):
+                raise AccessDenied(f"{p.name} may not drop database {name} and all of its tables")
             self.raw.drop_database(name, cascade=cascade, purge=purge)
 
         self.gate.run(p, "drop_database", f"DROP DATABASE {name}", go)
@@ -83,13 +94,22 @@ class GovernedCatalog:
     def list_databases(self, *, user: Any = None) -> list[DatabaseInfo]:
         """The databases the user may know of, by name."""
         p = self.who(user)
-        return [d for d in self.raw.list_databases() if self.gate.may_describe_database(p, d.name)]
+
+        def go(_: Audit) -> list[DatabaseInfo]:
+            dbs = self.raw.list_databases()
+            return [d for d in dbs if self.gate.may_describe_database(p, d.name)]
+
+        return self.gate.run(p, "list_databases", "LIST DATABASES", go)
 
     def get_database(self, name: str, *, user: Any = None) -> DatabaseInfo:
         """One database the user may know of."""
         p = self.who(user)
-        self.gate.lookup_database(p, name)
-        return self.raw.get_database(name)
+
+        def go(_: Audit) -> DatabaseInfo:
+            self.gate.lookup_database(p, name)
+            return self.raw.get_database(name)
+
+        return self.gate.run(p, "describe", f"DESCRIBE DATABASE {name}", go)
 
     # tables ------------------------------------------------------------------------------------
     def table(self, name: str, *, user: Any = None) -> TableInfo:
@@ -207,36 +227,49 @@ class GovernedCatalog:
     def list_tables(self, database: str | None = None, *, user: Any = None) -> list[TableInfo]:
         """Tables of one database, or of all, that the user may know of."""
         p = self.who(user)
-        if database is not None:
-            self.gate.lookup_database(p, database)
-        return [t for t in self.raw.list_tables(database) if self.gate.may_describe(p, t)]
+
+        def go(_: Audit) -> list[TableInfo]:
+            if database is not None:
+                self.gate.lookup_database(p, database)
+            return [t for t in self.raw.list_tables(database) if self.gate.may_describe(p, t)]
+
+        return self.gate.run(p, "list_tables", f"LIST TABLES {database or ''}".strip(), go)
 
     def describe(self, name: str, *, user: Any = None) -> dict[str, Any]:
         """What the catalog knows about a table, as the user may see it: their columns; the
         location only for the owner, sizes only for those who see all of it."""
         p = self.who(user)
-        info = self.gate.lookup(p, name)
-        d = self.raw.describe(info.full_name)
-        if p.privileged:
+
+        def go(_: Audit) -> dict[str, Any]:
+            info = self.gate.lookup(p, name)
+            d = self.raw.describe(info.full_name)
+            if p.privileged:
+                return d
+            shown = {c.lower() for c in self.gate.known_columns(p, info)}
+            d["columns"] = [c for c in d["columns"] if c["name"].lower() in shown]
+            d["partition_by"] = [c for c in d["partition_by"] if c.lower() in shown]
+            d.pop("location", None)
+            if not self.gate.whole(p, info):
+                for k in ("num_files", "num_rows", "size_bytes"):
+                    d.pop(k, None)
             return d
-        shown = {c.lower() for c in self.gate.known_columns(p, info)}
-        d["columns"] = [c for c in d["columns"] if c["name"].lower() in shown]
-        d["partition_by"] = [c for c in d["partition_by"] if c.lower() in shown]
-        d.pop("location", None)
-        if not self.gate.whole(p, info):
-            for k in ("num_files", "num_rows", "size_bytes"):
-                d.pop(k, None)
-        return d
+
+        return self.gate.run(p, "describe", f"DESCRIBE {name}", go, table=name)
 
     def partitions(self, name: str, *, user: Any = None) -> list[dict[str, Any]]:
         """The table's partitions (values, files, rows, bytes), for those who see all of it."""
         p = self.who(user)
-        info = self.gate.lookup(p, name)
-        if not self.gate.whole(p, info):
-            raise AccessDenied(
-                f"{p.name} may only list the partitions of {info.full_name} with access to all of it"
-            )
-        return table_partitions(self.raw, info.full_name)
+
+        def go(_: Audit) -> list[dict[str, Any]]:
+            info = self.gate.lookup(p, name)
+            if not self.gate.whole(p, info):
+                raise AccessDenied(
+                    f"{p.name} may only list the partitions of {info.full_name} with access to "
+                    "all of it"
+                )
+            return table_partitions(self.raw, info.full_name)
+
+        return self.gate.run(p, "describe", f"PARTITIONS {name}", go, table=name)
 
     def history(
         self, name: str, limit: int | None = None, *, user: Any = None
@@ -244,9 +277,13 @@ class GovernedCatalog:
         """Ratified versions, newest first, with user and operation (parameters, which may
         quote predicates and policy conditions, only for the owner and the system)."""
         p = self.who(user)
-        info = self.gate.lookup(p, name)
-        rows = self.raw.history(info.full_name, limit)
-        if not p.privileged:
-            for r in rows:
-                r.pop("parameters", None)
-        return rows
+
+        def go(_: Audit) -> list[dict[str, Any]]:
+            info = self.gate.lookup(p, name)
+            rows = self.raw.history(info.full_name, limit)
+            if not p.privileged:
+                for r in rows:
+                    r.pop("parameters", None)
+            return rows
+
+        return self.gate.run(p, "history", f"HISTORY {name}", go, table=name)

@@ -165,4 +165,8 @@ class Loads:
 
     def committed_seq(self, p: Principal, table: str, app_id: str) -> int | None:
         """The newest sequence of `app_id` committed to `table` (needs to see the table)."""
-        return streams.committed_seq(self.sink(p), table, app_id)
+
+        def go(_: Audit) -> int | None:
+            return streams.committed_seq(self.sink(p), table, app_id)
+
+        return self.gate.run(p, "describe", f"committed_seq {app_id} of {table}", go, table=table)

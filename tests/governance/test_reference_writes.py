@@ -130,7 +130,9 @@ def test_write_errors_name_only_columns_she_has(pair):
         assert obs_stream == obs_write, (what, obs_stream, obs_write)
     # A reader with fewer or more columns than the table (delta-rs: "number of fields does not
     # match") is checked on her view first.
-    for data in (base, base.select(["id", "name"]), base.append_column("ssn", pa.array(["x"]))):
+    # (Rows outside her view would rightly read differently: she could not see them after.)
+    fewer = base.drop_columns(["salary"])
+    for data in (base, fewer, base.append_column("ssn", pa.array(["x"]))):
         for mode in ("append", "overwrite"):
             for attack in (
                 lambda lk, d=data, m=mode: lk.write("hr.emp", _reader(d), mode=m, user=USER),
@@ -421,3 +423,34 @@ def _hidden_rows(ids) -> pa.Table:
         },
         schema=EMP,
     )
+
+
+@pytest.mark.parametrize("op", ["write", "delete", "describe", "compact", "history", "ingest"])
+def test_hidden_and_missing_names_fail_alike_whatever_their_case(pair, op):
+    for hidden, missing in (("HR.Secret", "HR.Nothing"), ("Vault.Keys", "Nowhere.Keys")):
+        got = pair.same(_ops(hidden)[op], allow=["secret", "vault"])
+        other = pair.observe(_ops(missing)[op])[0]
+        assert got[0] == other[0] == "error", (got, other)
+        hide = (got[1], got[2].lower().replace(hidden.lower(), "T").replace("vault", "D"))
+        miss = (other[1], other[2].lower().replace(missing.lower(), "T").replace("nowhere", "D"))
+        assert hide == miss, (got, other)
+        assert hidden not in got[2] and missing not in other[2]  # both in the catalog's case
+
+
+def test_a_broken_policy_edit_tells_users_nothing_of_it(fresh):
+    pair = fresh
+    for lk in pair.both:  # the same broken edit of each lake's watched policy folder
+        csv = pair.policy_dir(lk) / "policy.csv"
+        csv.write_text(csv.read_text() + "p2, alice, hr.emp, oops, \"region IN ('eu'\", *\n")
+    for attack in (
+        read(),
+        lambda lk: lk.write("hr.emp", rows_in_view([99]), user=USER),
+        lambda lk: lk.catalog.describe("hr.emp", user=USER),
+        lambda lk: lk.crawl(pair.landing, database="sandbox", user=USER),
+    ):
+        obs = pair.same(attack)
+        assert obs[0] == "error" and obs[1] == "PolicyError", obs
+        assert "policy.csv" not in obs[2] and "oops" not in obs[2], obs
+    # The owner is told where the error is.
+    with pytest.raises(LakeError, match="policy.csv"):
+        pair.real.sql("SELECT 1")
