@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from catalog.errors import TableNotFound
+from catalog.errors import InvalidArgument, TableNotFound
 from catalog.ingestion import crawl as crawler
 from catalog.ingestion import ingest as ingester
 from catalog.ingestion import stream as streams
@@ -26,6 +26,10 @@ from governance.gate import Audit, Gate
 from governance.locations import Locations
 from governance.principal import Principal
 from governance.writer import GovernedWriter
+
+# Application ids Lakeward records itself (crawled files, job outputs, the audit trail): a
+# stream of that name could make a crawl skip files or a job's output count as committed.
+RESERVED = "lakeward."
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,16 @@ class LoadSink:
             pa.schema([f for f in snap.schema if f.name.lower() in known]),
             [c for c in snap.partition_columns if c.lower() in known],
         )
+
+    def stream_id(self, app_id: str) -> str:
+        # One namespace per table, as the contract has it (exactly once per app_id, whoever
+        # runs the stream), less the ids Lakeward keeps for itself.
+        if app_id.lower().startswith(RESERVED):
+            raise InvalidArgument(
+                f"stream ids beginning with {RESERVED!r} are Lakeward's own; name the stream "
+                "otherwise"
+            )
+        return app_id
 
     def app_version(self, info: TableInfo, version: int, app_id: str) -> int | None:
         return app_version(DeltaTable(info.location, version=version), app_id)

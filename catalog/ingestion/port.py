@@ -45,6 +45,12 @@ class TableSink(Protocol):
         never names a column its user may not see; the writer fills hidden ones with NULL)."""
         ...
 
+    def stream_id(self, app_id: str) -> str:
+        """The application id a stream `app_id` is recorded under; InvalidArgument for the ids
+        Lakeward keeps for crawls, job outputs and the audit trail (a stream of that name could
+        make a crawl skip files or a job's output count as done)."""
+        ...
+
     def app_version(self, info: TableInfo, version: int, app_id: str) -> int | None:
         """The version application `app_id` recorded in the table at `version`, or None."""
         ...

@@ -11,6 +11,7 @@ shape: see tests/support/reference.py), so every answer must be the same on both
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from lake.errors import LakeError
@@ -454,3 +455,25 @@ def test_a_broken_policy_edit_tells_users_nothing_of_it(fresh):
     # The owner is told where the error is.
     with pytest.raises(LakeError, match="policy.csv"):
         pair.real.sql("SELECT 1")
+
+
+def test_streams_cannot_take_lakewards_own_application_ids(fresh, tmp_path):
+    pair = fresh
+    # A crawl records each file under lakeward.crawl:<file>; a job's output under
+    # lakeward.job.<id>; the audit trail under lakeward.audit. A stream of such a name would make
+    # a crawl skip files or a job's output count as already committed.
+    for app in ("lakeward.job.0123456789ab", "lakeward.crawl:part-1.parquet", "LAKEWARD.audit"):
+        obs = pair.same(
+            lambda lk, a=app: lk.append_stream(
+                "hr.emp", [(10**9, rows_in_view([99]))], app_id=a, user=USER
+            )
+        )
+        assert obs[0] == "error" and obs[1] == "InvalidArgument", obs
+        obs = pair.same(lambda lk, a=app: lk.committed_seq("hr.emp", a, user=USER))
+        assert obs[0] == "error" and obs[1] == "InvalidArgument", obs
+    land = pair.landing / "emp"
+    land.mkdir()
+    pq.write_table(rows_in_view([98]), land / "part-1.parquet")
+    obs = pair.same(lambda lk: lk.ingest("hr.emp", land, user=USER))
+    assert obs[0] == "ok" and obs[1]["rows"] == 1, obs
+    pair.same(read())
