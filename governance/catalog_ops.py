@@ -9,6 +9,8 @@ numbers about a table (rows, files, bytes, partitions) only when they see all of
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +31,18 @@ Who = Callable[[Any], Principal]  # user= as given (None, a name, a Principal) -
 
 class GovernedCatalog:
     """The catalog of one lake as each principal may use it."""
+
+    def _public(self, p: Principal, info: TableInfo) -> TableInfo:
+        """A catalog entry as `p` may see it: for users without the location and with only
+        the columns they may know of (the entry's schema_json holds every column)."""
+        if p.privileged:
+            return info
+        known = {c.lower() for c in self.gate.known_columns(p, info)}
+        fields = [f for f in json.loads(info.schema_json) if f["name"].lower() in known]
+        parts = tuple(c for c in info.partition_by if c.lower() in known)
+        return dataclasses.replace(
+            info, location="", schema_json=json.dumps(fields), partition_by=parts
+        )
 
     def __init__(self, gate: Gate, locations: Locations, who: Who):
         self.gate = gate
@@ -59,6 +73,9 @@ class GovernedCatalog:
             if existing is not None and exist_ok and self.gate.may_describe_database(p, db):
                 return existing
             self.gate.require(p, "create", "*", "databases")
+            if existing is not None and not self.gate.may_describe_database(p, db):
+                # Nothing of it is told (not its description, owner or tags).
+                raise AccessDenied(f"{p.name} may not create database {db}")
             return self.raw.create_database(
                 db, description, owner=p.name, tags=tags, exist_ok=exist_ok
             )
@@ -113,8 +130,9 @@ class GovernedCatalog:
 
     # tables ------------------------------------------------------------------------------------
     def table(self, name: str, *, user: Any = None) -> TableInfo:
-        """The catalog entry of a table the user may know of (for the lake's own code)."""
-        return self.gate.lookup(self.who(user), name)
+        """The catalog entry of a table the user may know of (as `_public` shows it)."""
+        p = self.who(user)
+        return self._public(p, self.gate.lookup(p, name))
 
     def snapshot(self, info: TableInfo, version: int | None = None) -> Snapshot:
         """A table's snapshot (for the lake's own code; the entry was looked up governed)."""
@@ -142,7 +160,7 @@ class GovernedCatalog:
             existing = self.raw.store.get_table(db, tbl)
             if existing is not None and not self.gate.may_describe(p, existing):
                 raise AccessDenied(f"{p.name} may not create table {db}.{tbl}")
-            return self.raw.create_table(
+            info = self.raw.create_table(
                 name,
                 schema,
                 partition_by=partition_by,
@@ -153,6 +171,7 @@ class GovernedCatalog:
                 user=p.name,
                 exist_ok=exist_ok,
             )
+            return self._public(p, info)
 
         return self.gate.run(p, "create_table", f"CREATE TABLE {name}", go, table=name)
 
@@ -188,7 +207,7 @@ class GovernedCatalog:
                 if info is not None and not self.gate.may_describe(p, info):
                     raise AccessDenied(f"{p.name} may not create table {name}")
                 raise TableExists(f"table {name} already exists")
-            return self.raw.register_table(
+            info = self.raw.register_table(
                 name,
                 where,
                 governed=governed,
@@ -197,6 +216,7 @@ class GovernedCatalog:
                 owner=p.name,
                 user=p.name,
             )
+            return self._public(p, info)
 
         return self.gate.run(p, "register_table", f"REGISTER TABLE {name}", go, table=name)
 
@@ -220,7 +240,7 @@ class GovernedCatalog:
         def go(_: Audit) -> TableInfo:
             info = self.gate.lookup(p, name)
             self.gate.require(p, "alter", info.full_name)
-            return self.raw.set_properties(info.full_name, properties)
+            return self._public(p, self.raw.set_properties(info.full_name, properties))
 
         return self.gate.run(p, "alter", f"SET PROPERTIES {name} {dict(properties)}", go)
 
@@ -231,7 +251,8 @@ class GovernedCatalog:
         def go(_: Audit) -> list[TableInfo]:
             if database is not None:
                 self.gate.lookup_database(p, database)
-            return [t for t in self.raw.list_tables(database) if self.gate.may_describe(p, t)]
+            tables = self.raw.list_tables(database)
+            return [self._public(p, t) for t in tables if self.gate.may_describe(p, t)]
 
         return self.gate.run(p, "list_tables", f"LIST TABLES {database or ''}".strip(), go)
 

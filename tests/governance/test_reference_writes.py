@@ -477,3 +477,58 @@ def test_streams_cannot_take_lakewards_own_application_ids(fresh, tmp_path):
     obs = pair.same(lambda lk: lk.ingest("hr.emp", land, user=USER))
     assert obs[0] == "ok" and obs[1]["rows"] == 1, obs
     pair.same(read())
+
+
+def _entry(info) -> dict:
+    """A catalog entry without what only differs by the lakes' histories (ids, versions)."""
+    keep = ("database", "name", "location", "table_type", "schema_json", "partition_by")
+    return {k: getattr(info, k) for k in (*keep, "description", "tags", "owner")}
+
+
+def test_catalog_entries_carry_no_path_and_no_hidden_column(pair):
+    obs = pair.same(lambda lk: [_entry(t) for t in lk.catalog.list_tables(user=USER)])
+    assert all(e["location"] == "" for e in obs[1]), obs
+    pair.same(lambda lk: _entry(lk.catalog.table("hr.emp", user=USER)))
+    pair.same(lambda lk: _entry(lk.catalog.set_properties("hr.emp", {"k": "v"}, user=USER)))
+    pair.same(lambda lk: [(d.name, d.description) for d in lk.catalog.list_databases(user=USER)])
+
+
+def test_creating_a_database_that_exists_hidden_tells_nothing_of_it(tmp_path):
+    from support.reference import POLICY
+
+    # cara may create databases, and may know nothing of vault.
+    extra = "p, cara, *, create, allow\np, cara, vault, *, deny\n"
+    pair = build(tmp_path / "lakes", policy=POLICY + extra)
+    try:
+        for exist_ok in (True, False):
+            with pytest.raises(LakeError) as e:
+                pair.real.catalog.create_database("vault", exist_ok=exist_ok, user="cara")
+            assert "vault data" not in str(e.value) and "already" not in str(e.value)
+        made = pair.real.catalog.create_database("fresh_db", user="cara")
+        assert made.name == "fresh_db"
+    finally:
+        pair.close()
+
+
+def test_a_describe_only_user_knows_only_the_columns_they_may_describe(tmp_path):
+    from support.reference import POLICY
+
+    extra = (
+        "p, dana, hr.emp, describe, allow\np, dana, hr.emp.ssn, describe, deny\n"
+        "p, dana, hr.emp, insert, allow\n"
+    )
+    pair = build(tmp_path / "lakes", policy=POLICY + extra)
+    try:
+        lk = pair.real
+        cols = [c["name"] for c in lk.catalog.describe("hr.emp", user="dana")["columns"]]
+        assert cols == ["id", "region", "name", "phone", "salary"]
+        assert "ssn" not in lk.catalog.table("hr.emp", user="dana").schema_json
+        errors = []
+        for col in ("ssn", "zzz"):
+            data = pa.table({"id": pa.array([1], pa.int64()), col: ["x"]})
+            with pytest.raises(LakeError) as e:
+                lk.write("hr.emp", data, user="dana")
+            errors.append((type(e.value), str(e.value).replace(col, "?")))
+        assert errors[0] == errors[1], errors
+    finally:
+        pair.close()

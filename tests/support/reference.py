@@ -102,8 +102,9 @@ def _copy_table(src: Any, dst: Any, user: str, info: Any, mirror: bool) -> Copie
     except AccessDenied:
         if not _describable(src, user, info):
             return None
-        # Describe only: the columns, no rows.
-        schema = pa.schema(list(raw_schema))
+        # Describe only: the columns they may describe, no rows.
+        known = [f for f in raw_schema if _allowed(src, user, f"{name}.{f.name}", "describe")]
+        schema = pa.schema(known)
         dst.catalog.create_table(name, schema, description=info.description, tags=info.tags)
         lines = [_csv("p", user, name, "describe", "allow")]
         return Copied(name, schema, False, lines + _action_lines(src, user, name, schema))
