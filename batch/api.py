@@ -264,9 +264,20 @@ class Batch:
                 out.append(r)
         return out
 
-    def queues(self) -> list[dict[str, Any]]:
-        """Each queue with priority, compute environments, weights and job counts by state."""
+    def queues(self, *, user: Any = None) -> list[dict[str, Any]]:
+        """Each queue with priority, compute environments, weights and job counts by state
+        (of the jobs `user` may see: all of a queue they may describe, else their own)."""
         counts = self.store.counts()
+        if not self.port.is_admin(user):
+            me = self.port.principal_name(user)
+            for q in self.cfg.queues:
+                if self.port.allowed(user, f"queue:{q}", "describe"):
+                    continue
+                for key in [k for k in counts if k[0] == q]:
+                    del counts[key]
+                for r in self.store.list(q, user=me, children=True):
+                    if r["array_size"] is None and owns(self.port, user, r):
+                        counts[(q, r["status"])] = counts.get((q, r["status"]), 0) + 1
         out = []
         for q in sorted(self.cfg.queues.values(), key=lambda q: (-q.priority, q.name)):
             out.append(

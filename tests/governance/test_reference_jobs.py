@@ -70,6 +70,7 @@ def test_another_users_job_is_invisible(pair, bobs):
     pair.same(lambda lk: [j.id for j in b(lk).list(user=USER)])
     pair.same(lambda lk: b(lk).lineage(user=USER))
     pair.same(lambda lk: b(lk).schedules(user=USER))
+    pair.same(lambda lk: [(q["name"], q["counts"]) for q in b(lk).queues(user=USER)])
     # bob and the owner see it.
     assert "Zanzibar" in pair.real.batch.logs(bobs, user="bob")
     assert pair.real.batch.get(bobs).id == bobs
