@@ -22,6 +22,7 @@ from catalog.writes import Precheck, check_known, columns_in
 from governance.gate import Audit, Gate
 from governance.policy.engine import ViewSpec
 from governance.principal import Principal
+from governance.rowsafe import ALLOWED, unsafe
 
 
 class GovernedWriter:
@@ -233,6 +234,13 @@ class GovernedWriter:
                 f"{self.user} may only filter and compute on columns they fully see in "
                 f"{info.full_name}"
             )
+        if view.row_cond:
+            types = {f.name: f.type for f in self.gate.catalog.snapshot(info).schema}
+            if any(sql and unsafe(sql, types) for sql in sqls):
+                raise AccessDenied(
+                    f"{self.user} sees only some rows of {info.full_name}: a delete or update "
+                    f"predicate or value may use only {ALLOWED}"
+                )
 
     def _need_whole(self, info: TableInfo, view: ViewSpec | None, what: str) -> None:
         if view is not None and not self.gate.whole(self.principal, info):

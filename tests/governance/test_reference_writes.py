@@ -532,3 +532,27 @@ def test_a_describe_only_user_knows_only_the_columns_they_may_describe(tmp_path)
         assert errors[0] == errors[1], errors
     finally:
         pair.close()
+
+
+def test_write_expressions_never_fail_on_a_hidden_row(pair):
+    # delta-rs evaluates predicates and update values on whole files, hidden rows included
+    # (ids 5, 6 and 8 are hidden): an expression that can fail is refused for her, whatever
+    # the rows, and one that cannot fail answers alike.
+    for attack in (
+        lambda lk: lk.delete("hr.emp", where="10 / (id - 5) > 0", user=USER),
+        lambda lk: lk.delete("hr.emp", where="id % (id - 8) = 0", user=USER),
+        lambda lk: lk.delete("hr.emp", where="CAST(CAST(id AS VARCHAR) AS INTEGER) = 6", user=USER),
+        lambda lk: lk.update(
+            "hr.emp", set={"id": "id + 10 / (id - 6)"}, where="id > 100", user=USER
+        ),
+        lambda lk: lk.update("hr.emp", set={"id": "abs(id)"}, where="id > 100", user=USER),
+    ):
+        obs = pair.same(attack)
+        assert obs[0] == "error" and obs[1] == "AccessDenied", obs
+    for fine in (
+        lambda lk: lk.delete("hr.emp", where="id + 1 = 1000 OR id IN (500, 501)", user=USER),
+        lambda lk: lk.update("hr.emp", set={"name": "'x' || id"}, where="id * 2 = 2000", user=USER),
+        lambda lk: lk.delete("hr.emp", where="coalesce(id, 0) BETWEEN 900 AND 901", user=USER),
+    ):
+        obs = pair.same(fine)
+        assert obs[0] == "ok", obs
