@@ -11,6 +11,7 @@ oracle. The example tests pin each rule of CONTRACT.md section 3 with a hand-com
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -22,7 +23,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import lake
-from lake.errors import AccessDenied, InvalidArgument, JobError, SQLError, TableNotAccessible
+from lake.errors import (
+    AccessDenied,
+    InvalidArgument,
+    JobError,
+    SQLError,
+    TableNotAccessible,
+    TableNotFound,
+)
 
 import support.oracle as O
 
@@ -76,7 +84,8 @@ class Harness:
         drop the tables of earlier examples unless `keep`."""
         self.set_policy([("p", "etl", "*", "*", "allow")])
         while self.tables and not keep:
-            self.lk.catalog.drop_table(self.tables.pop(), purge=True)
+            with contextlib.suppress(TableNotFound):  # an example may have dropped it itself
+                self.lk.catalog.drop_table(self.tables.pop(), purge=True)
         schema = pa.schema(
             [
                 pa.field(c, pa.int64() if t == "int" else pa.string(), nullable=n)
