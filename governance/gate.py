@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pyarrow as pa
+
 from catalog.catalog import Catalog
 from catalog.errors import (
     AccessDenied,
@@ -147,26 +149,32 @@ class Gate:
             return True
         return any(self.may_describe(p, i) for i in self.catalog.list_tables(name))
 
-    def columns(self, info: TableInfo) -> list[str]:
-        """The table's columns now, in table order (of the ratified version: a cached entry's
-        version may predate a schema change)."""
-        return list(self.catalog.snapshot(info).schema.names)
+    def schema(self, info: TableInfo) -> pa.Schema:
+        """The table's schema now (of the ratified version: a cached entry's version may
+        predate a schema change)."""
+        return self.catalog.snapshot(info).schema
 
-    def known_columns(self, p: Principal, info: TableInfo) -> list[str]:
+    def columns(self, info: TableInfo) -> list[str]:
+        """The table's columns now, in table order."""
+        return list(self.schema(info).names)
+
+    def known_columns(
+        self, p: Principal, info: TableInfo, columns: list[str] | None = None
+    ) -> list[str]:
         """The columns of a table `p` may know of, in table order: those of their view, or
         with no select grant (describe only) those they may describe. Every answer and error
-        about a table's columns names only these."""
-        columns = self.columns(info)
+        about a table's columns names only these. (`columns`: the table's, if known.)"""
+        columns = self.columns(info) if columns is None else columns
         try:
             view = self.view(p, info, columns)
         except AccessDenied:
             return [c for c in columns if self.allowed(p, f"{info.full_name}.{c}", "describe")]
         return columns if view is None else list(view.columns)
 
-    def whole(self, p: Principal, info: TableInfo) -> bool:
+    def whole(self, p: Principal, info: TableInfo, columns: list[str] | None = None) -> bool:
         """Whether `p` sees all of a table: every row, every column, every cell, no mask. Only
         then may answers hold numbers about its files, or operations replace its rows."""
-        columns = self.columns(info)
+        columns = self.columns(info) if columns is None else columns
         try:
             view = self.view(p, info, columns)
         except AccessDenied:

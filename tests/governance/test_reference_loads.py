@@ -182,7 +182,7 @@ def test_crawl_and_ingest_answer_alike_on_both_lakes(fresh):
     land = pair.landing / "drop"
     (land / "events").mkdir(parents=True)
     pq.write_table(pa.table({"k": [1, 2], "v": ["a", "b"]}), land / "events" / "part-1.parquet")
-    (land / "notes.txt").write_text("not data")
+    (land / "readme.txt").write_text("not data")
     pair.same(lambda lk: lk.crawl(land, database="sandbox", user=USER))
     pair.same(lambda lk: lk.sql("SELECT * FROM sandbox.events", user=USER))
     pair.same(lambda lk: lk.ingest("sandbox.events", land / "events", user=USER))

@@ -48,7 +48,7 @@ def rows_in_view(ids, region="eu") -> pa.Table:
             "phone": [f"***{i % 100:02d}" for i in ids],
             "salary": pa.array([i * 10 if region == "eu" else None for i in ids], pa.int64()),
         },
-        schema=pa.schema([f for f in EMP if f.name != "ssn"]),
+        schema=pa.schema([f for f in EMP if f.name not in ("ssn", "notes")]),
     )
 
 
@@ -421,6 +421,7 @@ def _hidden_rows(ids) -> pa.Table:
             "ssn": ["999-99"] * n,
             "phone": ["+61 9999"] * n,
             "salary": pa.array([99999] * n, pa.int64()),
+            "notes": ["memo-hidden"] * n,
         },
         schema=EMP,
     )
@@ -521,7 +522,7 @@ def test_a_describe_only_user_knows_only_the_columns_they_may_describe(tmp_path)
     try:
         lk = pair.real
         cols = [c["name"] for c in lk.catalog.describe("hr.emp", user="dana")["columns"]]
-        assert cols == ["id", "region", "name", "phone", "salary"]
+        assert cols == ["id", "region", "name", "phone", "salary", "notes"]
         assert "ssn" not in lk.catalog.table("hr.emp", user="dana").schema_json
         errors = []
         for col in ("ssn", "zzz"):

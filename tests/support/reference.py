@@ -244,6 +244,7 @@ EMP = pa.schema(
         ("ssn", pa.string()),
         ("phone", pa.string()),
         ("salary", pa.int64()),
+        ("notes", pa.string()),
     ]
 )
 EMP_ROWS = pa.table(
@@ -263,6 +264,7 @@ EMP_ROWS = pa.table(
             "+55 4008",
         ],
         "salary": [101, 202, 303, 404, 50505, 60606, 707, 80808],
+        "notes": [f"memo-{i}" for i in range(1, 9)],
     },
     schema=EMP,
 )
@@ -274,7 +276,7 @@ DEPT = pa.table({"id": [1, 2], "dept": ["ops", "law"]})
 USER = "alice"
 # Values and names alice may never observe in the source lake.
 HIDDEN_VALUES = (
-    ["ssn", "Zanzibar", "Quixotic", "Xylophone", "vault", "secret"]
+    ["ssn", "notes", "memo-", "Zanzibar", "Quixotic", "Xylophone", "vault", "secret"]
     + list(EMP_ROWS.column("ssn").to_pylist())
     + ["Ezekiel", "Fenwick", "Horatio", "50505", "60606", "80808"]
     + ["+44 1001", "+1 2003", "+61 3005", "+55 4008"]
@@ -288,6 +290,7 @@ p, bob, queue:default, submit, allow
 p2, alice, hr.emp, mine, "region IN ('eu', 'us')", * -salary
 p2, alice, hr.emp, pay, "region = 'eu'", id salary
 p, alice, hr.emp.ssn, select, deny
+p, alice, hr.emp.notes, select, deny
 p3, hr.emp.phone, "concat('***', right(phone, 2))"
 p, alice, hr.emp, insert, allow
 p, alice, hr.emp, update, allow
