@@ -150,9 +150,9 @@ class Gate:
         return any(self.may_describe(p, i) for i in self.catalog.list_tables(name))
 
     def schema(self, info: TableInfo) -> pa.Schema:
-        """The table's schema now (of the ratified version: a cached entry's version may
-        predate a schema change)."""
-        return self.catalog.snapshot(info).schema
+        """The table's schema at the entry's version (a writer's cached entry may be older
+        than the table: see `GovernedWriter`; its snapshot is cached, so this is cheap)."""
+        return self.catalog.snapshot(info, info.version).schema
 
     def columns(self, info: TableInfo) -> list[str]:
         """The table's columns now, in table order."""

@@ -53,13 +53,15 @@ class GovernedWriter:
         action = "write" if mode == "append" else "overwrite"
 
         def go(audit: Audit) -> None:
-            t = self._authorize(table, ["insert"] if mode == "append" else ["insert", "delete"])
+            needs = ["insert"] if mode == "append" else ["insert", "delete"]
+            t = self._authorize(table, needs, data.schema.names)
             view = self._view(t, need_select=mode == "overwrite")
             self._check_data(t, view, data.schema, "insert", schema_mode)
             if mode == "overwrite":
                 self._need_whole(t, view, "overwrite")
             audit.rows = getattr(data, "num_rows", None)
             self._tx(audit).write(t.name, data, mode, schema_mode=schema_mode, where=where)
+            self._evolved(t, data.schema, schema_mode)
 
         self.gate.run(self.principal, action, f"{mode} {table}", go, table=table)
 
@@ -79,11 +81,11 @@ class GovernedWriter:
         data = to_arrow(data)
 
         def go(audit: Audit) -> bool:
-            t = self._authorize(table, ["insert"])
+            t = self._authorize(table, ["insert"], data.schema.names)
             view = self._view(t, need_select=False)
             self._check_data(t, view, data.schema, "insert", schema_mode)
             audit.rows = getattr(data, "num_rows", None)
-            return self._tx(audit).append_once(
+            done = self._tx(audit).append_once(
                 t.name,
                 data,
                 app_txns=app_txns,
@@ -92,6 +94,8 @@ class GovernedWriter:
                 params=params,
                 metadata=metadata,
             )
+            self._evolved(t, data.schema, schema_mode)
+            return done
 
         return self.gate.run(
             self.principal, "write", statement or f"append {table}", go, table=table
@@ -140,7 +144,8 @@ class GovernedWriter:
 
         def go(audit: Audit) -> dict[str, Any]:
             deletes = "delete" in [v for v in actions.values() if isinstance(v, str)]
-            t = self._authorize(table, ["insert", "update"] + (["delete"] if deletes else []))
+            needs = ["insert", "update"] + (["delete"] if deletes else [])
+            t = self._authorize(table, needs, source.schema.names)
             view = self._view(t, need_select=True)
             self._need_whole(t, view, "merge into")
             self._check_data(t, view, source.schema, "insert", None)
@@ -154,11 +159,27 @@ class GovernedWriter:
             return self.tx
         return self.gate.catalog.implicit(self.user, audit=audit.slot)
 
-    def _authorize(self, table: str, actions: list[str]) -> _Table:
-        info = self.gate.lookup(self.principal, table, cached=True)
+    def _authorize(self, table: str, actions: list[str], names: Sequence[str] = ()) -> _Table:
+        """The table, if the user may do `actions` on it. Its catalog entry is the cached one
+        (writes are frequent), whose version may predate a schema change made elsewhere:
+        stricter, never looser (a newer column is one the user does not know of); when the
+        data names a column that entry lacks, the entry is read again."""
+        t = self._lookup(table, actions, cached=True)
+        have = {c.lower() for c in t.columns}
+        if any(n.lower() not in have for n in names):
+            t = self._lookup(table, actions, cached=False)
+        return t
+
+    def _lookup(self, table: str, actions: list[str], *, cached: bool) -> _Table:
+        info = self.gate.lookup(self.principal, table, cached=cached)
         for action in actions:
             self.gate.require(self.principal, action, info.full_name)
         return _Table(info, self.gate.schema(info))  # the schema once per operation
+
+    def _evolved(self, t: _Table, data: pa.Schema, schema_mode: str | None) -> None:
+        # A schema change made here: the cached entry names the old version.
+        if schema_mode == "merge" and any(n not in t.columns for n in data.names):
+            self.gate.catalog.forget(t.info)
 
     def _view(self, t: _Table, *, need_select: bool) -> ViewSpec | None:
         """The user's view (None: the whole table, or no select grant). Inserting needs no

@@ -195,7 +195,7 @@ class Lake:
         raw = self.gate.catalog
         try:
             info = raw.table(".".join(parts[:2]), cached=True)
-            columns = list(raw.snapshot(info).schema.names)  # now, not the cached version
+            columns = list(raw.snapshot(info, info.version).schema.names)
             db_tags = raw.database_tags(info.database)
         except LakeError:
             return None
