@@ -26,7 +26,7 @@ from batch.job import Attempt, Job, JobTimeout
 from batch.port import LakeHandle, LakePort
 from batch.scheduler import LEASE, Context, Paths, Scheduler, owner_dead
 from batch.store import STATES, BatchStore
-from batch.submit import Submitter
+from batch.submit import Submitter, may_see, owns
 from catalog.errors import AccessDenied, InvalidArgument, JobError
 
 __all__ = ["Attempt", "Batch", "Job", "JobTimeout"]
@@ -159,13 +159,10 @@ class Batch:
 
     # who may see what --------------------------------------------------------------------------
     def _may(self, user: Any, row: Mapping[str, Any], action: str) -> bool:
-        if self.port.is_admin(user):
-            return True
-        if row["user"].lower() == self.port.principal_name(user).lower():
-            return True
-        return self.port.allowed(user, f"queue:{row['queue']}", action)
+        return may_see(self.port, user, row, action)
 
     def _row(self, job_id: str, user: Any) -> dict[str, Any]:
+        self.port.principal_name(user)  # an invalid user= fails alike for every job id
         row = self.store.job(str(job_id))
         if row is None or not self._may(user, row, "describe"):
             raise JobError(f"no batch job {job_id!r}")
@@ -257,13 +254,38 @@ class Batch:
                         out.append(text if text.endswith("\n") else text + "\n")
         return "".join(out)
 
-    def lineage(self, job_id: str | None = None) -> list[dict[str, Any]]:
-        """Tables and versions jobs read and wrote, with the user they acted for."""
-        return self.store.lineage(job_id)
+    def lineage(self, job_id: str | None = None, *, user: Any = None) -> list[dict[str, Any]]:
+        """Tables and versions jobs read and wrote, with the user they acted for (of the jobs
+        `user` may see)."""
+        if job_id is not None:
+            self._row(job_id, user)
+        rows = self.store.lineage(job_id)
+        if self.port.is_admin(user):
+            return rows
+        seen: dict[str, bool] = {}
+        out = []
+        for r in rows:
+            if r["job_id"] not in seen:
+                job = self.store.job(r["job_id"])
+                seen[r["job_id"]] = job is not None and self._may(user, job, "describe")
+            if seen[r["job_id"]]:
+                out.append(r)
+        return out
 
-    def queues(self) -> list[dict[str, Any]]:
-        """Each queue with priority, compute environments, weights and job counts by state."""
+    def queues(self, *, user: Any = None) -> list[dict[str, Any]]:
+        """Each queue with priority, compute environments, weights and job counts by state
+        (of the jobs `user` may see: all of a queue they may describe, else their own)."""
         counts = self.store.counts()
+        if not self.port.is_admin(user):
+            me = self.port.principal_name(user)
+            for q in self.cfg.queues:
+                if self.port.allowed(user, f"queue:{q}", "describe"):
+                    continue
+                for key in [k for k in counts if k[0] == q]:
+                    del counts[key]
+                for r in self.store.list(q, user=me, children=True):
+                    if r["array_size"] is None and owns(self.port, user, r):
+                        counts[(q, r["status"])] = counts.get((q, r["status"]), 0) + 1
         out = []
         for q in sorted(self.cfg.queues.values(), key=lambda q: (-q.priority, q.name)):
             out.append(
@@ -358,7 +380,9 @@ class Batch:
         if not self.port.allowed(user, f"queue:{queue}", "submit"):
             self.port.audit(user, "schedule", f"schedule {name}", "denied", reason="no submit")
             raise AccessDenied(f"{who} may not submit to queue {queue!r}")
-        kwargs = {"command": list(specs.check_command(command)), "user": who, **submit}
+        # The owner's schedule runs as the owner (user None), never as a user of its name.
+        acts = None if user is None and self.port.is_admin(user) else who
+        kwargs = {"command": list(specs.check_command(command)), "user": acts, **submit}
         if "depends_on" in kwargs:
             raise InvalidArgument("scheduled jobs cannot depend on other jobs")
         try:
@@ -400,18 +424,30 @@ class Batch:
         self._ensure_scheduler()
         return self._schedule_view(row)
 
-    def schedules(self) -> list[dict[str, Any]]:
-        """Every cron schedule with its next run."""
-        return [self._schedule_view(s) for s in self.store.schedules()]
+    def schedules(self, *, user: Any = None) -> list[dict[str, Any]]:
+        """The cron schedules `user` may see (their own, or describe on the queue), with
+        their next run."""
+        self.port.principal_name(user)
+        return [
+            self._schedule_view(s)
+            for s in self.store.schedules()
+            if self._may(user, self._schedule_row(s), "describe")
+        ]
+
+    @staticmethod
+    def _schedule_row(s: Mapping[str, Any]) -> dict[str, Any]:
+        kw = json.loads(s["submit"])
+        acting = "owner" if kw.get("user") is None else "user"
+        return {"user": s["user"], "queue": kw.get("queue", "default"), "acting": acting}
 
     def unschedule(self, name: str, *, user: Any = None) -> None:
         """Delete a cron schedule (its owner's, or with alter on its queue)."""
+        self.port.principal_name(user)
         found = [s for s in self.store.schedules() if s["name"] == name]
         row = found[0] if found else None
-        queue = json.loads(row["submit"]).get("queue", "default") if row else "default"
-        if row is None or not self._may(user, {"user": row["user"], "queue": queue}, "describe"):
+        if row is None or not self._may(user, self._schedule_row(row), "describe"):
             raise JobError(f"no schedule {name!r}")
-        if not self._may(user, {"user": row["user"], "queue": queue}, "alter"):
+        if not self._may(user, self._schedule_row(row), "alter"):
             raise AccessDenied(f"{self.port.principal_name(user)} may not delete schedule {name}")
         if not self.store.delete_schedule(name):
             raise JobError(f"no schedule {name!r}")

@@ -429,7 +429,7 @@ class BatchStore:
 
         before: a job id; only jobs submitted before it (a cursor that new submissions do not
         shift). offset: rows of the result to skip first. visible_to: (user, queues): only the
-        user's own jobs and jobs of those queues.
+        user's own jobs (never the owner's, whatever its name) and jobs of those queues.
         """
         if parent is not None:
             q = sa.select(jobs).order_by(jobs.c.array_index).where(jobs.c.parent_id == parent)
@@ -445,7 +445,8 @@ class BatchStore:
             q = q.where(jobs.c.user == user)
         if visible_to is not None:
             me, queues = visible_to
-            q = q.where((sa.func.lower(jobs.c.user) == me.lower()) | jobs.c.queue.in_(list(queues)))
+            own = (sa.func.lower(jobs.c.user) == me.lower()) & (jobs.c.acting != "owner")
+            q = q.where(own | jobs.c.queue.in_(list(queues)))
         with self.read() as conn:
             if before is not None:
                 at = conn.execute(sa.select(jobs.c.created_at).where(jobs.c.id == before)).scalar()

@@ -26,6 +26,21 @@ from batch.store import BatchStore
 from catalog.errors import AccessDenied, JobError, LakeError, TableNotFound
 
 
+def may_see(port: LakePort, user: Any, row: Mapping[str, Any], action: str) -> bool:
+    """Whether `user` may `action` ("describe": see, read logs; "alter": cancel, interrupt) a
+    job (rule 13): their own (a job the owner submitted is the owner's, whatever the owner's
+    name), or with `action` on its queue. A job a user may not see does not exist for them."""
+    if port.is_admin(user):
+        return True
+    return owns(port, user, row) or port.allowed(user, f"queue:{row['queue']}", action)
+
+
+def owns(port: LakePort, user: Any, row: Mapping[str, Any]) -> bool:
+    """Whether a job (or schedule) row is `user`'s own: submitted by a user of their name (names
+    ignore case, as the policy's do); the owner's jobs are the owner's alone."""
+    return row.get("acting") != "owner" and row["user"].lower() == port.principal_name(user).lower()
+
+
 class Submitter:
     """Checks and queues submissions for one lake."""
 
@@ -104,7 +119,7 @@ class Submitter:
                 raise JobError(f"spot must be True or False, not {spot!r}")
             if name is not None and (not isinstance(name, str) or not specs.NAME_RE.match(name)):
                 raise JobError(f"name {name!r} must be letters, digits, '_', '-' or '.'")
-            dep_rows = self._dep_rows(job_id, specs.check_deps(depends_on, size), size)
+            dep_rows = self._dep_rows(user, job_id, specs.check_deps(depends_on, size), size)
         except LakeError as e:
             decision = "denied" if isinstance(e, AccessDenied) else "error"
             self.port.audit(user, "submit", statement, decision, reason=str(e))
@@ -227,10 +242,14 @@ class Submitter:
             )
 
     def _dep_rows(
-        self, job_id: str, deps: list[specs.Dependency], size: int | None
+        self, user: str | None, job_id: str, deps: list[specs.Dependency], size: int | None
     ) -> list[dict[str, str]]:
         wanted = {d.job_id for d in deps if d.job_id is not None}
         found = self.store.existing(wanted)
+        for dep in list(found):  # another user's job it may not see is unknown (rule 13)
+            row = self.store.job(dep)
+            if row is None or not may_see(self.port, user, row, "describe"):
+                found.pop(dep)
         missing = sorted(wanted - set(found))
         if missing:
             raise JobError(f"depends_on names unknown job(s) {missing}")

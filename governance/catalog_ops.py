@@ -9,20 +9,21 @@ numbers about a table (rows, files, bytes, partitions) only when they see all of
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from catalog.catalog import Catalog
-from catalog.errors import AccessDenied, TableExists
+from catalog.errors import AccessDenied, InvalidArgument, TableExists
 from catalog.names import check_ident, split_name
 from catalog.partitions import partitions as table_partitions
 from catalog.snapshot import Snapshot
 from catalog.store import DatabaseInfo, TableInfo
 from governance.gate import Audit, Gate
 from governance.locations import Locations, resolve
-from governance.policy.engine import ViewSpec
 from governance.principal import Principal
 
 Who = Callable[[Any], Principal]  # user= as given (None, a name, a Principal) -> the principal
@@ -30,6 +31,18 @@ Who = Callable[[Any], Principal]  # user= as given (None, a name, a Principal) -
 
 class GovernedCatalog:
     """The catalog of one lake as each principal may use it."""
+
+    def _public(self, p: Principal, info: TableInfo) -> TableInfo:
+        """A catalog entry as `p` may see it: for users without the location and with only
+        the columns they may know of (the entry's schema_json holds every column)."""
+        if p.privileged:
+            return info
+        known = {c.lower() for c in self.gate.known_columns(p, info)}
+        fields = [f for f in json.loads(info.schema_json) if f["name"].lower() in known]
+        parts = tuple(c for c in info.partition_by if c.lower() in known)
+        return dataclasses.replace(
+            info, location="", schema_json=json.dumps(fields), partition_by=parts
+        )
 
     def __init__(self, gate: Gate, locations: Locations, who: Who):
         self.gate = gate
@@ -60,6 +73,9 @@ class GovernedCatalog:
             if existing is not None and exist_ok and self.gate.may_describe_database(p, db):
                 return existing
             self.gate.require(p, "create", "*", "databases")
+            if existing is not None and not self.gate.may_describe_database(p, db):
+                # Nothing of it is told (not its description, owner or tags).
+                raise AccessDenied(f"{p.name} may not create database {db}")
             return self.raw.create_database(
                 db, description, owner=p.name, tags=tags, exist_ok=exist_ok
             )
@@ -75,8 +91,19 @@ class GovernedCatalog:
         def go(_: Audit) -> None:
             self.gate.lookup_database(p, name)
             self.gate.require(p, "drop", name)
-            for t in self.raw.list_tables(name):
-                self.gate.require(p, "drop", t.full_name)
+            tables = self.raw.list_tables(name)
+            if p.privileged:
+                return self.raw.drop_database(name, cascade=cascade, purge=purge)
+            # Neither the count nor the names of tables the user may not see are told.
+            shown = [t for t in tables if self.gate.may_describe(p, t)]
+            if shown and not cascade:
+                raise InvalidArgument(
+                    f"database {name!r} has {len(shown)} table(s); drop them or pass cascade=True"
+                )
+            if any(not self.gate.allowed(p, t.full_name, "drop") for t in tables) or (
+                len(shown) != len(tables)
+            ):
+                raise AccessDenied(f"{p.name} may not drop database {name} and all of its tables")
             self.raw.drop_database(name, cascade=cascade, purge=purge)
 
         self.gate.run(p, "drop_database", f"DROP DATABASE {name}", go)
@@ -84,18 +111,28 @@ class GovernedCatalog:
     def list_databases(self, *, user: Any = None) -> list[DatabaseInfo]:
         """The databases the user may know of, by name."""
         p = self.who(user)
-        return [d for d in self.raw.list_databases() if self.gate.may_describe_database(p, d.name)]
+
+        def go(_: Audit) -> list[DatabaseInfo]:
+            dbs = self.raw.list_databases()
+            return [d for d in dbs if self.gate.may_describe_database(p, d.name)]
+
+        return self.gate.run(p, "list_databases", "LIST DATABASES", go)
 
     def get_database(self, name: str, *, user: Any = None) -> DatabaseInfo:
         """One database the user may know of."""
         p = self.who(user)
-        self.gate.lookup_database(p, name)
-        return self.raw.get_database(name)
+
+        def go(_: Audit) -> DatabaseInfo:
+            self.gate.lookup_database(p, name)
+            return self.raw.get_database(name)
+
+        return self.gate.run(p, "describe", f"DESCRIBE DATABASE {name}", go)
 
     # tables ------------------------------------------------------------------------------------
     def table(self, name: str, *, user: Any = None) -> TableInfo:
-        """The catalog entry of a table the user may know of (for the lake's own code)."""
-        return self.gate.lookup(self.who(user), name)
+        """The catalog entry of a table the user may know of (as `_public` shows it)."""
+        p = self.who(user)
+        return self._public(p, self.gate.lookup(p, name))
 
     def snapshot(self, info: TableInfo, version: int | None = None) -> Snapshot:
         """A table's snapshot (for the lake's own code; the entry was looked up governed)."""
@@ -123,7 +160,7 @@ class GovernedCatalog:
             existing = self.raw.store.get_table(db, tbl)
             if existing is not None and not self.gate.may_describe(p, existing):
                 raise AccessDenied(f"{p.name} may not create table {db}.{tbl}")
-            return self.raw.create_table(
+            info = self.raw.create_table(
                 name,
                 schema,
                 partition_by=partition_by,
@@ -134,6 +171,7 @@ class GovernedCatalog:
                 user=p.name,
                 exist_ok=exist_ok,
             )
+            return self._public(p, info)
 
         return self.gate.run(p, "create_table", f"CREATE TABLE {name}", go, table=name)
 
@@ -169,7 +207,7 @@ class GovernedCatalog:
                 if info is not None and not self.gate.may_describe(p, info):
                     raise AccessDenied(f"{p.name} may not create table {name}")
                 raise TableExists(f"table {name} already exists")
-            return self.raw.register_table(
+            info = self.raw.register_table(
                 name,
                 where,
                 governed=governed,
@@ -178,6 +216,7 @@ class GovernedCatalog:
                 owner=p.name,
                 user=p.name,
             )
+            return self._public(p, info)
 
         return self.gate.run(p, "register_table", f"REGISTER TABLE {name}", go, table=name)
 
@@ -213,44 +252,57 @@ class GovernedCatalog:
         def go(_: Audit) -> TableInfo:
             info = self.gate.lookup(p, name)
             self.gate.require(p, "alter", info.full_name)
-            return self.raw.set_properties(info.full_name, properties)
+            return self._public(p, self.raw.set_properties(info.full_name, properties))
 
         return self.gate.run(p, "alter", f"SET PROPERTIES {name} {dict(properties)}", go)
 
     def list_tables(self, database: str | None = None, *, user: Any = None) -> list[TableInfo]:
         """Tables of one database, or of all, that the user may know of."""
         p = self.who(user)
-        if database is not None:
-            self.gate.lookup_database(p, database)
-        return [t for t in self.raw.list_tables(database) if self.gate.may_describe(p, t)]
+
+        def go(_: Audit) -> list[TableInfo]:
+            if database is not None:
+                self.gate.lookup_database(p, database)
+            tables = self.raw.list_tables(database)
+            return [self._public(p, t) for t in tables if self.gate.may_describe(p, t)]
+
+        return self.gate.run(p, "list_tables", f"LIST TABLES {database or ''}".strip(), go)
 
     def describe(self, name: str, *, user: Any = None) -> dict[str, Any]:
         """What the catalog knows about a table, as the user may see it: their columns; the
-        location and sizes only for those who see all of it."""
+        location only for the owner, sizes only for those who see all of it."""
         p = self.who(user)
-        info = self.gate.lookup(p, name)
-        d = self.raw.describe(info.full_name)
-        view, whole = self._view(p, info)
-        if view is not None:
-            shown = {c.lower() for c in view.columns}
+
+        def go(_: Audit) -> dict[str, Any]:
+            info = self.gate.lookup(p, name)
+            d = self.raw.describe(info.full_name)
+            if p.privileged:
+                return d
+            shown = {c.lower() for c in self.gate.known_columns(p, info)}
             d["columns"] = [c for c in d["columns"] if c["name"].lower() in shown]
             d["partition_by"] = [c for c in d["partition_by"] if c.lower() in shown]
-        if not p.privileged:
             d.pop("location", None)
-        if not whole:
-            for k in ("num_files", "num_rows", "size_bytes"):
-                d.pop(k, None)
-        return d
+            if not self.gate.whole(p, info):
+                for k in ("num_files", "num_rows", "size_bytes"):
+                    d.pop(k, None)
+            return d
+
+        return self.gate.run(p, "describe", f"DESCRIBE {name}", go, table=name)
 
     def partitions(self, name: str, *, user: Any = None) -> list[dict[str, Any]]:
         """The table's partitions (values, files, rows, bytes), for those who see all of it."""
         p = self.who(user)
-        info = self.gate.lookup(p, name)
-        if not self._view(p, info)[1]:
-            raise AccessDenied(
-                f"{p.name} may only list the partitions of {info.full_name} with access to all of it"
-            )
-        return table_partitions(self.raw, info.full_name)
+
+        def go(_: Audit) -> list[dict[str, Any]]:
+            info = self.gate.lookup(p, name)
+            if not self.gate.whole(p, info):
+                raise AccessDenied(
+                    f"{p.name} may only list the partitions of {info.full_name} with access to "
+                    "all of it"
+                )
+            return table_partitions(self.raw, info.full_name)
+
+        return self.gate.run(p, "describe", f"PARTITIONS {name}", go, table=name)
 
     def history(
         self, name: str, limit: int | None = None, *, user: Any = None
@@ -258,25 +310,13 @@ class GovernedCatalog:
         """Ratified versions, newest first, with user and operation (parameters, which may
         quote predicates and policy conditions, only for the owner and the system)."""
         p = self.who(user)
-        info = self.gate.lookup(p, name)
-        rows = self.raw.history(info.full_name, limit)
-        if not p.privileged:
-            for r in rows:
-                r.pop("parameters", None)
-        return rows
 
-    def _view(self, p: Principal, info: TableInfo) -> tuple[ViewSpec | None, bool]:
-        """(view, whole): the user's view (None: all of it) and whether it is the whole table."""
-        try:
-            view = self.gate.view(p, info, self.gate.columns(info))
-        except AccessDenied:
-            return None, False  # describe only: they know the columns, not the rows
-        if view is None:
-            return None, True
-        whole = (
-            not view.row_cond
-            and not view.masks
-            and not view.cell_cond
-            and list(view.columns) == self.gate.columns(info)
-        )
-        return view, whole
+        def go(_: Audit) -> list[dict[str, Any]]:
+            info = self.gate.lookup(p, name)
+            rows = self.raw.history(info.full_name, limit)
+            if not p.privileged:
+                for r in rows:
+                    r.pop("parameters", None)
+            return rows
+
+        return self.gate.run(p, "history", f"HISTORY {name}", go, table=name)

@@ -19,17 +19,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pyarrow as pa
+
 from catalog.catalog import Catalog
 from catalog.errors import (
     AccessDenied,
     DatabaseNotFound,
     LakeError,
+    PolicyError,
     TableNotAccessible,
     TableNotFound,
 )
 from catalog.store import TableInfo
 from governance.audit import AuditLog, make_record
+from governance.locations import owned_paths
 from governance.policy.engine import PolicyEngine, ViewSpec
+from governance.policy.resources import POLICY
 from governance.policy.state import PolicyState
 from governance.principal import Principal
 
@@ -42,6 +47,12 @@ _IN_FORCE: contextvars.ContextVar[tuple[Gate, PolicyEngine | None] | None] = con
 
 # A grant of any of these on a database lets its holder know the database exists.
 _DATABASE_ACTIONS = ("describe", "select", "create", "insert", "alter", "drop")
+
+# What a user is told of a policy that cannot be used (its text and file are the policy's).
+BROKEN_POLICY = (
+    "the policy in force has errors, so nothing is allowed until it is fixed; an administrator "
+    "can find them with `lake policy check`"
+)
 
 
 def hidden_table(name: str) -> TableNotAccessible:
@@ -94,7 +105,7 @@ class Gate:
         self.catalog = catalog
         self.policy = policy
         self.audit = audit
-        self._scrub_cache: tuple[str, re.Pattern[str] | None] = ("", None)
+        self._scrub_cache: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
 
     # decisions ---------------------------------------------------------------------------------
     def engine(self) -> PolicyEngine | None:
@@ -148,10 +159,46 @@ class Gate:
             return True
         return any(self.may_describe(p, i) for i in self.catalog.list_tables(name))
 
+    def schema(self, info: TableInfo) -> pa.Schema:
+        """The table's schema at the entry's version (a writer's cached entry may be older
+        than the table: see `GovernedWriter`; its snapshot is cached, so this is cheap). An
+        entry so old that its version's log has been cleaned up reads the current one."""
+        try:
+            return self.catalog.snapshot(info, info.version).schema
+        except LakeError:
+            return self.catalog.snapshot(info).schema
+
     def columns(self, info: TableInfo) -> list[str]:
-        """The table's columns now, in table order (of its current version: an entry's own
-        version may be old, and its log cleaned up since)."""
-        return list(self.catalog.snapshot(info).schema.names)
+        """The table's columns now, in table order."""
+        return list(self.schema(info).names)
+
+    def known_columns(
+        self, p: Principal, info: TableInfo, columns: list[str] | None = None
+    ) -> list[str]:
+        """The columns of a table `p` may know of, in table order: those of their view, or
+        with no select grant (describe only) those they may describe. Every answer and error
+        about a table's columns names only these. (`columns`: the table's, if known.)"""
+        columns = self.columns(info) if columns is None else columns
+        try:
+            view = self.view(p, info, columns)
+        except AccessDenied:
+            return [c for c in columns if self.allowed(p, f"{info.full_name}.{c}", "describe")]
+        return columns if view is None else list(view.columns)
+
+    def whole(self, p: Principal, info: TableInfo, columns: list[str] | None = None) -> bool:
+        """Whether `p` sees all of a table: every row, every column, every cell, no mask. Only
+        then may answers hold numbers about its files, or operations replace its rows."""
+        columns = self.columns(info) if columns is None else columns
+        try:
+            view = self.view(p, info, columns)
+        except AccessDenied:
+            return False  # describe only: they know the columns, not the rows
+        return view is None or (
+            not view.row_cond
+            and not view.masks
+            and not view.cell_cond
+            and list(view.columns) == columns
+        )
 
     def lookup(self, p: Principal, name: str, *, cached: bool = False) -> TableInfo:
         """The table `name` as `p` may know it: a table the user may not describe raises the
@@ -161,7 +208,8 @@ class Gate:
         except TableNotFound:
             if p.privileged or not self.governed:
                 raise
-            raise hidden_table(_shown(name)) from None
+            # The name as the catalog writes it (lower case), exactly as for a hidden table.
+            raise hidden_table(_shown(name).lower()) from None
         if not self.may_describe(p, info):
             raise hidden_table(info.full_name)
         return info
@@ -173,9 +221,9 @@ class Gate:
         except DatabaseNotFound:
             if p.privileged or not self.governed:
                 raise
-            raise hidden_database(_shown(name)) from None
+            raise hidden_database(_shown(name).lower()) from None
         if not p.privileged and self.governed and not self.may_describe_database(p, name):
-            raise hidden_database(name)
+            raise hidden_database(_shown(name).lower())
 
     # the checkpoint ----------------------------------------------------------------------------
     def run(
@@ -206,6 +254,12 @@ class Gate:
         except LakeError as e:
             self._refused(p, action, statement, "error", e, table)
             raise self.scrub(e, p) from None
+        except Exception as e:
+            self._refused(p, action, statement, "error", e, table)
+            if p.privileged:
+                raise
+            # Not one of ours: its text may hold anything (paths of the lake's files).
+            raise self.scrub(LakeError(f"{type(e).__name__}: {e}"), p) from None
         finally:
             if token is not None:
                 _IN_FORCE.reset(token)
@@ -276,10 +330,24 @@ class Gate:
         )
 
     # messages ----------------------------------------------------------------------------------
+    def owned(self) -> list[tuple[str, str]]:
+        """The lake's own files (kind, path or URL): its root, table folders, metadata store and
+        policy folder (`governance.locations`: never a readable location)."""
+        installed = self.policy.installed()
+        return owned_paths(
+            self.catalog.root,
+            self.catalog.store.url,
+            (t.location for t in self.catalog.list_tables()),
+            installed.source if installed else "",
+        )
+
     def scrub(self, e: LakeError, p: Principal) -> LakeError:
-        """`e` with the lake's folders cut out of its message (for users; admins see all)."""
+        """`e` as a user may see it (admins see all): the lake's files cut out of its message,
+        and nothing of a policy that cannot be used."""
         if p.privileged:
             return e
+        if isinstance(e, PolicyError) and not self._may_read_policy(p):
+            return PolicyError(BROKEN_POLICY)
         text = str(e)
         pattern = self._paths()
         if pattern is None or not pattern.search(text):
@@ -291,11 +359,24 @@ class Gate:
             out = LakeError(clean)
         return out
 
+    def _may_read_policy(self, p: Principal) -> bool:
+        try:
+            return any(self.allowed(p, POLICY, a) for a in ("describe", "alter"))
+        except PolicyError:
+            return False
+
     def _paths(self) -> re.Pattern[str] | None:
-        root = str(self.catalog.root)
-        if self._scrub_cache[0] != root:
-            # Anything under the lake root: table folders, the store, the policy, batch folders.
-            self._scrub_cache = (root, re.compile(re.escape(root) + r"[^\s'\"),;]*"))
+        own = tuple(
+            sorted(
+                {o for _, o in self.owned() if o}
+                | {str(self.catalog.root), str(self.catalog.root.resolve())},
+                key=len,
+                reverse=True,
+            )
+        )
+        if self._scrub_cache[0] != own:
+            alternatives = "|".join(re.escape(o.rstrip("/")) for o in own)
+            self._scrub_cache = (own, re.compile(f"(?:{alternatives})" + r"[^\s'\"),;]*"))
         return self._scrub_cache[1]
 
 

@@ -8,17 +8,17 @@ describe is missing), writes through the one governed writer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from catalog.errors import TableNotFound
+from catalog.errors import InvalidArgument, TableNotFound
 from catalog.ingestion import crawl as crawler
 from catalog.ingestion import ingest as ingester
 from catalog.ingestion import stream as streams
-from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from catalog.writes import Precheck, app_version
 from governance.catalog_ops import GovernedCatalog
@@ -26,6 +26,19 @@ from governance.gate import Audit, Gate
 from governance.locations import Locations
 from governance.principal import Principal
 from governance.writer import GovernedWriter
+
+# Application ids Lakeward records itself (crawled files, job outputs, the audit trail): a
+# stream of that name could make a crawl skip files or a job's output count as committed.
+RESERVED = "lakeward."
+
+
+@dataclass(frozen=True)
+class TableView:
+    """`catalog.ingestion.port.TableState`: a table's version as the load's user knows it."""
+
+    version: int
+    schema: pa.Schema
+    partition_columns: list[str]
 
 
 class LoadSink:
@@ -36,7 +49,8 @@ class LoadSink:
     ):
         self.gate = gate
         self.catalog = catalog
-        self.locations = locations
+        # The lake's own files, listed once per load (a crawl asks about every file it finds).
+        self.locations = locations.fixed()
         self.principal = principal
         self.writer = GovernedWriter(gate, principal)
 
@@ -56,8 +70,24 @@ class LoadSink:
                 return None
             raise
 
-    def snapshot(self, info: TableInfo) -> Snapshot:
-        return self.gate.catalog.snapshot(info)
+    def snapshot(self, info: TableInfo) -> TableView:
+        snap = self.gate.catalog.snapshot(info)
+        known = {c.lower() for c in self.gate.known_columns(self.principal, info)}
+        return TableView(
+            snap.version,
+            pa.schema([f for f in snap.schema if f.name.lower() in known]),
+            [c for c in snap.partition_columns if c.lower() in known],
+        )
+
+    def stream_id(self, app_id: str) -> str:
+        # One namespace per table, as the contract has it (exactly once per app_id, whoever
+        # runs the stream), less the ids Lakeward keeps for itself.
+        if app_id.lower().startswith(RESERVED):
+            raise InvalidArgument(
+                f"stream ids beginning with {RESERVED!r} are Lakeward's own; name the stream "
+                "otherwise"
+            )
+        return app_id
 
     def app_version(self, info: TableInfo, version: int, app_id: str) -> int | None:
         return app_version(DeltaTable(info.location, version=version), app_id)
@@ -149,4 +179,8 @@ class Loads:
 
     def committed_seq(self, p: Principal, table: str, app_id: str) -> int | None:
         """The newest sequence of `app_id` committed to `table` (needs to see the table)."""
-        return streams.committed_seq(self.sink(p), table, app_id)
+
+        def go(_: Audit) -> int | None:
+            return streams.committed_seq(self.sink(p), table, app_id)
+
+        return self.gate.run(p, "describe", f"committed_seq {app_id} of {table}", go, table=table)

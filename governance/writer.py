@@ -10,7 +10,7 @@ record queued in the ratifying store transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -22,6 +22,7 @@ from catalog.writes import Precheck, check_known, columns_in
 from governance.gate import Audit, Gate
 from governance.policy.engine import ViewSpec
 from governance.principal import Principal
+from governance.rowsafe import ALLOWED, unsafe
 
 
 class GovernedWriter:
@@ -52,13 +53,15 @@ class GovernedWriter:
         action = "write" if mode == "append" else "overwrite"
 
         def go(audit: Audit) -> None:
-            info = self._authorize(table, ["insert"] if mode == "append" else ["insert", "delete"])
-            view = self._view(info, need_select=mode == "overwrite")
-            self._check_data(info, view, data.schema, "insert", schema_mode)
+            needs = ["insert"] if mode == "append" else ["insert", "delete"]
+            t = self._authorize(table, needs, data.schema.names)
+            view = self._view(t, need_select=mode == "overwrite")
+            self._check_data(t, view, data.schema, "insert", schema_mode)
             if mode == "overwrite":
-                self._need_whole(info, view, "overwrite")
+                self._need_whole(t, view, "overwrite")
             audit.rows = getattr(data, "num_rows", None)
-            self._tx(audit).write(info.full_name, data, mode, schema_mode=schema_mode, where=where)
+            self._tx(audit).write(t.name, data, mode, schema_mode=schema_mode, where=where)
+            self._evolved(t, data.schema, schema_mode)
 
         self.gate.run(self.principal, action, f"{mode} {table}", go, table=table)
 
@@ -78,12 +81,12 @@ class GovernedWriter:
         data = to_arrow(data)
 
         def go(audit: Audit) -> bool:
-            info = self._authorize(table, ["insert"])
-            view = self._view(info, need_select=False)
-            self._check_data(info, view, data.schema, "insert", schema_mode)
+            t = self._authorize(table, ["insert"], data.schema.names)
+            view = self._view(t, need_select=False)
+            self._check_data(t, view, data.schema, "insert", schema_mode)
             audit.rows = getattr(data, "num_rows", None)
-            return self._tx(audit).append_once(
-                info.full_name,
+            done = self._tx(audit).append_once(
+                t.name,
                 data,
                 app_txns=app_txns,
                 precheck=precheck,
@@ -91,6 +94,8 @@ class GovernedWriter:
                 params=params,
                 metadata=metadata,
             )
+            self._evolved(t, data.schema, schema_mode)
+            return done
 
         return self.gate.run(
             self.principal, "write", statement or f"append {table}", go, table=table
@@ -100,10 +105,10 @@ class GovernedWriter:
         """Delete matching rows (needs delete); a filtered user deletes only rows they see."""
 
         def go(audit: Audit) -> dict[str, Any]:
-            info = self._authorize(table, ["delete"])
-            view = self._view(info, need_select=True)
-            self._check_reads(info, view, [where], "the predicate names")
-            metrics = self._tx(audit).delete(info.full_name, _narrow(view, where))
+            t = self._authorize(table, ["delete"])
+            view = self._view(t, need_select=True)
+            self._check_reads(t, view, [where], "the predicate names")
+            metrics = self._tx(audit).delete(t.name, _narrow(view, where))
             audit.rows = metrics.get("num_deleted_rows")
             return metrics
 
@@ -117,13 +122,12 @@ class GovernedWriter:
         """Set columns to SQL expressions on matching rows (needs update on each column)."""
 
         def go(audit: Audit) -> dict[str, Any]:
-            info = self._authorize(table, ["update"])
-            view = self._view(info, need_select=True)
-            columns = list(set or {})
-            self._check_columns(info, view, columns, "update")
+            t = self._authorize(table, ["update"])
+            view = self._view(t, need_select=True)
+            self._check_columns(t, view, list(set or {}), "update")
             reads = [*(str(v) for v in (set or {}).values()), where]
-            self._check_reads(info, view, reads, "the update names")
-            metrics = self._tx(audit).update(info.full_name, set, _narrow(view, where))
+            self._check_reads(t, view, reads, "the update names")
+            metrics = self._tx(audit).update(t.name, set, _narrow(view, where))
             audit.rows = metrics.get("num_updated_rows")
             return metrics
 
@@ -140,11 +144,12 @@ class GovernedWriter:
 
         def go(audit: Audit) -> dict[str, Any]:
             deletes = "delete" in [v for v in actions.values() if isinstance(v, str)]
-            info = self._authorize(table, ["insert", "update"] + (["delete"] if deletes else []))
-            view = self._view(info, need_select=True)
-            self._need_whole(info, view, "merge into")
-            self._check_data(info, view, source.schema, "insert", None)
-            return self._tx(audit).merge(info.full_name, source, on, **actions)
+            needs = ["insert", "update"] + (["delete"] if deletes else [])
+            t = self._authorize(table, needs, source.schema.names)
+            view = self._view(t, need_select=True)
+            self._need_whole(t, view, "merge into")
+            self._check_data(t, view, source.schema, "insert", None)
+            return self._tx(audit).merge(t.name, source, on, **actions)
 
         return self.gate.run(self.principal, "merge", f"MERGE INTO {table}", go, table=table)
 
@@ -154,95 +159,124 @@ class GovernedWriter:
             return self.tx
         return self.gate.catalog.implicit(self.user, audit=audit.slot)
 
-    def _authorize(self, table: str, actions: list[str]) -> TableInfo:
-        info = self.gate.lookup(self.principal, table, cached=True)
+    def _authorize(self, table: str, actions: list[str], names: Sequence[str] = ()) -> _Table:
+        """The table, if the user may do `actions` on it. Its catalog entry is the cached one
+        (writes are frequent), whose version may predate a schema change made elsewhere:
+        stricter, never looser (a newer column is one the user does not know of); when the
+        data names a column that entry lacks, the entry is read again."""
+        t = self._lookup(table, actions, cached=True)
+        have = {c.lower() for c in t.columns}
+        if any(n.lower() not in have for n in names):
+            t = self._lookup(table, actions, cached=False)
+        return t
+
+    def _lookup(self, table: str, actions: list[str], *, cached: bool) -> _Table:
+        info = self.gate.lookup(self.principal, table, cached=cached)
         for action in actions:
             self.gate.require(self.principal, action, info.full_name)
-        return info
+        return _Table(info, self.gate.schema(info))  # the schema once per operation
 
-    def _view(self, info: TableInfo, *, need_select: bool) -> ViewSpec | None:
-        """The user's view (None: the whole table). Inserting needs no select grant (describe
-        is enough to know the columns); changing or replacing existing rows does."""
+    def _evolved(self, t: _Table, data: pa.Schema, schema_mode: str | None) -> None:
+        # A schema change made here: the cached entry names the old version.
+        if schema_mode == "merge" and any(n not in t.columns for n in data.names):
+            self.gate.catalog.forget(t.info)
+
+    def _view(self, t: _Table, *, need_select: bool) -> ViewSpec | None:
+        """The user's view (None: the whole table, or no select grant). Inserting needs no
+        select grant (describe is enough to know the columns); changing or replacing existing
+        rows does."""
         try:
-            return self.gate.view(self.principal, info, self.gate.columns(info))
+            return self.gate.view(self.principal, t.info, t.columns)
         except AccessDenied:
             if need_select:
                 raise AccessDenied(
-                    f"{self.user} may not change rows of {info.full_name} they cannot select"
+                    f"{self.user} may not change rows of {t.name} they cannot select"
                 ) from None
             return None
 
-    def _visible_schema(self, info: TableInfo, view: ViewSpec | None) -> pa.Schema:
-        schema = self.gate.catalog.snapshot(info).schema
-        if view is None:
-            return schema
-        shown = {c.lower() for c in view.columns}
-        return pa.schema([f for f in schema if f.name.lower() in shown])
-
     def _check_data(
         self,
-        info: TableInfo,
+        t: _Table,
         view: ViewSpec | None,
         data: pa.Schema,
         action: str,
         schema_mode: str | None,
     ) -> None:
-        """The data fits the table as the user sees it: errors name only visible columns."""
-        visible = self._visible_schema(info, view)
-        known = {f.name.lower() for f in visible}
+        """The data fits the table as the user knows it, so every error names only columns
+        they may know of: a hidden column fails exactly like one that does not exist."""
+        p = self.principal
+        known = {c.lower() for c in self.gate.known_columns(p, t.info, t.columns)}
+        visible = pa.schema([f for f in t.schema if f.name.lower() in known])
         new = [n for n in data.names if n.lower() not in known]
         if schema_mode == "merge" and new:
-            full = {n.lower() for n in self.gate.catalog.snapshot(info).schema.names}
-            if any(n.lower() in full for n in new):
-                new = []  # a hidden column: fails below exactly like a column that is not there
-            else:
-                self.gate.require(self.principal, "alter", info.full_name)
-        if schema_mode != "merge" or not new:
-            check_schema(pa.schema([f for f in data]), visible, info.full_name)
-        self._check_columns(info, view, [n for n in data.names if n.lower() in known], action)
-        if view is not None:
-            full = self.gate.catalog.snapshot(info).schema
-            shown = {c.lower() for c in view.columns}
-            if any(not f.nullable and f.name.lower() not in shown for f in full):
+            # Adding columns defines the table's schema: it takes alter, and seeing all of the
+            # table (a column the user lacks may exist: it must not matter whether it does).
+            self.gate.require(p, "alter", t.name)
+            if not self.gate.whole(p, t.info, t.columns):
                 raise AccessDenied(
-                    f"{self.user} may not {action} into {info.full_name}: it needs values "
-                    f"{self.user} cannot see"
+                    f"{self.user} may only add columns to {t.name} with access to all of it"
                 )
+            check_schema(pa.schema([f for f in data if f.name.lower() in known]), visible, t.name)
+        else:
+            check_schema(data, visible, t.name)
+        self._check_columns(t, view, [n for n in data.names if n.lower() in known], action)
+        if any(not f.nullable and f.name.lower() not in known for f in t.schema):
+            raise AccessDenied(
+                f"{self.user} may not {action} into {t.name}: it needs values "
+                f"{self.user} cannot see"
+            )
 
     def _check_columns(
-        self, info: TableInfo, view: ViewSpec | None, columns: list[str], action: str
+        self, t: _Table, view: ViewSpec | None, columns: list[str], action: str
     ) -> None:
         if view is not None:
             # Exactly what the writer says of a column that does not exist.
-            check_known(columns, view.columns, info.full_name, f"{action} of")
+            check_known(columns, view.columns, t.name, f"{action} of")
         for c in columns:
-            if not self.gate.allowed(self.principal, f"{info.full_name}.{c}", action):
-                raise AccessDenied(f"{self.user} may not {action} column {c!r} of {info.full_name}")
+            if not self.gate.allowed(self.principal, f"{t.name}.{c}", action):
+                raise AccessDenied(f"{self.user} may not {action} column {c!r} of {t.name}")
 
     def _check_reads(
-        self, info: TableInfo, view: ViewSpec | None, sqls: list[str | None], what: str
+        self, t: _Table, view: ViewSpec | None, sqls: list[str | None], what: str
     ) -> None:
         """Predicates and values may only use columns the user fully sees (no mask, no cell
-        filter, not hidden): a value over hidden data would reveal it."""
+        filter, not hidden): a value over hidden data would reveal it. Where the user sees
+        only some rows, only expressions that cannot fail on any value (`rowsafe`)."""
         used = [c for sql in sqls for c in columns_in(sql)]
-        if not used or view is None:
+        if view is None:
             return
-        check_known(used, view.columns, info.full_name, what)
+        check_known(used, view.columns, t.name, what)
         clear = {c.lower() for c in view.prunable}
         if not {c.lower() for c in used} <= clear:
             raise AccessDenied(
-                f"{self.user} may only filter and compute on columns they fully see in "
-                f"{info.full_name}"
+                f"{self.user} may only filter and compute on columns they fully see in {t.name}"
             )
+        if view.row_cond:
+            types = {f.name: f.type for f in t.schema}
+            if any(sql and unsafe(sql, types) for sql in sqls):
+                raise AccessDenied(
+                    f"{self.user} sees only some rows of {t.name}: a delete or update "
+                    f"predicate or value may use only {ALLOWED}"
+                )
 
-    def _need_whole(self, info: TableInfo, view: ViewSpec | None, what: str) -> None:
-        if view is None:
-            return
-        columns = self.gate.columns(info)
-        if view.row_cond or view.masks or view.cell_cond or list(view.columns) != columns:
-            raise AccessDenied(
-                f"{self.user} may only {what} {info.full_name} with access to all of it"
-            )
+    def _need_whole(self, t: _Table, view: ViewSpec | None, what: str) -> None:
+        if view is not None and not self.gate.whole(self.principal, t.info, t.columns):
+            raise AccessDenied(f"{self.user} may only {what} {t.name} with access to all of it")
+
+
+class _Table(NamedTuple):
+    """A table a write acts on: its catalog entry, and its schema as the write began."""
+
+    info: TableInfo
+    schema: pa.Schema
+
+    @property
+    def name(self) -> str:
+        return self.info.full_name
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
 
 
 def _narrow(view: ViewSpec | None, where: str | None) -> str | None:

@@ -30,7 +30,7 @@ from governance.audit import AuditLog
 from governance.catalog_ops import GovernedCatalog
 from governance.gate import Audit, Gate
 from governance.loads import Loads
-from governance.locations import Locations, owned_paths
+from governance.locations import Locations
 from governance.maintenance import Maintenance
 from governance.policy.state import PolicyState
 from governance.principal import Principal
@@ -164,7 +164,7 @@ class Lake:
         state = PolicyState(self.store, self._table_lookup)
         self.gate = Gate(raw, state, self.audit)
         self.owner = Principal.owner(_os_user())
-        self.locations = Locations(self._owned)
+        self.locations = Locations(self.gate.owned)
         self.catalog = GovernedCatalog(self.gate, self.locations, self.principal)
         self.queries = Queries(self.gate, self.engine)
         self.loads = Loads(self.gate, self.catalog, self.locations)
@@ -202,15 +202,6 @@ class Lake:
         if isinstance(user, Principal):
             return user
         return Principal.user(user)
-
-    def _owned(self) -> list[str]:
-        record = self.policy.state.installed() if hasattr(self, "policy") else None
-        return owned_paths(
-            self.root,
-            self.store.url,
-            (t.location for t in self.gate.catalog.list_tables()),
-            record.source if record else "",
-        )
 
     def _table_lookup(self, name: str) -> tuple[list[str], dict[str, dict[str, str]]] | None:
         parts = name.split(".")

@@ -100,6 +100,9 @@ def _python_paths() -> list[str]:
     """Folders the running Python needs: its prefixes, and a source checkout of Lakeward."""
     paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
     paths.append(os.path.dirname(os.path.realpath(sys.executable)))
+    # site folders outside the prefixes (user site, a .pth line naming another environment's);
+    # only folders named like one, never an arbitrary path entry (it could hold a lake)
+    paths += [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
     # an editable install imports the packages from the checkout, outside the prefixes
     checkout = Path(__file__).resolve().parents[2]
     for pkg in ("lake", "catalog", "governance", "batch"):

@@ -151,12 +151,18 @@ def _stem(path: Path) -> str:
     return group or name
 
 
-def discover(root: Path) -> tuple[list[_Group], list[str]]:
-    """The tables under `root` (see the module docstring) and the files that were not data."""
+def discover(root: Path, readable: Callable[[str], Any] = str) -> tuple[list[_Group], list[str]]:
+    """The tables under `root` (see the module docstring) and the files that were not data.
+
+    `readable(path)` is asked about everything found before it is reported or read (it
+    raises if the user may not read it: a symlink may lead anywhere).
+    """
     ignored: list[str] = []
     groups: dict[str, _Group] = {}
 
     def add(name: str, base: Path, paths: list[Path]) -> None:
+        for p in paths:
+            readable(str(p))
         data = [p for p in paths if sources.file_format(p)]
         ignored.extend(str(p) for p in paths if not sources.file_format(p))
         if data:
@@ -170,6 +176,7 @@ def discover(root: Path) -> tuple[list[_Group], list[str]]:
         add(table_name(root.name), root, sources.walk(root))
         return list(groups.values()), ignored
     for c in children:
+        readable(str(c))
         if c.is_dir():
             if (c / "_delta_log").is_dir():
                 ignored.append(f"{c} (a Delta table: register it with register_table)")
@@ -376,10 +383,7 @@ def crawl(
     sink.readable(str(root))  # before anything there is looked at
     if not root.exists():
         raise InvalidArgument(f"{root} does not exist")
-    groups, ignored = discover(root)
-    for g in groups:
-        for f in g.paths:
-            sink.readable(str(f))  # a symlink may lead elsewhere: each file by its real path
+    groups, ignored = discover(root, sink.readable)  # each entry by its real path
     sink.create_database(database)
     result = CrawlResult(str(root), database, ignored=ignored)
     plans = [_plan(sink, database, g) for g in groups]

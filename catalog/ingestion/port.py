@@ -13,9 +13,16 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from catalog.writes import Precheck
+
+
+class TableState(Protocol):
+    """A table's current version as the load's user may know it."""
+
+    version: int
+    schema: pa.Schema  # only the columns the user may know of, in table order
+    partition_columns: list[str]
 
 
 class TableSink(Protocol):
@@ -33,8 +40,15 @@ class TableSink(Protocol):
         None with missing_ok, else the same error a missing table raises."""
         ...
 
-    def snapshot(self, info: TableInfo) -> Snapshot:
-        """The table's current snapshot."""
+    def snapshot(self, info: TableInfo) -> TableState:
+        """The table's current version, with only the columns the user may know of (a load
+        never names a column its user may not see; the writer fills hidden ones with NULL)."""
+        ...
+
+    def stream_id(self, app_id: str) -> str:
+        """The application id a stream `app_id` is recorded under; InvalidArgument for the ids
+        Lakeward keeps for crawls, job outputs and the audit trail (a stream of that name could
+        make a crawl skip files or a job's output count as done)."""
         ...
 
     def app_version(self, info: TableInfo, version: int, app_id: str) -> int | None:

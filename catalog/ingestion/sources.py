@@ -7,6 +7,7 @@ blocks), so memory stays bounded by the block size however large the file is.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,14 +67,20 @@ class SourceFile:
     size: int = 0
 
 
-def walk(folder: Path) -> list[Path]:
-    """Every file under `folder`, sorted, skipping hidden files and folders (see `hidden`)."""
+def walk(folder: Path, _seen: set[str] | None = None) -> list[Path]:
+    """Every file under `folder`, sorted, skipping hidden files and folders (see `hidden`);
+    a folder reached again through a symlink is walked once."""
+    seen = set() if _seen is None else _seen
+    real = os.path.realpath(folder)
+    if real in seen:
+        return []
+    seen.add(real)
     out = []
     for p in sorted(folder.iterdir()):
         if hidden(p.name):
             continue
         if p.is_dir():
-            out.extend(walk(p))
+            out.extend(walk(p, seen))
         elif p.is_file():
             out.append(p)
     return out

@@ -36,8 +36,14 @@ class StreamResult:
 
 def committed_seq(sink: TableSink, table: str, app_id: str) -> int | None:
     """The newest sequence number of `app_id` committed to `table`, or None."""
+    _check_app_id(app_id)
     info = sink.lookup(table)
-    return sink.app_version(info, sink.snapshot(info).version, app_id)
+    return sink.app_version(info, sink.snapshot(info).version, sink.stream_id(app_id))
+
+
+def _check_app_id(app_id: Any) -> None:
+    if not isinstance(app_id, str) or not app_id.strip():
+        raise InvalidArgument("append_stream needs a non-empty app_id naming the stream")
 
 
 def _check_seq(seq: Any, previous: int | None) -> int:
@@ -64,8 +70,8 @@ def append_stream(
     committed batch is one ratified commit, so a crash loses at most the batch in flight, and
     replaying the same batches afterwards commits only those that are missing.
     """
-    if not isinstance(app_id, str) or not app_id.strip():
-        raise InvalidArgument("append_stream needs a non-empty app_id naming the stream")
+    _check_app_id(app_id)
+    stored = sink.stream_id(app_id)
     result = StreamResult(table, app_id)
     # Fast path for replays: what was already ratified needs no lock to be skipped. Whether a
     # newer batch commits is decided under the lock (see `newer` below).
@@ -82,13 +88,13 @@ def append_stream(
             continue
 
         def newer(dt: DeltaTable, seq: int = seq) -> bool:
-            recorded = app_version(dt, app_id)
+            recorded = app_version(dt, stored)
             return recorded is None or seq > recorded
 
         done = sink.append_once(
             table,
             to_arrow(data),
-            app_txns=[(app_id, seq)],
+            app_txns=[(stored, seq)],
             precheck=newer,
             params={"app_id": app_id, "seq": seq},
             statement=f"append {table} (stream {app_id} batch {seq})",

@@ -275,6 +275,11 @@ class Progress:
 
     def update(self, row: dict[str, Any], attempts: list[Any]) -> None:
         status = row["status"]
+        if self.state is None and status != "SUBMITTED":
+            # Every job begins SUBMITTED; the scheduler may have moved it on before the first
+            # look, and the story still starts where the job did.
+            self._job_state({**row, "status": "SUBMITTED", "status_reason": ""})
+            self.state = "SUBMITTED"
         if status != self.state and status in ("SUBMITTED", "PENDING", "RUNNABLE"):
             self._job_state(row)
         self.state = status

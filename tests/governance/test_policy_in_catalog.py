@@ -100,8 +100,14 @@ def test_watched_folder_edits_install_and_broken_edits_fail_closed(tmp_path):
         (f / "policy.csv").write_text(POLICY + "p, ana, s.t, select, allow\n")
         assert ids(lk, "ana") == [1, 2, 3]
         (f / "policy.csv").write_text(POLICY + "p, ana, s.t, frobnicate, allow\n")
+        # Fails closed for every user, saying nothing of the policy (a broken policy decides
+        # nothing, not even who may read it); the lake's owner learns where it is broken.
+        for user in ("ana", "admin"):
+            with pytest.raises(PolicyError, match="nothing is allowed until it is fixed") as told:
+                lk.sql("SELECT id FROM s.t", user=user)
+            assert "policy.csv" not in str(told.value) and "frobnicate" not in str(told.value)
         with pytest.raises(PolicyError, match="policy.csv:4"):
-            lk.sql("SELECT id FROM s.t", user="ana")
+            lk.sql("SELECT id FROM s.t")
         (f / "policy.csv").write_text(POLICY)
         assert ids(lk, "ana") == [1, 3]
         # Only changes were recorded: the install at connect and the two good edits.

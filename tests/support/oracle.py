@@ -1,4 +1,6 @@
-"""A pure-Python reference for the policy semantics of CONTRACT.md section 3 (rules 1-6).
+"""A pure-Python reference for the policy semantics of CONTRACT.md section 3 (rules 1-6, and
+the parts of rules 9-13 that follow from them: principals, describe-or-missing for every
+operation, locations, who sees which jobs).
 
 Written from the contract text only: nothing here imports Lakeward. It is deliberately naive
 (loops over every line for every question) so that it is easy to check by reading.
@@ -435,6 +437,17 @@ class Relation:
     rows: list[dict]  # each row: visible column -> what the user reads
     masked: set[str] = field(default_factory=set)
     hidden_cells: int = 0  # cells of present rows that read NULL because no pair shows them
+    all_rows: bool = False  # some pair holds for every row (a grant, or a TRUE filter)
+    cell_filtered: set[str] = field(default_factory=set)  # columns shown on only some rows
+
+    def whole(self, columns: list[str]) -> bool:
+        """Whether this is all of the table: every row, column and cell, no mask."""
+        return (
+            self.all_rows
+            and not self.masked
+            and not self.cell_filtered
+            and self.columns == list(columns)
+        )
 
 
 def view(lines, table: str, columns: list[str], rows: list[dict], user: str) -> Relation:
@@ -520,7 +533,13 @@ def view(lines, table: str, columns: list[str], rows: list[dict], user: str) -> 
             else:
                 seen[c] = raw[c]
         out.append(seen)
-    return Relation(visible, out, set(masks), hidden)
+    all_rows = any(p.cond == Const(True) for p in pairs)
+    cells = set()
+    for c in visible:
+        having = [p for p in pairs if c in p.columns]
+        if not any(p.cond == Const(True) for p in having) and len(having) != len(pairs):
+            cells.add(c)
+    return Relation(visible, out, set(masks), hidden, all_rows, cells)
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,3 +675,112 @@ def policy_text(lines, quote_all: bool = False) -> str:
     return "".join(
         ", ".join([line[0]] + [csv_field(v, quote_all) for v in line[1:]]) + "\n" for line in lines
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Rules 9-13: principals, every operation, locations, jobs
+# --------------------------------------------------------------------------------------------
+
+
+def valid_user(name: Any) -> bool:
+    """Rule 9: a user name is a non-empty string, not `*`, not beginning with `role:` (in any
+    case), without surrounding spaces, commas or control characters."""
+    return (
+        isinstance(name, str)
+        and bool(name.strip())
+        and name == name.strip()
+        and not any(c in name for c in ",\n\r\t\0")
+        and name != "*"
+        and not name.lower().startswith("role:")
+    )
+
+
+def resource_covers(pattern: str, resource: str) -> bool:
+    """Does a p-line RESOURCE cover a resource that is not a column (a database, table, queue
+    or location)? `*` alone covers everything; queues match by name or `queue:*`; a location
+    covers itself and what lies below it, by whole path segments."""
+    if pattern == "*":
+        return True
+    for kind in ("queue:", "location:"):
+        if pattern.startswith(kind) != resource.startswith(kind):
+            return False
+    if pattern.startswith("queue:"):
+        return pattern in (resource, "queue:*")
+    if pattern.startswith("location:"):
+        p, r = pattern[len("location:") :].rstrip("/"), resource[len("location:") :]
+        return bool(p) and (r == p or r.startswith(p + "/"))
+    return not pattern.startswith("tag:") and segments_cover(pattern, resource)
+
+
+def allowed(lines, user: str, resource: str, action: str) -> bool:
+    """Rule 1 for one action on one resource: some allow covers it and no deny does."""
+    subs = subjects(lines, user)
+    cover = [r for r in _p_lines(lines, subs, action, "deny") if resource_covers(r, resource)]
+    if cover:
+        return False
+    return any(resource_covers(r, resource) for r in _p_lines(lines, subs, action, "allow"))
+
+
+def describable(lines, table: str, columns: list[str], rows: list[dict], user: str) -> bool:
+    """Rule 10: a user knows a table exists iff they may select from it or describe it."""
+    try:
+        view(lines, table, columns, rows, user)
+        return True
+    except Refused:
+        return allowed(lines, user, table, "describe")
+
+
+def known_columns(lines, table: str, columns: list[str], rows: list[dict], user: str) -> list[str]:
+    """The columns a user may know of: those of their view, or (describe only) those they may
+    describe."""
+    try:
+        return view(lines, table, columns, rows, user).columns
+    except Refused:
+        return [c for c in columns if allowed(lines, user, f"{table}.{c}", "describe")]
+
+
+def operation(op: str, lines, table: str, columns: list[str], rows: list[dict], user: str):
+    """What an operation on `table` answers `user` (rule 10, 12): ("missing",) when the table
+    is not describable (exactly as for a table that does not exist), ("denied",) without the
+    grant it needs, else ("ok", what the answer must show)."""
+    if not describable(lines, table, columns, rows, user):
+        return ("missing",)
+    try:
+        rel: Relation | None = view(lines, table, columns, rows, user)
+    except Refused:
+        rel = None
+    whole = rel is not None and rel.whole(columns)
+    if op == "describe":
+        return ("ok", known_columns(lines, table, columns, rows, user), whole)
+    if op == "history":
+        return ("ok",)
+    if op == "partitions":
+        return ("ok",) if whole else ("denied",)
+    if op in ("compact", "vacuum_dry_run", "set_properties"):
+        if not allowed(lines, user, table, "alter"):
+            return ("denied",)
+        return ("ok", whole)
+    if op == "delete_all":
+        if not allowed(lines, user, table, "delete") or rel is None:
+            return ("denied",)
+        return ("ok", len(rel.rows))
+    raise ValueError(op)
+
+
+def may_see_job(lines, user: str, job_user: str | None, queue: str, action: str) -> bool:
+    """Rule 13: a user may see (action describe) or control (alter) their own jobs, and other
+    users' (or the owner's: `job_user` None) with that action on the job's queue."""
+    own = job_user is not None and job_user.lower() == user.lower()
+    return own or allowed(lines, user, f"queue:{queue}", action)
+
+
+def location_allowed(lines, user: str, target: str, own: list[str]) -> bool:
+    """Rule 11 for a resolved local path: a `location:` select grant covers it, and it is not
+    (and does not hold, nor lie in) one of the lake's own folders `own`."""
+
+    def under(a: str, b: str) -> bool:
+        return a == b or a.startswith(b.rstrip("/") + "/")
+
+    if any(under(target, o) or under(o, target) for o in own):
+        return False
+    return allowed(lines, user, "location:" + target, "select")
