@@ -11,6 +11,7 @@ from sqlglot import exp
 
 from governance.context import QueryContext, TableRead
 from governance.passes.metadata import META_INFO, rewrite_statement
+from governance.passes.names import name_columns
 from governance.passes.parse import parse_query
 from governance.passes.resolve import META_TABLE, META_TRAVEL, resolve
 from governance.passes.scan import emit, scan
@@ -27,8 +28,9 @@ PASSES: list[Pass] = [
 @functools.lru_cache(maxsize=1024)
 def _checked(sql: str) -> exp.Expression:
     # Parsing and validating depend on the text alone; dashboards repeat their queries, so the
-    # validated tree is kept (errors are not cached, they are raised afresh).
-    return validate(parse_query(sql))
+    # validated tree is kept (errors are not cached, they are raised afresh). Result columns are
+    # named here, from the text alone, before any pass rewrites it.
+    return name_columns(validate(parse_query(sql)))
 
 
 def checked_query(sql: str) -> exp.Expression:
