@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from governance.context import QueryContext, TableRead
+from governance.passes.bind import bind
+from governance.passes.guard import guard
 from governance.passes.metadata import META_INFO, rewrite_statement
 from governance.passes.names import name_columns
 from governance.passes.parse import parse_query
@@ -21,6 +23,8 @@ Pass = Callable[[exp.Expression, QueryContext], exp.Expression]
 
 PASSES: list[Pass] = [
     resolve,
+    bind,
+    guard,
     scan,
 ]
 
