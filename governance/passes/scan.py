@@ -148,6 +148,8 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
                 scanned,
                 view.rules,
                 view.row_cond is not None,
+                view=view,
+                stored=tuple(snapshot.schema.names),
             )
         )
         placeholder = f"__lw_{nonce}_{i}"

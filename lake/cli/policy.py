@@ -160,7 +160,8 @@ def explain(
     ] = Path("."),
     catalog: OptCatalog = None,
 ) -> None:
-    """Show the SQL that runs for a user's query and every policy rule that shaped it."""
+    """Show a user's query over their view and the policy rules that shaped it (where each rule
+    is written, its SQL and the SQL that runs only to users with describe on the policy)."""
     console = Console()
     try:
         with connect(root, catalog=catalog) as lk:
@@ -169,10 +170,16 @@ def explain(
         Console(stderr=True).print(f"[bold red]{type(e).__name__}:[/] {e}")
         raise typer.Exit(1) from None
     console.print(ex.sql, markup=False, highlight=False)
-    console.print()
-    for r in ex.reads:
-        console.print(f"[bold]{r.table.full_name}[/] v{r.version}")
-        if not r.rules:
-            console.print("  (no policy: open access)" if not lk.policy.engine else "  (no rule)")
-        for rule in r.rules:
+    for t in ex.tables:
+        console.print()
+        version = f" v{t.version}" if t.version is not None else ""
+        console.print(Text(t.name + version, style="bold"))
+        console.print(f"  columns: {', '.join(t.columns)}", markup=False, highlight=False)
+        if not t.rules:
+            console.print("  (no rule: open access)")
+        for rule in t.rules:
             console.print(f"  {rule}", markup=False, highlight=False)
+    if ex.rewritten:
+        console.print()
+        console.print(Text("runs as:", style="bold"))
+        console.print(ex.rewritten, markup=False, highlight=False)

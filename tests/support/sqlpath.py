@@ -4,7 +4,8 @@ hr.people (support.governed.PEOPLE) is read by
 - bob: the eu rows (1, 2, 6), every column; the hidden rows hold ssn 'abc' (row 3), the only ssn
   that does not cast to an integer, so a cast that fails has run on a hidden row;
 - carol: the eu rows without ssn (denied), salary masked, name only where id < 5 (a cell filter);
-and neither of them may see hr.secret. Both read hr.depts whole.
+and neither of them may see hr.secret. Both read hr.depts whole. dora reads what carol reads but
+ssn and may describe the policy; ada is an administrator.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ p, carol, hr.people.ssn, select, deny
 p3, hr.people.salary, (salary // 1000) * 1000
 g, ada, role:admin
 p, role:admin, *, *, allow
+p2, dora, hr.people, eu_rows, "region = 'eu'", * -ssn
+p, dora, policy, describe, allow
 """
 
 DEPTS = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "dname": ["ops", "eng", "law"]})
