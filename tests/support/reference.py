@@ -75,10 +75,18 @@ def outcome(lk: lake.Lake, query: str, user: str) -> Outcome:
         t = lk.sql(query, user=user)
     except LakeError as e:
         return Outcome("error", error=type(e).__name__, message=str(e))
-    rows = tuple(sorted((tuple(r.values()) for r in t.to_pylist()), key=_order))
+    rows = tuple(sorted(_rows(t), key=_order))
     return Outcome(
         "rows", tuple(t.column_names), tuple(str(_plain(f.type)) for f in t.schema), rows
     )
+
+
+def _rows(t: pa.Table) -> list[tuple]:
+    try:
+        return [tuple(r.values()) for r in t.to_pylist()]
+    except (OverflowError, ValueError):  # values Python cannot hold (dates past year 9999)
+        columns = [c.cast(pa.string()).to_pylist() for c in t.columns]
+        return list(zip(*columns, strict=True))
 
 
 def _order(row: tuple[Any, ...]) -> tuple:
