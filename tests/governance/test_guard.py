@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlglot import exp
 
 from catalog.store import TableInfo
@@ -145,6 +147,50 @@ def test_errors_from_visible_rows_still_surface(lakes):
     governed, reference = lakes
     got = same(governed, reference, "SELECT id FROM hr.people WHERE CAST(name AS INT) > 0", "bob")
     assert got.kind == "error" and got.error == "SQLError"
+
+
+# --- routes composed at random ---------------------------------------------------------------
+
+# Each route takes (relation, value) to a new relation whose `value` carries the old one.
+COMPOSABLE = {
+    "alias": ("(SELECT {v} AS x{n}, id FROM {r}) AS r{n}", "x{n}"),
+    "cte": ("c{n}", "x{n}"),
+    "struct": ("(SELECT {{'f': {v}}} AS s{n}, id FROM {r}) AS r{n}", "s{n}.f"),
+    "list": ("(SELECT [{v}] AS l{n}, id FROM {r}) AS r{n}", "l{n}[1]"),
+    "union": ("(SELECT {v} AS x{n}, id FROM {r} UNION ALL SELECT '7', -1) AS r{n}", "x{n}"),
+    "window": (
+        "(SELECT {v} AS x{n}, id, row_number() OVER (PARTITION BY {v}) AS w{n} FROM {r}) AS r{n}",
+        "x{n}",
+    ),
+    "lateral": ("(SELECT {v} AS x{n}, x{n} AS y{n}, id FROM {r}) AS r{n}", "y{n}"),
+    "group": ("(SELECT {v} AS x{n}, min(id) AS id FROM {r} GROUP BY 1) AS r{n}", "x{n}"),
+    "columns": ("(SELECT {v}, id FROM {r}) AS r{n}(x{n}, id)", "x{n}"),
+}
+
+
+def _composed(routes: list[str], predicate: str) -> str:
+    relation, value, ctes = "hr.people", "ssn", []
+    for n, route in enumerate(routes):
+        rel, val = COMPOSABLE[route]
+        if route == "cte":
+            ctes.append(f"c{n} AS (SELECT {value} AS x{n}, id FROM {relation})")
+        relation = rel.format(v=value, r=relation, n=n)
+        value = val.format(n=n)
+    with_ = f"WITH {', '.join(ctes)} " if ctes else ""
+    return f"{with_}SELECT count(*) AS n FROM {relation} WHERE {predicate.format(x=value)}"
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(st.lists(st.sampled_from(sorted(COMPOSABLE)), min_size=1, max_size=4))
+def test_composed_routes_never_reach_a_hidden_value(lakes, routes):
+    governed, reference = lakes
+    bob = governed.principal("bob")
+    sql = governed.queries.compile(bob, _composed(routes, MARK)).sql
+    for predicate in raw_predicates(plan(sql)):
+        assert "zq" not in predicate or not unguarded(predicate, "ssn"), (routes, predicate)
+    for predicate in (FAIL, MARK):
+        got = same(governed, reference, _composed(routes, predicate), "bob")
+        assert got.kind == "rows", (routes, got)
 
 
 # --- the pass alone, on fixture files -------------------------------------------------------------
