@@ -341,7 +341,12 @@ def _constant(node: exp.Expression) -> tuple[str, str] | None:
         inner = _constant(node.this)
         return inner if inner and inner[0] == "num" else None
     if isinstance(node, exp.Literal):
-        return ("str", node.this) if node.is_string else ("num", node.this)
+        if node.is_string:
+            return ("str", node.this)
+        text = str(node.this).lower()
+        # A long exact number may not fit the column's decimal type: its cast could fail.
+        digits = sum(ch.isdigit() for ch in text)
+        return ("num", text) if "e" in text or digits <= 18 else None
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
         text = node.this.this
         if node.to.this == exp.DataType.Type.DATE and _valid(text, _DATE, date.fromisoformat):
@@ -367,7 +372,7 @@ def _whole_interval(node: exp.Expression) -> bool:
         unit in _INTERVAL_UNITS
         and isinstance(value, exp.Literal)
         and str(value.this).isdigit()
-        and len(str(value.this)) <= 6
+        and len(str(value.this)) <= 4  # stays in range whatever the date
     )
 
 
