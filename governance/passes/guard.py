@@ -13,26 +13,19 @@ over-approximating every route: a column reference of any scope (qualified or no
 field's column, a whole-row reference), through every projection that passes it on (subquery
 aliases, CTEs, set-operation arms, alias column lists, lateral aliases, scalar and IN
 subqueries). A name is *unsafe*, and every column that reaches it guarded, when the value under it
-reaches a WHERE, ON, HAVING or QUALIFY other than as an operand of a comparison that cannot fail:
-
-* `col OP constant` (=, <>, <, <=, >, >=, IN, BETWEEN, LIKE), the constant a plain literal whose
-  kind suits every column the name can stand for (no cast of the column can be needed);
-* `col OP col` (and IN/ANY subqueries, USING) between columns of types compared without a
-  failing cast; `col IS [NOT] NULL`;
-
-with only AND, OR and NOT between the comparison and the clause. Values inside an aggregate or a
-window call are evaluated above every filter and are never unsafe; a value computed by an
-expression is unsafe as soon as its name reaches any predicate. What the proof cannot follow (a
+reaches a WHERE, ON, HAVING or QUALIFY other than as an operand of a comparison that cannot fail
+(`governance/passes/harmless.py`: a column against a literal of its kind, two columns of
+comparable types, IS NULL, LIKE on strings). Values inside an aggregate or a window call are
+evaluated above every filter and are never unsafe; a value computed by an expression is unsafe
+as soon as its name reaches any predicate. What the proof cannot follow (a
 star renamed by position, COLUMNS(), positional references, PIVOT, NATURAL joins, the whole row of
 a derived table) guards every column of every row-filtered table.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
 
 import pyarrow as pa
 from sqlglot import exp
@@ -40,27 +33,17 @@ from sqlglot import exp
 from governance import duckdb_builtins_generated as builtins
 from governance.access import View
 from governance.passes.bind import META_SNAPSHOT, META_VIEW
+from governance.passes.harmless import Form, const_ok, harmless, pair_ok
 from governance.passes.metadata import COLUMNS as INFO_COLUMNS
 from governance.passes.metadata import META_INFO
 from governance.passes.resolve import META_TABLE
 
 META_GUARD = "lake_guard"
 
-_COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
-_LIKES = (exp.Like, exp.ILike, exp.Glob)
-_CONNECTIVES = (exp.And, exp.Or, exp.Not, exp.Paren)
-_CLAUSE_ROOTS = (exp.Where, exp.Having, exp.Qualify, exp.Join)
 _FILTERS = frozenset({"where", "having", "qualify"})
 _NEUTRAL = frozenset({"group", "order", "distinct", "windows", "limit", "offset", "sample"})
 _JOIN_FILTERS = frozenset({"on", "match_condition"})
 _TABLE_FUNCTIONS = ("unnest", "range", "generate_series")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?")
-_INTERVAL_UNITS = frozenset({"DAY", "DAYS", "WEEK", "WEEKS", "MONTH", "MONTHS", "QUARTER", "YEAR"})
-
-# One comparison a value takes part in: ("const", kind, text), ("col", name) or ("null",).
-Atom = tuple
-Form = tuple[Atom, ...] | None  # None: not a harmless comparison
 
 
 @dataclass
@@ -168,77 +151,6 @@ def _relations(expression: exp.Expression, flows: _Flows) -> set[str]:
     return names
 
 
-_PAIRS_OK = (
-    (pa.types.is_integer, pa.types.is_integer),
-    (pa.types.is_integer, pa.types.is_floating),
-    (pa.types.is_floating, pa.types.is_floating),
-    (pa.types.is_decimal, pa.types.is_floating),
-    (pa.types.is_date, pa.types.is_date),
-    (pa.types.is_boolean, pa.types.is_boolean),
-)
-
-
-def _string(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-
-
-def _pair_ok(a: pa.DataType | None, b: pa.DataType | None) -> bool:
-    """Can DuckDB compare values of these types without a cast that may fail?"""
-    if a is None or b is None:
-        return False
-    if a == b or (_string(a) and _string(b)):
-        return True
-    for x, y in ((a, b), (b, a)):
-        if any(p(x) and q(y) for p, q in _PAIRS_OK):
-            return True
-        if pa.types.is_decimal(x) and pa.types.is_integer(y) and x.scale <= 18:
-            return True
-        if (
-            pa.types.is_timestamp(x)
-            and pa.types.is_timestamp(y)
-            and (x.tz is None) == (y.tz is None)
-        ):
-            return True
-    if pa.types.is_decimal(a) and pa.types.is_decimal(b):
-        return max(a.precision - a.scale, b.precision - b.scale) + max(a.scale, b.scale) <= 38
-    return False
-
-
-def _valid(text: str, pattern: re.Pattern[str], parse) -> bool:
-    if not pattern.fullmatch(text):
-        return False
-    try:
-        parse(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _const_ok(kind: str, text: str, t: pa.DataType | None) -> bool:
-    """Can a constant of this kind be compared with a column of type `t` without a cast of the
-    column, and without a cast of the constant that may fail?"""
-    if t is None:
-        return False
-    naive = pa.types.is_timestamp(t) and t.tz is None
-    if kind == "null":
-        return True
-    if kind == "bool":
-        return pa.types.is_boolean(t)
-    if kind == "num":
-        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-    if kind == "like":
-        return _string(t)
-    if kind == "str":
-        if _string(t):
-            return True
-        if pa.types.is_date(t):
-            return _valid(text, _DATE, date.fromisoformat)
-        return naive and _valid(text, _TIMESTAMP, datetime.fromisoformat)
-    # A date or timestamp constant: DuckDB compares a date column with a timestamp constant as
-    # dates (it casts the constant), so neither direction casts the column.
-    return pa.types.is_date(t) or naive
-
-
 def _solve(flows: _Flows, base: dict[str, set]) -> set[str]:
     """Fixpoint: which names carry values that may reach a predicate that could fail."""
     types: dict[str, set] = defaultdict(set, {k: set(v) for k, v in base.items()})
@@ -268,9 +180,9 @@ def _solve(flows: _Flows, base: dict[str, set]) -> set[str]:
             if atom[0] == "null":
                 continue
             if atom[0] == "const":
-                if not all(_const_ok(atom[1], atom[2], t) for t in types[name]):
+                if not all(const_ok(atom[1], atom[2], t) for t in types[name]):
                     return False
-            elif not all(_pair_ok(a, b) for a in types[name] for b in types[atom[1]]):
+            elif not all(pair_ok(a, b) for a in types[name] for b in types[atom[1]]):
                 return False
         return True
 
@@ -327,105 +239,6 @@ def _site(node: exp.Expression) -> tuple[exp.Expression | None, list[exp.Express
         path.append(parent)
         child, parent = parent, parent.parent
     return None, path, sealed
-
-
-def _constant(node: exp.Expression) -> tuple[str, str] | None:
-    """(kind, text) of a constant that cannot fail to evaluate, or None."""
-    while isinstance(node, exp.Paren):
-        node = node.this
-    if isinstance(node, exp.Null):
-        return ("null", "")
-    if isinstance(node, exp.Boolean):
-        return ("bool", "")
-    if isinstance(node, exp.Neg):
-        inner = _constant(node.this)
-        return inner if inner and inner[0] == "num" else None
-    if isinstance(node, exp.Literal):
-        if node.is_string:
-            return ("str", node.this)
-        text = str(node.this).lower()
-        # A long exact number may not fit the column's decimal type: its cast could fail.
-        digits = sum(ch.isdigit() for ch in text)
-        return ("num", text) if "e" in text or digits <= 18 else None
-    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
-        text = node.this.this
-        if node.to.this == exp.DataType.Type.DATE and _valid(text, _DATE, date.fromisoformat):
-            return ("date", text)
-        if node.to.this == exp.DataType.Type.TIMESTAMP and _valid(
-            text, _TIMESTAMP, datetime.fromisoformat
-        ):
-            return ("ts", text)
-        return None
-    if isinstance(node, (exp.Add, exp.Sub)):
-        left = _constant(node.this)
-        if left and left[0] in ("date", "ts") and _whole_interval(node.expression):
-            return ("ts", left[1])
-    return None
-
-
-def _whole_interval(node: exp.Expression) -> bool:
-    if not isinstance(node, exp.Interval):
-        return False
-    unit = str(node.args.get("unit") or "").upper()
-    value = node.this
-    return (
-        unit in _INTERVAL_UNITS
-        and isinstance(value, exp.Literal)
-        and str(value.this).isdigit()
-        and len(str(value.this)) <= 4  # stays in range whatever the date
-    )
-
-
-def _partner(node: exp.Expression) -> Atom | None:
-    """What a value is compared with: a constant, a column, or a subquery's bare column."""
-    while isinstance(node, (exp.Paren, exp.Any, exp.All)):
-        node = node.this
-    const = _constant(node)
-    if const is not None:
-        return ("null",) if const[0] == "null" else ("const", *const)
-    if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
-        return ("col", node.name.lower())
-    if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Select):
-        items = node.this.expressions
-        if len(items) == 1:
-            item = items[0].this if isinstance(items[0], exp.Alias) else items[0]
-            if isinstance(item, exp.Column) and not isinstance(item.this, exp.Star):
-                return ("col", item.name.lower())
-    return None
-
-
-def _form(node: exp.Expression) -> Form:
-    """The harmless comparison `node` is an operand of, or None."""
-    child, parent = node, node.parent
-    while isinstance(parent, (exp.Paren, exp.Any, exp.All)):
-        child, parent = parent, parent.parent
-    atoms: list[Atom | None]
-    if isinstance(parent, _COMPARISONS):
-        atoms = [_partner(parent.expression if child is parent.this else parent.this)]
-    elif isinstance(parent, exp.In):
-        if child is parent.this:
-            query = parent.args.get("query")
-            atoms = [_partner(query)] if query else [_partner(e) for e in parent.expressions]
-        else:
-            atoms = [_partner(parent.this)]
-    elif isinstance(parent, exp.Between) and child is parent.this:
-        atoms = [_partner(parent.args["low"]), _partner(parent.args["high"])]
-    elif isinstance(parent, exp.Is) and child is parent.this:
-        atoms = [("null",) if isinstance(parent.expression, exp.Null) else None]
-    elif isinstance(parent, _LIKES) and child is parent.this:
-        pattern = parent.expression
-        plain = isinstance(pattern, exp.Literal) and pattern.is_string
-        atoms = [("const", "like", pattern.this) if plain else None]
-    else:
-        return None
-    if not atoms or any(a is None for a in atoms):
-        return None
-    up = parent.parent
-    while up is not None and not isinstance(up, _CLAUSE_ROOTS):
-        if not isinstance(up, _CONNECTIVES):
-            return None
-        up = up.parent
-    return tuple(atoms)  # type: ignore[arg-type]
 
 
 def _has_star(select: exp.Expression) -> bool:
@@ -536,7 +349,7 @@ class _Walker:
         if key in _FILTERS or (
             key == "joins" and len(path) > 1 and path[-2].arg_key in _JOIN_FILTERS
         ):
-            flows.filters.append((name, _form(node) if same else None))
+            flows.filters.append((name, harmless(node) if same else None))
             return
         if key != "expressions" or not isinstance(scope, exp.Select):
             flows.filters.append((name, None))  # a table function, a lateral view, ...
