@@ -125,7 +125,14 @@ class Engine:
                 self._con = None
 
 
+_SUGGESTIONS = re.compile(r"\s*(?:Candidate bindings|Did you mean|Candidate functions)")
+
+
 def _clean(e: Exception) -> str:
+    """DuckDB's message on one line, without the query text it quotes (the SQL that ran, not the
+    user's) and without suggestions."""
     msg = str(e).split("\n\nLINE", 1)[0].strip()
-    # Suggestions are cut so a column the user may not see errs exactly like a missing one.
-    return re.split(r"\s*(?:Candidate bindings|Did you mean)", msg, maxsplit=1)[0].strip()
+    # Suggestions are cut so a column the user may not see errs exactly like a missing one;
+    # candidate function signatures are DuckDB's catalog, not help.
+    msg = _SUGGESTIONS.split(msg, maxsplit=1)[0].strip()
+    return re.sub(r"\s*\n\s*", " ", msg)

@@ -31,9 +31,9 @@ class View:
     whole: bool = True  # every column, unchanged, every row: the base relation as it is
 
     def sql(self, base: str, guard: frozenset[str] = frozenset()) -> str:
-        """Wrap the base relation. Columns in `guard` (those the query filters on) read NULL
-        outside the row condition, so a filter DuckDB evaluates early never sees a hidden row's
-        values."""
+        """Wrap the base relation. Columns in `guard` (lower-case names: all but those the guard
+        pass proved only harmless comparisons can reach) read NULL outside the row condition, so
+        a predicate DuckDB evaluates early never sees a hidden row's values."""
         if self.whole:
             return base
         exprs = []

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
-from governance.access import Access, OpenAccess
+from governance.access import Access, OpenAccess, View
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class TableRead:
     files_scanned: int
     rules: tuple[str, ...] = ()
     row_filtered: bool = False
+    view: View | None = None  # what the user sees of it (None: the whole table)
+    stored: tuple[str, ...] = ()  # the table's own columns, hidden ones included
 
 
 @dataclass

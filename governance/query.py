@@ -15,7 +15,10 @@ from sqlglot import exp
 from catalog.errors import LakeError
 from catalog.store import TableInfo
 from governance.context import QueryContext, TableRead, TimeTravel
+from governance.passes.bind import bind
+from governance.passes.guard import guard
 from governance.passes.metadata import META_INFO, rewrite_statement
+from governance.passes.names import name_columns
 from governance.passes.parse import parse_query
 from governance.passes.resolve import META_TABLE, META_TRAVEL, resolve
 from governance.passes.scan import emit, scan
@@ -25,6 +28,8 @@ Pass = Callable[[exp.Expression, QueryContext], exp.Expression]
 
 PASSES: list[Pass] = [
     resolve,
+    bind,
+    guard,
     scan,
 ]
 
@@ -63,8 +68,9 @@ def _references(tree: exp.Expression) -> tuple[Ref, ...] | None:
 @functools.lru_cache(maxsize=1024)
 def _checked(sql: str) -> _Checked:
     # Parsing and validating depend on the text alone; dashboards repeat their queries, so the
-    # validated tree is kept (errors are not cached, they are raised afresh).
-    tree = validate(parse_query(rewrite_statement(sql)))
+    # validated tree is kept (errors are not cached, they are raised afresh). Result columns are
+    # named here, from the text alone, before any pass rewrites it.
+    tree = name_columns(validate(parse_query(rewrite_statement(sql))))
     return _Checked(tree, _references(tree))
 
 

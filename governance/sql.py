@@ -3,46 +3,41 @@ on the locked engine, through the gate."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pyarrow as pa
 
 from catalog.catalog import Catalog
 from catalog.engine import Engine
-from catalog.errors import AccessDenied, InvalidArgument, TableNotFound
+from catalog.errors import AccessDenied, InvalidArgument, LakeError, SQLError, TableNotFound
 from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from catalog.txn import Transaction
 from governance.access import Access, OpenAccess
 from governance.audit import TABLE as AUDIT_TABLE
 from governance.context import QueryContext, TableRead, TimeTravel
+from governance.explain import Explain, explain
 from governance.gate import Audit, Gate, hidden_table
 from governance.governed import PolicyAccess
+from governance.passes.metadata import rewrite_statement
+from governance.passes.parse import DIALECT
 from governance.principal import Principal
-from governance.query import CompiledQuery, compile_query
+from governance.query import CompiledQuery, checked_query, compile_query
 
+__all__ = ["Explain", "Queries"]
 
-@dataclass(frozen=True)
-class Explain:
-    """The SQL that runs for a user's query, and what it reads."""
-
-    sql: str
-    reads: tuple[TableRead, ...]
-
-    def __str__(self) -> str:
-        lines = [self.sql, ""]
-        for r in self.reads:
-            # File counts under a row filter would tell how hidden rows are spread: left out.
-            files = "" if r.row_filtered else f": {r.files_scanned}/{r.files_total} files"
-            lines.append(f"-- {r.table.full_name} v{r.version}{files}")
-            lines += [f"--   rule {rule}" for rule in r.rules]
-        return "\n".join(lines)
-
-    @property
-    def rules(self) -> list[str]:
-        """Every policy rule that applied, as 'file:line kind ...'."""
-        return [rule for r in self.reads for rule in r.rules]
+# Plumbing of the governed relations: never in a message unless the user wrote it.
+_PLUMBING = (
+    "read_parquet",
+    "__raw",
+    "__lw_",
+    "hive_partitioning",
+    "file_row_number",
+    "file_index",
+    "case  when",
+    "else null::",
+)
 
 
 class Queries:
@@ -107,6 +102,7 @@ class Queries:
 
     def sql(self, p: Principal, query: str, tx: Transaction | None = None) -> pa.Table:
         """Run a read-only query as `p`; audited, allowed or not."""
+        reads: list[TableRead] = []
 
         def go(audit: Audit) -> pa.Table:
             if isinstance(query, str) and "audit" in query.lower():
@@ -116,6 +112,7 @@ class Queries:
                 self.gate.audit.flush()
             ):
                 compiled = self.compile(p, query, tx)  # include what was just flushed
+            reads[:] = compiled.reads
             self.engine.allow(r.table.location for r in compiled.reads)
             result = self.engine.run(compiled.sql)
             audit.tables = [(r.table.full_name, r.version) for r in compiled.reads]
@@ -123,16 +120,59 @@ class Queries:
             audit.rows = result.num_rows
             return result
 
-        return self.gate.run(p, "sql", str(query), go)
+        try:
+            return self.gate.run(p, "sql", str(query), go)
+        except LakeError as e:
+            raise self._withheld(e, query, reads) from None
 
     def explain(self, p: Principal, query: str) -> Explain:
-        """What `sql` would run for `p`, and the policy rules that shaped it."""
+        """What `sql` would run for `p`: their query over their view and the rules that shaped
+        it (where each rule is written, its SQL and the SQL that runs only for a user with
+        `describe` on `policy`)."""
+        reads: list[TableRead] = []
 
         def go(_: Audit) -> Explain:
             compiled = self.compile(p, query)
-            return Explain(compiled.sql, compiled.reads)
+            reads[:] = compiled.reads
+            engine = self.gate.engine()
+            describer = self.gate.allowed(p, "policy", "describe")
+            return explain(
+                checked_query(rewrite_statement(query)).sql(dialect=DIALECT),
+                compiled.reads,
+                compiled.sql,
+                describer,
+                engine.line if engine is not None else lambda where: None,
+            )
 
-        return self.gate.run(p, "explain", str(query), go)
+        try:
+            return self.gate.run(p, "explain", str(query), go)
+        except LakeError as e:
+            raise self._withheld(e, query, reads) from None
+
+    def _withheld(self, e: LakeError, query: str, reads: list[TableRead]) -> LakeError:
+        """`e` as it may leave: its message, unless that shows something of the rewrite that is
+        not in the user's own text (a path, the relation plumbing, a hidden column, policy
+        SQL); then a message that names only what kind of thing went wrong."""
+        text = str(e)
+        root = str(self.gate.catalog.root)
+        paths = [root, "<lake>", *(r.table.location for r in reads)]
+        if any(p.lower() in text.lower() and p.lower() not in query.lower() for p in paths):
+            message = (
+                "the query could not read the data files of a table it names; an administrator "
+                "can check the table (lake table history, lake recover)"
+            )
+        elif _reveals(text, query, reads):
+            message = (
+                "the query failed in the engine; its message is withheld because it would show "
+                "how your view of the data is computed: check the query's casts, functions and "
+                "divisions"
+            )
+        else:
+            return e
+        try:
+            return type(e)(message)
+        except TypeError:  # an error type with its own constructor
+            return SQLError(message)
 
 
 def _plain(cat: Catalog) -> Callable[[str, str], TableInfo]:
@@ -174,3 +214,29 @@ def _describable(gate: Gate, p: Principal, info: TableInfo, columns: list[str]) 
     except AccessDenied:  # no select view: a describe grant shows the columns
         return {c for c in columns if gate.allowed(p, f"{info.full_name}.{c}", "describe")}
     return set(columns) if view is None else set(view.columns)
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[\s\"()]+", "", text).lower()
+
+
+def _reveals(message: str, query: str, reads: list[TableRead]) -> bool:
+    """Does `message` show the relation plumbing, a hidden column's name or policy SQL that the
+    user's own query text does not hold?"""
+    low, mine = message.lower(), query.lower()
+    if any(f in low and f not in mine for f in _PLUMBING):
+        return True
+    squashed, said = _squash(message), _squash(query)
+    for r in reads:
+        view = r.view
+        if view is None or view.whole:
+            continue
+        for name in set(r.stored) - set(view.columns):
+            word = re.compile(rf"\b{re.escape(name.lower())}\b")
+            if word.search(low) and not word.search(mine):
+                return True
+        for sql in (view.row_cond, *view.cell_cond.values(), *view.masks.values()):
+            s = _squash(sql or "")
+            if len(s) > 3 and s in squashed and s not in said:
+                return True
+    return False

@@ -13,8 +13,10 @@ from sqlglot import exp
 from catalog.skipping import prune
 from governance.context import QueryContext, TableRead
 from governance.passes import metadata
+from governance.passes.bind import bound
+from governance.passes.guard import guarded
 from governance.passes.metadata import META_INFO
-from governance.passes.resolve import META_TABLE, META_TRAVEL
+from governance.passes.resolve import META_TABLE
 
 META_RELATIONS = "lake_relations"
 
@@ -49,8 +51,12 @@ def _conjuncts(where: exp.Expression | None) -> list[exp.Expression]:
     return list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
 
 
-def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[str, str, object]]:
-    """Constant predicates on this table's columns from the WHERE of the SELECT scanning it."""
+def _predicates(
+    node: exp.Table, alias: str, columns: dict[str, str]
+) -> list[tuple[str, str, object]]:
+    """Constant predicates on this table's columns from the WHERE of the SELECT scanning it.
+
+    `columns` maps each name the query can use for a column (lower-case) to the column."""
     select = node.parent.parent if isinstance(node.parent, (exp.From, exp.Join)) else None
     if not isinstance(select, exp.Select):
         return []
@@ -62,16 +68,15 @@ def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[st
     single = not joins
 
     def mine(col: exp.Expression) -> str | None:
-        if not isinstance(col, exp.Column) or col.name not in columns:
+        if not isinstance(col, exp.Column) or col.name.lower() not in columns:
             return None
+        name = columns[col.name.lower()]
         if col.args.get("db"):
             same = col.db.lower() == node.db.lower() and col.table.lower() == node.name.lower()
-            return col.name if same and alias.lower() == node.name.lower() else None
+            return name if same and alias.lower() == node.name.lower() else None
         if col.table:
-            return (
-                col.name if col.table.lower() == alias.lower() and not col.args.get("db") else None
-            )
-        return col.name if single else None
+            return name if col.table.lower() == alias.lower() and not col.args.get("db") else None
+        return name if single else None
 
     out: list[tuple[str, str, object]] = []
     for c in _conjuncts(select.args.get("where")):
@@ -102,19 +107,17 @@ def _predicates(node: exp.Table, alias: str, columns: set[str]) -> list[tuple[st
     return out
 
 
-def _filtered_columns(expression: exp.Expression) -> frozenset[str]:
-    """Names of columns used where DuckDB may evaluate them as filters, below our row filter."""
-    places: list[exp.Expression] = list(expression.find_all(exp.Where, exp.Having, exp.Qualify))
-    for join in expression.find_all(exp.Join):
-        places += [join.args[k] for k in ("on", "using") if join.args.get(k)]
-    names: set[str] = set()
-    for place in places:
-        if isinstance(place, list):
-            names.update(i.name.lower() for i in place if isinstance(i, exp.Expression))
-            continue
-        names.update(c.name.lower() for c in place.find_all(exp.Column))
-        names.update(i.name.lower() for i in place.find_all(exp.Identifier))
-    return frozenset(names)
+def _column_names(node: exp.Table, columns: tuple[str, ...]) -> dict[str, str]:
+    """Each name the query can use for a column of this table (lower-case) -> the column: an
+    alias column list (`AS o(a, b)`) renames the first columns in order."""
+    renamed = node.alias_column_names
+    return {(renamed[i] if i < len(renamed) else c).lower(): c for i, c in enumerate(columns)}
+
+
+def _alias(node: exp.Table, alias: str) -> exp.TableAlias:
+    """The table's alias for its relation, with any column list the query gave it."""
+    columns = [exp.to_identifier(c, quoted=True) for c in node.alias_column_names]
+    return exp.TableAlias(this=exp.to_identifier(alias, quoted=True), columns=columns or None)
 
 
 def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
@@ -125,13 +128,12 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
     qualified = {(t.db.lower(), t.name.lower()) for t in tables}
     if ctx.pinned is None:
         ctx.pinned = ctx.pin([t.meta[META_TABLE] for t in tables])
-    guard = _filtered_columns(expression)
     for i, node in enumerate(tables):
         info = node.meta[META_TABLE]
-        snapshot = ctx.snapshot(info, node.meta.get(META_TRAVEL))
+        snapshot, view = bound(node, ctx)
         alias = node.alias or node.name
-        view = ctx.access.view(ctx.user, info, snapshot)
-        preds = [p for p in _predicates(node, alias, set(view.columns)) if p[0] in view.prunable]
+        names = _column_names(node, view.columns)
+        preds = [p for p in _predicates(node, alias, names) if p[0] in view.prunable]
         keep = (
             prune(snapshot.files, snapshot.schema, snapshot.partition_columns, preds)
             if preds
@@ -146,15 +148,14 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
                 scanned,
                 view.rules,
                 view.row_cond is not None,
+                view=view,
+                stored=tuple(snapshot.schema.names),
             )
         )
         placeholder = f"__lw_{nonce}_{i}"
-        relations[placeholder] = view.sql(snapshot.relation_sql(keep), guard)
+        relations[placeholder] = view.sql(snapshot.relation_sql(keep), guarded(node, view))
         node.replace(
-            exp.Table(
-                this=exp.to_identifier(placeholder, quoted=True),
-                alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
-            )
+            exp.Table(this=exp.to_identifier(placeholder, quoted=True), alias=_alias(node, alias))
         )
     for j, node in enumerate([t for t in expression.find_all(exp.Table) if META_INFO in t.meta]):
         placeholder = f"__lw_{nonce}_m{j}"
@@ -162,7 +163,7 @@ def scan(expression: exp.Expression, ctx: QueryContext) -> exp.Expression:
         node.replace(
             exp.Table(
                 this=exp.to_identifier(placeholder, quoted=True),
-                alias=exp.TableAlias(this=exp.to_identifier(node.alias or node.name, quoted=True)),
+                alias=_alias(node, node.alias or node.name),
             )
         )
     # db.table.column references now name the alias only.

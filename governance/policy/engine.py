@@ -162,6 +162,10 @@ class PolicyEngine:
     def text(self) -> PolicyText:
         return self._policy.text
 
+    def line(self, where: str) -> PolicyLine | None:
+        """The rule written at `where` ("policy.csv:7"), if there is one."""
+        return next((ln for ln in self._policy.lines if ln.where == where), None)
+
     @staticmethod
     def _model(text: str) -> Model:
         m = Model()

@@ -175,15 +175,21 @@ def explain(
     root: Root = Path("."),
     catalog: OptCatalog = None,
 ) -> None:
-    """Show the SQL that runs for a user's query and every policy rule that shaped it."""
+    """Show a user's query over their view and the policy rules that shaped it (where each rule
+    is written, its SQL and the SQL that runs only to users with describe on the policy)."""
     with session(root, catalog) as lk:
         ex = lk.explain(query, user=user)
-        governed = lk.policy.engine is not None
     console.print(Text(ex.sql))
-    console.print()
-    for r in ex.reads:
-        say((r.table.full_name, "bold"), f" v{r.version}")
-        if not r.rules:
-            say("  (no policy: open access)" if not governed else "  (no rule)")
-        for rule in r.rules:
+    for t in ex.tables:
+        console.print()
+        version = f" v{t.version}" if t.version is not None else ""
+        say((t.name + version, "bold"))
+        say(f"  columns: {', '.join(t.columns)}")
+        if not t.rules:
+            say("  (no rule: open access)")
+        for rule in t.rules:
             say(f"  {rule}")
+    if ex.rewritten:
+        console.print()
+        say(("runs as:", "bold"))
+        console.print(Text(ex.rewritten))

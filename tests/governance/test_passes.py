@@ -15,6 +15,8 @@ from catalog.store import TableInfo
 from governance.access import OpenAccess, View
 from governance.context import QueryContext
 from governance.passes import metadata
+from governance.passes.bind import bind
+from governance.passes.guard import guard
 from governance.passes.parse import parse_query
 from governance.passes.resolve import META_TABLE, META_TRAVEL, resolve
 from governance.passes.scan import emit, scan
@@ -105,7 +107,7 @@ def delta(tmp_path):
     return str(loc)
 
 
-def scanned(sql: str, location: str, access=None) -> tuple[str, QueryContext]:
+def scanned(sql: str, location: str, access=None, passes=(scan,)) -> tuple[str, QueryContext]:
     tables = {"s.t": info("s", "t", location)}
     ctx = ctx_for(
         tables,
@@ -113,7 +115,9 @@ def scanned(sql: str, location: str, access=None) -> tuple[str, QueryContext]:
         pin=lambda infos: {i.id: (1, False) for i in infos},
         access=access or OpenAccess(),
     )
-    tree = scan(resolve(parse_query(sql), ctx), ctx)
+    tree = resolve(parse_query(sql), ctx)
+    for p in passes:
+        tree = p(tree, ctx)
     return emit(tree), ctx
 
 
@@ -123,22 +127,45 @@ def test_scan_replaces_tables_with_read_parquet_and_keeps_aliases(delta):
     assert ctx.reads[0].files_total == 2 and ctx.reads[0].files_scanned == 1  # stats skipping
 
 
+def test_scan_keeps_alias_column_lists_and_prunes_through_them(delta):
+    sql, ctx = scanned("SELECT a FROM s.t AS o(a, b) WHERE a = 3", delta)
+    assert 'AS "o"("a", "b")' in sql
+    assert ctx.reads[0].files_scanned == 1  # `a` is id: its statistics prune
+    sql, ctx = scanned("SELECT r FROM s.t AS o(r, id) WHERE r = 13", delta)
+    assert ctx.reads[0].files_scanned == 1  # here `r` is the column id
+
+
 def test_scan_placeholder_cannot_be_forged(delta):
     sql, _ = scanned("SELECT '\"__lw_0000000000000000_0\"' AS x FROM s.t", delta)
     assert "'\"__lw_0000000000000000_0\"'" in sql  # the user's literal is untouched
 
 
-def test_scan_guards_filtered_columns_under_a_row_filter(delta):
-    view = View(("id", "r"), frozenset(), row_cond="(\"r\" = 'eu')", whole=False)
+class Fixed:
+    def __init__(self, view: View):
+        self.fixed = view
 
-    class Fixed:
-        def view(self, user, table, snapshot):
-            return view
+    def view(self, user, table, snapshot):
+        return self.fixed
 
-    sql, ctx = scanned("SELECT count(*) FROM s.t WHERE id > 3", delta, Fixed())
-    assert 'CASE WHEN ("r" = \'eu\') THEN "id" END' in sql  # id is filtered on: guarded
-    assert 'THEN "r" END' not in sql  # r is not filtered on: plain
+
+EU = View(("id", "r"), frozenset(), row_cond="(\"r\" = 'eu')", whole=False)
+
+
+def test_scan_alone_guards_every_column_under_a_row_filter(delta):
+    sql, ctx = scanned("SELECT count(*) FROM s.t WHERE id > 3", delta, Fixed(EU))
+    assert 'CASE WHEN ("r" = \'eu\') THEN "id" END' in sql
+    assert 'CASE WHEN ("r" = \'eu\') THEN "r" END' in sql  # nothing proved: all guarded
     assert ctx.reads[0].files_scanned == 2  # no pruning on non-prunable columns
+
+
+def test_guard_pass_leaves_harmless_comparisons_unguarded(delta):
+    passes = (bind, guard, scan)
+    sql, _ = scanned("SELECT count(*) FROM s.t WHERE id > 3", delta, Fixed(EU), passes)
+    assert "THEN" not in sql.split('AS "__raw"')[0]
+    sql, _ = scanned(
+        "SELECT count(*) FROM s.t WHERE CAST(id AS VARCHAR) = '3'", delta, Fixed(EU), passes
+    )
+    assert 'THEN "id" END' in sql and 'THEN "r" END' not in sql
 
 
 # the view alone ---------------------------------------------------------------------------------

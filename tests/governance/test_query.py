@@ -6,7 +6,7 @@ import pytest
 from catalog.engine import Engine
 from lake.errors import AccessDenied, InvalidArgument, LakeError, SQLError, TableNotFound
 
-from support.lakes import orders
+from support.lakes import ORDERS, orders
 
 
 @pytest.fixture
@@ -147,3 +147,32 @@ def test_engine_is_locked_down(tmp_path):
     with pytest.raises(LakeError):
         eng.run("SELECT * FROM secret")
     eng.close()
+
+
+ALIAS_LISTS = [
+    "SELECT a, b FROM sales.flat AS o(a, b) ORDER BY a",
+    "SELECT o.b, o.amount FROM sales.flat o(a, b) WHERE b = 'eu' ORDER BY o.a",
+    "SELECT * FROM sales.flat AS o(x) WHERE x BETWEEN 5 AND 9",
+    "SELECT count(*) AS n FROM sales.flat AS o(region, id) WHERE region = 250",
+    "SELECT count(*) AS n FROM sales.flat AS o(region, id) WHERE id = 'eu' AND amount > 500",
+    "SELECT p.k, c.nm FROM sales.flat p(k) JOIN sales.customers c(cid, nm) ON p.k = c.cid",
+    "SELECT * FROM (SELECT id, region FROM sales.flat) AS d(a, b) WHERE a < 3 ORDER BY a",
+]
+
+
+@pytest.mark.parametrize("query", ALIAS_LISTS)
+def test_table_alias_column_lists_rename_like_duckdb(filled, query):
+    import duckdb
+
+    filled.catalog.create_table("sales.flat", ORDERS)  # unpartitioned: files hold every column
+    for i in range(4):
+        filled.write("sales.flat", orders(i * 250, 250))
+    raw = duckdb.connect()
+    raw.execute("CREATE SCHEMA sales")
+    for t in ("flat", "customers"):
+        files = filled.catalog.snapshot(filled.catalog.table(f"sales.{t}")).files["path"]
+        raw.execute(f"CREATE VIEW sales.{t} AS SELECT * FROM read_parquet({files.to_pylist()!r})")
+    want = raw.sql(query).to_arrow_table()
+    got = filled.sql(query, user="u")
+    assert got.column_names == want.column_names
+    assert sorted(map(str, got.to_pylist())) == sorted(map(str, want.to_pylist()))
