@@ -3,14 +3,14 @@ on the locked engine, through the gate."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from catalog.catalog import Catalog
 from catalog.engine import Engine
-from catalog.errors import AccessDenied, InvalidArgument, TableNotFound
+from catalog.errors import AccessDenied, InvalidArgument, SQLError, TableNotFound
 from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from catalog.txn import Transaction
@@ -123,6 +123,28 @@ class Queries:
 
         return self.gate.run(p, "sql", str(query), go)
 
+    def stream(
+        self, p: Principal, query: str, tx: Transaction | None = None, *, batch_rows: int = 65_536
+    ) -> QueryStream:
+        """Run a read-only query as `p` with its result streamed in record batches as the
+        engine produces them (never materialised here). Audited like `sql` when it opens,
+        before any row leaves (the row count is not known yet); a failure while streaming is
+        audited too. Close the stream when done with it."""
+
+        def go(audit: Audit) -> QueryStream:
+            compiled = self.compile(p, query, tx)
+            if any(r.table.full_name == AUDIT_TABLE for r in compiled.reads) and (
+                self.gate.audit.flush()
+            ):
+                compiled = self.compile(p, query, tx)  # include what was just flushed
+            self.engine.allow(r.table.location for r in compiled.reads)
+            reader, close = self.engine.stream(compiled.sql, batch_rows)
+            audit.tables = [(r.table.full_name, r.version) for r in compiled.reads]
+            audit.rules = [rule for r in compiled.reads for rule in r.rules]
+            return QueryStream(self.gate, p, str(query), reader, close)
+
+        return self.gate.run(p, "sql", str(query), go)
+
     def explain(self, p: Principal, query: str) -> Explain:
         """What `sql` would run for `p`, and the policy rules that shaped it."""
 
@@ -131,6 +153,72 @@ class Queries:
             return Explain(compiled.sql, compiled.reads)
 
         return self.gate.run(p, "explain", str(query), go)
+
+
+class QueryStream:
+    """A governed query's result as it streams: iterate its record batches, then close it.
+
+    Engine errors while streaming are raised as SQLError (scrubbed like every error a user
+    sees) and audited; closing early (a client gone mid-stream) frees the engine's cursor.
+    """
+
+    def __init__(
+        self,
+        gate: Gate,
+        p: Principal,
+        statement: str,
+        reader: pa.RecordBatchReader,
+        close: Callable[[], None],
+    ):
+        self.gate, self.principal, self.statement = gate, p, statement
+        self.schema = reader.schema
+        self.rows = 0
+        self._reader, self._close = reader, close
+        self._done = False
+        self.on_close: list[Callable[[QueryStream], None]] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            while not self._done:
+                try:
+                    batch = self._reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (pa.ArrowException, OSError) as e:  # the engine failed mid-stream
+                    err = SQLError(_engine_message(e))
+                    self.gate.record(
+                        self.principal, "sql", self.statement, "error", reason=str(err)
+                    )
+                    raise self.gate.scrub(err, self.principal) from None
+                self.rows += batch.num_rows
+                yield batch
+        finally:
+            self.close()
+
+    def read_all(self) -> pa.Table:
+        """The rest of the result as one table."""
+        return pa.Table.from_batches(list(self), schema=self.schema)
+
+    def close(self) -> None:
+        """Free the engine's cursor (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._reader.close()
+        finally:
+            self._close()
+            for fn in self.on_close:
+                fn(self)
+
+
+def _engine_message(e: Exception) -> str:
+    text = str(e).split("\n\nLINE", 1)[0].strip()
+    return text.removeprefix("Invalid: ").strip() or "the query failed while running"
 
 
 def _plain(cat: Catalog) -> Callable[[str, str], TableInfo]:

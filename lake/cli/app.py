@@ -21,6 +21,7 @@ from lake.cli.common import open_lake as _open
 from lake.cli.demo import run as run_demo
 from lake.cli.ingest import register as register_ingest
 from lake.cli.policy import policy_app
+from lake.cli.server import register as register_server
 
 app = typer.Typer(
     help="Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs.",
@@ -38,6 +39,7 @@ app.add_typer(job_app, name="job")
 app.add_typer(queue_app, name="queue")
 app.add_typer(schedule_app, name="schedule")
 register_ingest(app)
+register_server(app)
 
 
 ARROW_TYPES = {

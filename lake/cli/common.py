@@ -29,10 +29,12 @@ User = Annotated[
 
 
 def open_lake(root: Path, catalog: str | None) -> Lake:
-    """The lake at `root` for one command."""
+    """The lake at `root` for one command (or the server of --server / $LAKE_SERVER)."""
+    from lake.cli.server import connect_server, server_url
     from lake.lake import connect
 
-    return connect(root, catalog=catalog)
+    url = server_url()
+    return connect_server(url) if url else connect(root, catalog=catalog)
 
 
 def fail(e: Exception) -> None:
