@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jwt
 import pyarrow.flight as fl
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from catalog.errors import InvalidArgument
 from governance.principal import Principal
@@ -79,12 +80,12 @@ class JwtVerifier:
 
     def __init__(self, cfg: OidcSettings, root: Path):
         self.cfg = cfg
-        self.keys: list[object] = [
-            jwt.algorithms.get_default_algorithms()["RS256"].prepare_key(k)
-            if "RSA" in k
-            else jwt.algorithms.get_default_algorithms()["ES256"].prepare_key(k)
-            for k in cfg.public_keys
-        ]
+        try:
+            self.keys: list[object] = [load_pem_public_key(k.encode()) for k in cfg.public_keys]
+        except ValueError as e:
+            raise InvalidArgument(
+                f"[server.oidc] public_keys: not a PEM public key ({e})"
+            ) from None
         self.jwks: jwt.PyJWKSet | None = None
         if cfg.jwks_file:
             path = Path(cfg.jwks_file)

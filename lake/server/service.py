@@ -117,6 +117,7 @@ class LakeFlightServer(fl.FlightServerBase):
 
     def status(self) -> dict[str, int]:
         """Open results (waiting or streaming), streams in flight, prepared statements."""
+        self.results.sweep()
         with self._lock:
             streaming = self._streaming
         return {
