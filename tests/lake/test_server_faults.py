@@ -100,9 +100,12 @@ def test_a_query_larger_than_the_limit_is_refused(served):
     ):
         a.sql(query)
     kwargs = {"adbc.flight.sql.authorization_header": "Bearer " + served.tokens["alice"]}
-    with adbc.connect(served.url, db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
-        with pytest.raises(Exception, match="max_query_bytes"):
-            cur.execute(query)
+    with (
+        adbc.connect(served.url, db_kwargs=kwargs, autocommit=True) as conn,
+        conn.cursor() as cur,
+        pytest.raises(Exception, match="max_query_bytes"),
+    ):
+        cur.execute(query)
 
 
 DISCONNECT = """
@@ -147,9 +150,11 @@ def test_a_client_gone_mid_stream_frees_the_server_side(served):
         t = adm.sql("SELECT count(*) AS n, sum(i) AS s FROM sales.big")
         assert t.to_pylist() == [{"n": BIG_ROWS, "s": BIG_ROWS * (BIG_ROWS - 1) // 2}]
         assert adm.sql_reader("SELECT i FROM sales.big").read_all().num_rows == BIG_ROWS
-    with lake.connect(served.url, token=served.tokens["bob"]) as b:
-        with pytest.raises(AccessDenied, match="bob may not describe the server's status"):
-            b.status()
+    with (
+        lake.connect(served.url, token=served.tokens["bob"]) as b,
+        pytest.raises(AccessDenied, match="bob may not describe the server's status"),
+    ):
+        b.status()
 
 
 def test_many_concurrent_clients(served):
