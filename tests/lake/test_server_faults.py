@@ -95,8 +95,11 @@ def test_malformed_and_unknown_commands_get_clear_errors(served):
 
 def test_a_query_larger_than_the_limit_is_refused(served):
     query = "SELECT 1 AS x WHERE 1 = 1" + " AND 1 = 1" * 300
-    with lake.connect(served.url, token=served.tokens["alice"]) as a, pytest.raises(
-        InvalidArgument, match=r"at most 2000 \(lake.toml \[server\] max_query_bytes\)"
+    with (
+        lake.connect(served.url, token=served.tokens["alice"]) as a,
+        pytest.raises(
+            InvalidArgument, match=r"at most 2000 \(lake.toml \[server\] max_query_bytes\)"
+        ),
     ):
         a.sql(query)
     kwargs = {"adbc.flight.sql.authorization_header": "Bearer " + served.tokens["alice"]}

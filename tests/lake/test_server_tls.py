@@ -27,7 +27,8 @@ def certs(tmp_path_factory):
 def test_tls_with_a_token(tmp_path, certs):
     root = make_lake(tmp_path / "lake")
     s = ServedLake(
-        root, ["--tls-cert", str(certs.path("server.crt")), "--tls-key", str(certs.path("server.key"))]
+        root,
+        ["--tls-cert", str(certs.path("server.crt")), "--tls-key", str(certs.path("server.key"))],
     ).start()
     try:
         assert s.url.startswith("grpc+tls://")
@@ -55,9 +56,12 @@ def test_mutual_tls_maps_the_certificate_cn_to_the_user(tmp_path, certs):
     s = ServedLake(
         root,
         [
-            "--tls-cert", str(certs.path("server.crt")),
-            "--tls-key", str(certs.path("server.key")),
-            "--client-ca", str(certs.path("ca.crt")),
+            "--tls-cert",
+            str(certs.path("server.crt")),
+            "--tls-key",
+            str(certs.path("server.key")),
+            "--client-ca",
+            str(certs.path("ca.crt")),
         ],
     ).start()
     try:
@@ -74,7 +78,9 @@ def test_mutual_tls_maps_the_certificate_cn_to_the_user(tmp_path, certs):
         kwargs = {
             adbc_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value: certs.path("ca.crt").read_text(),
             adbc_flightsql.DatabaseOptions.MTLS_CERT_CHAIN.value: certs.path("bob.crt").read_text(),
-            adbc_flightsql.DatabaseOptions.MTLS_PRIVATE_KEY.value: certs.path("bob.key").read_text(),
+            adbc_flightsql.DatabaseOptions.MTLS_PRIVATE_KEY.value: certs.path(
+                "bob.key"
+            ).read_text(),
         }
         with adbc.connect(s.url, db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute("SELECT id FROM sales.orders ORDER BY id")
@@ -134,7 +140,11 @@ def test_jwt_bearer_tokens_from_a_configured_issuer(tmp_path):
 
         with lake.connect(s.url, token=make("bob")) as b:
             assert (b.user, b.auth) == ("bob", "jwt")
-            assert b.sql("SELECT id FROM sales.orders ORDER BY id").column(0).to_pylist() == [2, 4, 6]
+            assert b.sql("SELECT id FROM sales.orders ORDER BY id").column(0).to_pylist() == [
+                2,
+                4,
+                6,
+            ]
         for bad in (
             make("bob", signer=other),
             make("bob", exp=int(time.time()) - 600),
