@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# System tools the sandbox tests need: bubblewrap, umoci, skopeo (Debian/Ubuntu packages).
+# System tools the sandbox tests need: bubblewrap, umoci, skopeo, slirp4netns (Debian/Ubuntu packages).
 set -euo pipefail
 missing=()
-for tool in bwrap:bubblewrap umoci:umoci skopeo:skopeo; do
+for tool in bwrap:bubblewrap umoci:umoci skopeo:skopeo slirp4netns:slirp4netns; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
