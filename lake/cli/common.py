@@ -30,7 +30,7 @@ User = Annotated[
 
 def open_lake(root: Path, catalog: str | None) -> Lake:
     """The lake at `root` for one command (or the server of --server / $LAKE_SERVER)."""
-    from lake.cli.server import connect_server, server_url
+    from lake.cli.remote import connect_server, server_url
     from lake.lake import connect
 
     url = server_url()

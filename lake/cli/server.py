@@ -16,6 +16,7 @@ from rich.table import Table
 
 from catalog.errors import InvalidArgument, LakeError
 from lake.cli.common import CatalogUrl, Root, console, err, fail
+from lake.cli.remote import connect_server, server_url, use_server
 
 token_app = typer.Typer(
     help="Bearer tokens for the server: create, list, revoke.",
@@ -26,20 +27,7 @@ user_app = typer.Typer(
     help="Users' passwords for the server.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 
-_SERVER: dict[str, str] = {}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def server_url() -> str | None:
-    """The server the CLI talks to (--server or $LAKE_SERVER), if any."""
-    return _SERVER.get("url") or os.environ.get("LAKE_SERVER") or None
-
-
-def connect_server(url: str):  # noqa: ANN201 - a RemoteLake
-    """A connection to `url` as the principal of $LAKE_TOKEN or the saved token."""
-    from lake.server.client import RemoteLake
-
-    return RemoteLake(url, tls_ca=os.environ.get("LAKE_TLS_CA") or None)
 
 
 def parse_duration(text: str) -> float:
@@ -277,7 +265,7 @@ def _global(
     """Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs."""
     if not server:
         return
-    _SERVER["url"] = server
+    use_server(server)
     try:
         with connect_server(server) as lk:
             # Commands acting --user default to the authenticated principal.

@@ -378,6 +378,10 @@ class RemoteJob:
     def __repr__(self) -> str:
         return f"RemoteJob({self.id!r}, status={self._view['row']['status']!r})"
 
+    @property
+    def _row(self) -> dict[str, Any]:  # the row as last fetched (what Job._row is)
+        return self._view["row"]
+
     def refresh(self) -> dict[str, Any]:
         """The job's row as stored now."""
         self._view = self._batch._lake._action("lakeward.batch.get", job_id=self.id)
