@@ -115,6 +115,7 @@ def set_password(root: Path, user: str, password: str) -> None:
 
 def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     log = root.parent / "serve.log"
+    out = open(log, "w")  # noqa: SIM115 - the child writes the log for its life
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -126,7 +127,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
             "--listen",
             "127.0.0.1:0",
         ],
-        stdout=open(log, "w"),
+        stdout=out,
         stderr=subprocess.STDOUT,
         cwd=REPO,
         start_new_session=True,  # noqa: SIM115
@@ -144,12 +145,18 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
 def concurrent(fn_for_client, n_clients: int, per_client: int) -> tuple[float, list[float]]:
     """Run per_client calls in each of n_clients threads; (queries per second, latencies)."""
     latencies: list[float] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(n_clients + 1)
+    barrier = threading.Barrier(n_clients + 1, timeout=600)
 
     def worker(i: int) -> None:
-        call = fn_for_client(i)
-        call()  # warm up this client
+        try:
+            call = fn_for_client(i)
+            call()  # warm up this client
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+            barrier.abort()
+            return
         barrier.wait()
         mine = []
         for _ in range(per_client):
@@ -162,11 +169,16 @@ def concurrent(fn_for_client, n_clients: int, per_client: int) -> tuple[float, l
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_clients)]
     for t in threads:
         t.start()
-    barrier.wait()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"a client failed: {errors[:1]}") from None
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    if len(latencies) != n_clients * per_client:
+        raise RuntimeError("a client failed while measuring")
     return len(latencies) / wall, latencies
 
 

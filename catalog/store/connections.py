@@ -29,7 +29,8 @@ def sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
 
     engines = []
     for begin in ("BEGIN IMMEDIATE", "BEGIN"):
-        eng = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=8)
+        # Every thread keeps a connection (see Connections): room for a few dozen threads.
+        eng = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=32)
         sa.event.listen(eng, "connect", on_connect)
         sa.event.listen(eng, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))
         engines.append(eng)

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from catalog.errors import AccessDenied, InvalidArgument
+from catalog.errors import AccessDenied, InvalidArgument, LakeError
 from catalog.store import TableInfo
 from governance.principal import Principal
 from lake.lake import Lake
@@ -120,7 +120,11 @@ class QueryArgs(Args):
 @action("lakeward.explain", QueryArgs)
 def explain(ctx: Context, args: QueryArgs) -> dict[str, Any]:
     e = ctx.lake.explain(args.query, user=ctx.principal)
-    return {"sql": e.sql, "rules": list(e.rules), "text": str(e)}
+
+    def shown(text: str) -> str:  # the server's paths never reach a client (as in errors)
+        return str(ctx.lake.gate.scrub(LakeError(text), ctx.principal))
+
+    return {"sql": shown(e.sql), "rules": list(e.rules), "text": shown(str(e))}
 
 
 # catalog -------------------------------------------------------------------------------------
