@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import threading
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import jwt
 import pyarrow.flight as fl
+from cachetools import TTLCache
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from catalog.errors import InvalidArgument
@@ -139,6 +141,27 @@ class Authenticator:
         self.mtls = mtls
         self.jwt = JwtVerifier(settings.oidc, root) if settings.oidc else None
         self.limiter = FailureLimiter(settings.max_failures, settings.failure_window_s)
+        # Clients send their token on every call (a query is three or four calls over ADBC).
+        self._verified: TTLCache[str, tuple[str, str]] | None = (
+            TTLCache(maxsize=100_000, ttl=settings.auth_cache_s) if settings.auth_cache_s else None
+        )
+        self._cache_lock = threading.Lock()
+
+    def cached(self, context: fl.ServerCallContext) -> Principal | None:
+        """The principal of a call whose token was verified moments ago (None: it takes a
+        look-up in the store, `principal`)."""
+        mw = context.get_middleware(MIDDLEWARE)
+        header = mw.header if mw is not None else ""
+        kind, _, cred = header.partition(" ")
+        if self._verified is None or kind.lower() != "bearer" or not cred.startswith(PREFIX):
+            return None
+        client = _address(context.peer())
+        if self.limiter.blocked(client.rsplit(":", 1)[0]):
+            return None
+        key = hashlib.sha256(cred.strip().encode()).hexdigest()
+        with self._cache_lock:
+            hit = self._verified.get(key)
+        return Principal.user(hit[0], auth=hit[1], client=client) if hit else None
 
     def principal(self, context: fl.ServerCallContext) -> Principal:
         """The authenticated principal of a call; FlightUnauthenticatedError otherwise."""
@@ -170,11 +193,25 @@ class Authenticator:
         if kind.lower() != "bearer" or not cred:
             return None, ""
         if cred.startswith(PREFIX):
-            found = self.store.verify_token(cred)
+            found = self._verify_token(cred)
             return (found[0], found[1]) if found else (None, "")
         if self.jwt is not None and cred.count(".") == 2:
             return self.jwt.user(cred), "jwt"
         return None, ""
+
+    def _verify_token(self, token: str) -> tuple[str, str] | None:
+        if self._verified is None:
+            return self.store.verify_token(token)
+        key = hashlib.sha256(token.encode()).hexdigest()  # the secret itself is never kept
+        with self._cache_lock:
+            hit = self._verified.get(key)
+        if hit is not None:
+            return hit
+        found = self.store.verify_token(token)
+        if found is not None:  # only successes: a failure is counted and looked up afresh
+            with self._cache_lock:
+                self._verified[key] = found
+        return found
 
     def login(self, header: str) -> str:
         """A session token for a valid `Basic` credential (the handshake); refused otherwise."""

@@ -97,15 +97,27 @@ class LakeFlightServer(fl.FlightServerBase):
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lakeward-flight")
 
     # plumbing ----------------------------------------------------------------------------------
-    def _serve(self, context: fl.ServerCallContext, fn: Callable[[Principal], T]) -> T:
+    def _serve(
+        self, context: fl.ServerCallContext, fn: Callable[[Principal], T], *, light: bool = False
+    ) -> T:
         # gRPC serves calls on threads it creates and ends as it likes; the lake keeps a store
-        # connection per thread, so its work runs on a fixed set of workers instead.
+        # connection per thread, so its work runs on a fixed set of workers instead. A light
+        # call (touching no store) by a principal verified moments ago runs right here.
+        if light:
+            p = self.auth.cached(context)
+            if p is not None:
+                return self._call(context, fn, p)
         return self._pool.submit(self._call, context, fn).result()
 
-    def _call(self, context: fl.ServerCallContext, fn: Callable[[Principal], T]) -> T:
-        p: Principal | None = None
+    def _call(
+        self,
+        context: fl.ServerCallContext,
+        fn: Callable[[Principal], T],
+        known: Principal | None = None,
+    ) -> T:
+        p: Principal | None = known
         try:
-            p = self.auth.principal(context)
+            p = p or self.auth.principal(context)
             return fn(p)
         except fl.FlightError:
             raise
@@ -144,6 +156,19 @@ class LakeFlightServer(fl.FlightServerBase):
             p, self._check_size(query), batch_rows=self.settings.batch_rows
         )
 
+    @staticmethod
+    def _prefetch(stream: QueryStream) -> tuple[Iterator[pa.RecordBatch], list[pa.RecordBatch]]:
+        """Pull up to two batches now (on the worker, where the query runs anyway): a small
+        result is then complete before its DoGet, which needs no worker at all."""
+        batches = iter(stream)
+        head: list[pa.RecordBatch] = []
+        for _ in range(2):
+            b = next(batches, None)
+            if b is None:
+                break
+            head.append(b)
+        return batches, head
+
     def _acting(self, context: fl.ServerCallContext, p: Principal, what: str) -> None:
         # The remote client sends the user= it was given; it must name the caller.
         mw = context.get_middleware(MIDDLEWARE)
@@ -167,6 +192,7 @@ class LakeFlightServer(fl.FlightServerBase):
             elif isinstance(cmd, (sql.CommandStatementQuery, sql.CommandPreparedStatementQuery)):
                 self._acting(context, p, "sql")
                 stream = self._open(p, self._query_of(p, cmd))
+                stream.prefetched = self._prefetch(stream)
                 handle = self.results.put(p, stream)
                 schema = stream.schema
                 ticket = pack(sql.TicketStatementQuery(statement_handle=handle))
@@ -250,8 +276,11 @@ class LakeFlightServer(fl.FlightServerBase):
         """The stream's batches for Flight; a client gone mid-stream closes it (GeneratorExit)."""
         with self._lock:
             self._streaming += 1
-        batches = iter(stream)
+        batches, head = getattr(stream, "prefetched", None) or (iter(stream), [])
         try:
+            yield from head
+            if len(head) < 2:
+                return  # the whole result was prefetched
             while True:
                 # Each batch is pulled on a worker: an engine error is audited from there.
                 batch = self._pool.submit(next, batches, None).result()
@@ -385,7 +414,8 @@ class LakeFlightServer(fl.FlightServerBase):
             result = actions.run(self._context(p), kind, body)
             return [fl.Result(pa.py_buffer(wire.dumps(result)))]
 
-        return iter(self._serve(context, go))
+        light = action.type in (CREATE_PREPARED, CLOSE_PREPARED)  # in-memory state only
+        return iter(self._serve(context, go, light=light))
 
     def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
         self._serve(context, lambda p: None)

@@ -36,6 +36,9 @@ class ServerSettings(BaseModel):
     max_prepared: int = Field(default=256, gt=0)  # open prepared statements, per user
     session_ttl_s: float = Field(default=8 * 3600, gt=0)  # tokens minted by a password login
     batch_rows: int = Field(default=65_536, gt=0)  # rows per streamed record batch
+    # A verified token is trusted this long before it is looked up again (a revocation takes
+    # effect within it); 0 looks every call up.
+    auth_cache_s: float = Field(default=1.0, ge=0, le=60)
     max_failures: int = Field(default=10, gt=0)  # failed logins per window, per client address
     failure_window_s: float = Field(default=60.0, gt=0)
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)  # a job's workdir

@@ -52,6 +52,8 @@ class Results:
             ticket = secrets.token_bytes(16)
             self._waiting[ticket] = (who, time.monotonic() + self.ttl_s, stream)
         stream.on_close.append(lambda _s: self._closed(who))
+        if stream.closed:  # already read to its end (prefetched): it holds nothing now
+            self._closed(who)
         return ticket
 
     def take(self, p: Principal, ticket: bytes) -> QueryStream:

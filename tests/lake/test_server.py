@@ -346,3 +346,29 @@ def test_a_plain_pyarrow_flight_sql_client(served):
     with pytest.raises(fl.FlightServerError, match="unknown or expired ticket"):
         client.do_get(info.endpoints[0].ticket, alice).read_all()
     client.close()
+
+
+def test_adbc_bulk_ingest_is_a_governed_write(served):
+    rows = pa.table(
+        {
+            "id": pa.array([100, 101], pa.int64()),
+            "amount": [1.0, 2.0],
+            "region": ["eu", "eu"],
+            "note": ["x", "y"],
+        }
+    )
+    alice = bearer(served.tokens["alice"])
+    with adbc.connect(served.url, db_kwargs=alice, autocommit=True) as conn, conn.cursor() as cur:
+        assert cur.adbc_ingest("orders", rows, mode="append", db_schema_name="sales") == 2
+        cur.execute("SELECT id FROM sales.orders WHERE id >= 100 ORDER BY id")
+        assert [r[0] for r in cur.fetchall()] == [100, 101]
+    bob = bearer(served.tokens["bob"])
+    with (
+        adbc.connect(served.url, db_kwargs=bob, autocommit=True) as conn,
+        conn.cursor() as cur,
+        pytest.raises(Exception, match="bob may not insert sales.orders"),
+    ):
+        cur.adbc_ingest("orders", rows, mode="append", db_schema_name="sales")
+    with lake.connect(served.url, token=served.tokens["alice"]) as a:
+        a.delete("sales.orders", "id >= 100")
+        assert a.sql("SELECT count(*) FROM sales.orders").column(0)[0].as_py() == 3
