@@ -186,7 +186,7 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
 
-def main(repeat: int = 7) -> list[dict]:
+def main(repeat: int = 15) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "lake"

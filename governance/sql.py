@@ -3,6 +3,7 @@ on the locked engine, through the gate."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -176,6 +177,8 @@ class QueryStream:
         self._reader, self._close = reader, close
         self._done = False
         self.on_close: list[Callable[[QueryStream], None]] = []
+        # How a failure while streaming is audited (a server routes it to its workers).
+        self.audit_failure: Callable[[Callable[[], None]], None] = lambda record: record()
 
     @property
     def closed(self) -> bool:
@@ -190,14 +193,15 @@ class QueryStream:
                     return
                 except (pa.ArrowException, OSError) as e:  # the engine failed mid-stream
                     err = SQLError(_engine_message(e))
-                    self.gate.record(
-                        self.principal, "sql", self.statement, "error", reason=str(err)
-                    )
+                    self.audit_failure(functools.partial(self._record_failure, str(err)))
                     raise self.gate.scrub(err, self.principal) from None
                 self.rows += batch.num_rows
                 yield batch
         finally:
             self.close()
+
+    def _record_failure(self, reason: str) -> None:
+        self.gate.record(self.principal, "sql", self.statement, "error", reason=reason)
 
     def read_all(self) -> pa.Table:
         """The rest of the result as one table."""

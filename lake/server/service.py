@@ -277,16 +277,14 @@ class LakeFlightServer(fl.FlightServerBase):
         with self._lock:
             self._streaming += 1
         batches, head = getattr(stream, "prefetched", None) or (iter(stream), [])
+        # The engine runs here, on gRPC's thread; only an audit record (a store write) of a
+        # failure mid-stream goes to a worker.
+        stream.audit_failure = lambda record: self._pool.submit(record).result()
         try:
             yield from head
             if len(head) < 2:
                 return  # the whole result was prefetched
-            while True:
-                # Each batch is pulled on a worker: an engine error is audited from there.
-                batch = self._pool.submit(next, batches, None).result()
-                if batch is None:
-                    return
-                yield batch
+            yield from batches
         except LakeError as e:
             raise wire.to_flight(self.lake.gate.scrub(e, p)) from None
         finally:

@@ -284,6 +284,28 @@ def test_the_cli_is_a_client_with_server_and_lake_token(served):
     assert "unauthenticated" in bad.value.stderr
 
 
+def test_lake_login_saves_a_token_the_cli_then_uses(served, tmp_path):
+    cfg = {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    out = lake_cli("login", "--server", served.url, input=served.tokens["bob"] + "\n", env=cfg)
+    assert "as bob" in out
+    saved = tmp_path / "cfg" / "lakeward" / "token"
+    assert saved.stat().st_mode & 0o077 == 0  # only its owner may read it
+    out = lake_cli(
+        "--server",
+        served.url,
+        "sql",
+        "SELECT count(*) AS n FROM sales.orders",
+        "--format",
+        "json",
+        env=cfg,
+    )
+    assert json.loads(out) == [{"n": 3}]
+    out = lake_cli(
+        "login", "--server", served.url, "--user", "alice", input="correct horse battery\n", env=cfg
+    )
+    assert "as alice" in out and saved.read_text().startswith("lkw_")
+
+
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 def test_a_client_without_any_access_to_the_lake_files_gets_answers(served, tmp_path):
     # The client runs in a sandbox whose /tmp is empty: the lake folder is not there at all.
