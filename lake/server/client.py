@@ -56,6 +56,10 @@ def _bytes(value: str | Path | bytes | None) -> bytes | None:
     return Path(value).expanduser().read_bytes()
 
 
+class NotOverServer(InvalidArgument, AttributeError):
+    """What an embedded lake has and a server connection has not (hasattr() is False)."""
+
+
 @dataclass(frozen=True)
 class RemoteExplain:
     """`lk.explain` over a server: the SQL that runs and the rules that applied, as the
@@ -286,6 +290,15 @@ class RemoteLake:
 
     def __repr__(self) -> str:
         return f"RemoteLake({self.url!r}, user={self.user!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only looked up for what a RemoteLake lacks: say so plainly, not AttributeError.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise NotOverServer(
+            f"{name} is not available over a server connection; run it where the lake's "
+            "files are (lake ... --root ROOT)"
+        )
 
 
 def _batches(reader: fl.FlightStreamReader) -> Iterator[pa.RecordBatch]:
