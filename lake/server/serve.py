@@ -79,6 +79,12 @@ def start(
         else []
     )
     ca = Path(client_ca).read_bytes() if client_ca is not None else None
+    if not certs and not _is_loopback(host):
+        log.warning(
+            "serving %s without TLS: tokens and passwords cross the network in clear; "
+            "add --tls-cert and --tls-key",
+            host,
+        )
     lk = connect(root, catalog=catalog, policy=policy)
     creds = None
     try:
@@ -124,3 +130,10 @@ def _is_v6(host: str) -> bool:
         return ipaddress.ip_address(host).version == 6
     except ValueError:
         return False
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
