@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -117,3 +118,45 @@ def test_ray_listens_on_loopback_only_and_a_networked_job_cannot_reach_it(served
     assert "tap0" in seen["interfaces"]  # the job was granted a network
     assert seen["reached"] == []  # but not Ray, the server or anything else on loopback
     assert seen["store_visible"] is False
+
+
+def test_remote_interrupt_requeues_a_spot_job_and_outputs_commit_once(served, tmp_path):
+    code = tmp_path / "spot"
+    code.mkdir()
+    (code / "job.py").write_text(
+        textwrap.dedent(
+            """
+            import os, time
+            import pyarrow as pa, pyarrow.parquet as pq
+            attempt = int(os.environ["LAKE_ATTEMPT"])
+            print("attempt", attempt, "running", flush=True)
+            if attempt == 1:
+                time.sleep(120)  # interrupted here
+            os.makedirs("/opt/ml/output/rows", exist_ok=True)
+            pq.write_table(
+                pa.table({"id": [900], "amount": [9.0], "region": ["eu"], "note": ["spot"]}),
+                "/opt/ml/output/rows/part.parquet",
+            )
+            """
+        )
+    )
+    with lake.connect(served.url, token=served.tokens["alice"]) as a:
+        job = a.batch.submit(
+            [PY, "job.py"], workdir=code, spot=True, outputs={"rows": "sales.orders"}
+        )
+        deadline = time.monotonic() + 120
+        while "attempt 1 running" not in job.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert job.status == "RUNNING"
+        a.batch.interrupt(job.id)
+        assert job.wait(timeout=240) == "SUCCEEDED", job.logs()
+        assert [x.reason for x in job.attempts] == ["SPOT_INTERRUPTED", "SUCCEEDED"]
+        assert job.outputs_committed["rows"]["rows"] == 1
+        got = a.sql("SELECT id, note FROM sales.orders WHERE id = 900").to_pylist()
+        assert got == [{"id": 900, "note": "spot"}]
+        a.delete("sales.orders", "id = 900")
+    with (
+        lake.connect(served.url, token=served.tokens["bob"]) as b,
+        pytest.raises(JobError, match="no batch job"),
+    ):
+        b.batch.interrupt(job.id)
