@@ -260,6 +260,11 @@ class LakeFlightServer(fl.FlightServerBase):
 
     # DoGet -------------------------------------------------------------------------------------
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        try:
+            peek = unpack(ticket.ticket)
+        except InvalidArgument:
+            peek = None  # answered (as an error) after authentication
+
         def go(p: Principal) -> fl.FlightDataStream:
             cmd = unpack(ticket.ticket)
             if isinstance(cmd, _METADATA):
@@ -270,7 +275,8 @@ class LakeFlightServer(fl.FlightServerBase):
             reader = pa.RecordBatchReader.from_batches(stream.schema, self._flow(stream, p))
             return fl.RecordBatchStream(reader)
 
-        return self._serve(context, go)
+        # Fetching an opened result touches no store: no worker needed for it.
+        return self._serve(context, go, light=isinstance(peek, sql.TicketStatementQuery))
 
     def _flow(self, stream: QueryStream, p: Principal) -> Iterator[pa.RecordBatch]:
         """The stream's batches for Flight; a client gone mid-stream closes it (GeneratorExit)."""
