@@ -7,6 +7,7 @@ stopped by `Lake.close`), which made every `lake job submit --wait` linger after
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -15,6 +16,19 @@ from batch.config import BatchConfig
 
 _lock = threading.Lock()
 _remote: Any = None
+
+
+# Ray's switch for single-machine clusters: the node's address is then the loopback one, so
+# GCS, the raylet, the workers and the agents listen on 127.0.0.1 and nothing else.
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def local_only() -> None:
+    """Make a Ray this process starts bind only to 127.0.0.1 (call before ray.init)."""
+    os.environ[LOCAL_ONLY_ENV] = "0"  # for Ray imported later, and for its child processes
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # Ray read the variable when it was imported
 
 
 def ensure_ray(address: str | None, cfg: BatchConfig) -> None:
@@ -28,6 +42,7 @@ def ensure_ray(address: str | None, cfg: BatchConfig) -> None:
             _init_kept(address=address, namespace="lakeward", log_to_driver=False)
             return
         cpus = cfg.ray_num_cpus or sum(env.cpus for env in cfg.compute.values())
+        local_only()
         _init_kept(
             num_cpus=max(1, int(round(cpus))),
             include_dashboard=False,

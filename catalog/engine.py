@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import duckdb
@@ -113,6 +113,25 @@ class Engine:
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
             raise SQLError(_clean(e)) from None
         except duckdb.Error as e:
+            raise SQLError(_clean(e)) from None
+
+    def stream(self, sql: str, batch_rows: int = 65_536) -> tuple[pa.RecordBatchReader, Callable]:
+        """Execute one already-governed query with its result streamed in record batches as
+        DuckDB produces them; returns (reader, close). The query has a cursor of its own, which
+        close() frees (call it when the reader is done or abandoned)."""
+        if self._con is None:
+            self.allow([])
+        cur = self._con.cursor()
+        try:
+            rel = cur.sql(sql)
+            if rel is None:
+                raise SQLError("not a query")
+            return rel.to_arrow_reader(batch_rows), cur.close
+        except duckdb.PermissionException as e:
+            cur.close()
+            raise AccessDenied(f"query refused by the engine: {_clean(e)}") from None
+        except duckdb.Error as e:
+            cur.close()
             raise SQLError(_clean(e)) from None
 
     def close(self) -> None:

@@ -3,8 +3,9 @@ on the locked engine, through the gate."""
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
@@ -100,23 +101,29 @@ class Queries:
             raise InvalidArgument("query must be a non-empty SQL string")
         return compile_query(query, self.context(p, tx))
 
+    def _prepare(
+        self, p: Principal, query: str, tx: Transaction | None, audit: Audit
+    ) -> CompiledQuery:
+        if isinstance(query, str) and "audit" in query.lower():
+            self.gate.audit.flush()  # reading the audit trail shows what is queued too
+        compiled = self.compile(p, query, tx)
+        if any(r.table.full_name == AUDIT_TABLE for r in compiled.reads) and (
+            self.gate.audit.flush()
+        ):
+            compiled = self.compile(p, query, tx)  # include what was just flushed
+        self.engine.allow(r.table.location for r in compiled.reads)
+        audit.tables = [(r.table.full_name, r.version) for r in compiled.reads]
+        audit.rules = [rule for r in compiled.reads for rule in r.rules]
+        return compiled
+
     def sql(self, p: Principal, query: str, tx: Transaction | None = None) -> pa.Table:
         """Run a read-only query as `p`; audited, allowed or not."""
         reads: list[TableRead] = []
 
         def go(audit: Audit) -> pa.Table:
-            if isinstance(query, str) and "audit" in query.lower():
-                self.gate.audit.flush()  # reading the audit trail shows what is queued too
-            compiled = self.compile(p, query, tx)
-            if any(r.table.full_name == AUDIT_TABLE for r in compiled.reads) and (
-                self.gate.audit.flush()
-            ):
-                compiled = self.compile(p, query, tx)  # include what was just flushed
+            compiled = self._prepare(p, query, tx, audit)
             reads[:] = compiled.reads
-            self.engine.allow(r.table.location for r in compiled.reads)
             result = self.engine.run(compiled.sql)
-            audit.tables = [(r.table.full_name, r.version) for r in compiled.reads]
-            audit.rules = [rule for r in compiled.reads for rule in r.rules]
             audit.rows = result.num_rows
             return result
 
@@ -124,6 +131,30 @@ class Queries:
             return self.gate.run(p, "sql", str(query), go)
         except LakeError as e:
             raise self._withheld(e, query, reads) from None
+
+    def stream(
+        self, p: Principal, query: str, tx: Transaction | None = None, *, batch_rows: int = 65_536
+    ) -> QueryStream:
+        """Run a read-only query as `p` with its result streamed in record batches as the
+        engine produces them (never materialised here). Audited like `sql` when it opens,
+        before any row leaves (the row count is not known yet); a failure while streaming is
+        audited too. Close the stream when done with it."""
+
+        reads: list[TableRead] = []
+
+        def withhold(e: LakeError) -> LakeError:
+            return self._withheld(e, query, reads)
+
+        def go(audit: Audit) -> QueryStream:
+            compiled = self._prepare(p, query, tx, audit)
+            reads[:] = compiled.reads
+            reader, close = self.engine.stream(compiled.sql, batch_rows)
+            return QueryStream(self.gate, p, str(query), reader, close, withhold)
+
+        try:
+            return self.gate.run(p, "sql", str(query), go)
+        except LakeError as e:
+            raise withhold(e) from None
 
     def explain(self, p: Principal, query: str) -> Explain:
         """What `sql` would run for `p`: their query over their view and the rules that shaped
@@ -173,6 +204,77 @@ class Queries:
             return type(e)(message)
         except TypeError:  # an error type with its own constructor
             return SQLError(message)
+
+
+class QueryStream:
+    """A governed query's result as it streams: iterate its record batches, then close it.
+
+    Engine errors while streaming are raised as SQLError (scrubbed like every error a user
+    sees) and audited; closing early (a client gone mid-stream) frees the engine's cursor.
+    """
+
+    def __init__(
+        self,
+        gate: Gate,
+        p: Principal,
+        statement: str,
+        reader: pa.RecordBatchReader,
+        close: Callable[[], None],
+        withhold: Callable[[LakeError], LakeError] = lambda e: e,
+    ):
+        self.gate, self.principal, self.statement = gate, p, statement
+        self._withhold = withhold
+        self.schema = reader.schema
+        self.rows = 0
+        self._reader, self._close = reader, close
+        self._done = False
+        self.on_close: list[Callable[[QueryStream], None]] = []
+        # How a failure while streaming is audited (a server routes it to its workers).
+        self.audit_failure: Callable[[Callable[[], None]], None] = lambda record: record()
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            while not self._done:
+                try:
+                    batch = self._reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (pa.ArrowException, OSError) as e:  # the engine failed mid-stream
+                    err = SQLError(_engine_message(e))
+                    self.audit_failure(functools.partial(self._record_failure, str(err)))
+                    raise self._withhold(self.gate.scrub(err, self.principal)) from None
+                self.rows += batch.num_rows
+                yield batch
+        finally:
+            self.close()
+
+    def _record_failure(self, reason: str) -> None:
+        self.gate.record(self.principal, "sql", self.statement, "error", reason=reason)
+
+    def read_all(self) -> pa.Table:
+        """The rest of the result as one table."""
+        return pa.Table.from_batches(list(self), schema=self.schema)
+
+    def close(self) -> None:
+        """Free the engine's cursor (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._reader.close()
+        finally:
+            self._close()
+            for fn in self.on_close:
+                fn(self)
+
+
+def _engine_message(e: Exception) -> str:
+    text = str(e).split("\n\nLINE", 1)[0].strip()
+    return text.removeprefix("Invalid: ").strip() or "the query failed while running"
 
 
 def _plain(cat: Catalog) -> Callable[[str, str], TableInfo]:

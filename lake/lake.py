@@ -39,6 +39,8 @@ from governance.writer import GovernedWriter
 from lake.autocompact import AutoCompactor
 from lake.config import DEFAULT_TOML, load_config
 from lake.policy import Policy
+from lake.server.client import SCHEMES as SERVER_SCHEMES
+from lake.server.client import RemoteLake
 
 if TYPE_CHECKING:
     from batch.api import Batch
@@ -408,8 +410,23 @@ def connect(
     catalog: str | None = None,
     ray_address: str | None = None,
     policy: str | Path | None = None,
-) -> Lake:
-    """Open (creating if missing) the lake at `root`; see the README for the options."""
+    **server: Any,
+) -> Lake | RemoteLake:
+    """Open (creating if missing) the lake at `root`; see the README for the options.
+
+    `root` may be a server, "grpc://host:port" or "grpc+tls://host:port": the lake it serves,
+    used as the principal `token=` (or `username=` and `password=`, or the client certificate
+    `tls_cert=`/`tls_key=`; `tls_ca=` for the server's CA) authenticates; without a credential,
+    $LAKE_TOKEN or the token `lake login` saved.
+    """
+    if str(root).startswith(SERVER_SCHEMES):
+        if catalog is not None or ray_address is not None or policy is not None:
+            raise InvalidArgument(
+                "catalog=, ray_address= and policy= belong to the server, not its clients"
+            )
+        return RemoteLake(str(root), **server)
+    if server:
+        raise InvalidArgument(f"unexpected arguments {sorted(server)} for a local lake")
     return Lake(root, catalog=catalog, ray_address=ray_address, policy=policy)
 
 

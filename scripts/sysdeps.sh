@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# System tools for sandboxed batch jobs: bubblewrap (every job), umoci and skopeo (OCI images
-# and tarballs). Debian/Ubuntu packages; installs only what is missing and says what it does.
+# System tools for sandboxed batch jobs: bubblewrap (every job), slirp4netns (jobs with
+# network=True), umoci and skopeo (OCI images and tarballs). Debian/Ubuntu packages; installs
+# only what is missing and says what it does.
 # `make test` and `make demo` run it; the demo goes on without them (it skips its batch part).
 set -euo pipefail
 missing=()
-for tool in bwrap:bubblewrap umoci:umoci skopeo:skopeo; do
+for tool in bwrap:bubblewrap umoci:umoci skopeo:skopeo slirp4netns:slirp4netns; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -72,7 +72,10 @@ def ray_session() -> Iterator[None]:
     """One local Ray (4 logical CPUs: spot + on-demand capacity) shared by every batch test."""
     import ray
 
+    from batch.ray_support import local_only
+
     if not ray.is_initialized():
+        local_only()  # as the lake starts it: listening on 127.0.0.1 only
         ray.init(
             num_cpus=4,
             include_dashboard=False,

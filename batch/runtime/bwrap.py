@@ -1,7 +1,7 @@
 """The default sandbox: rootless bubblewrap.
 
-Isolation: new user (when possible), pid, ipc, uts, mount and cgroup namespaces, no network unless
-asked, a read-only root assembled from the image, private /tmp, /proc and /dev, the /opt/ml binds.
+Isolation: new user (when possible), pid, ipc, uts, mount, cgroup and network namespaces (with
+network=True, user-mode networking that cannot reach the host's loopback), a read-only root assembled from the image, private /tmp, /proc and /dev, the /opt/ml binds.
 
 Limits: a delegated cgroup v2 (memory.max, cpu.max, OOM from memory.events) when one is writable;
 otherwise RLIMIT_DATA for memory, CPU affinity (exclusive CPUs claimed with file locks) and nice.
@@ -30,6 +30,7 @@ import os
 import py_compile
 import queue
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -189,6 +190,14 @@ class BwrapRuntime(Runtime):
         except JobError:
             os.close(block_w)
             raise
+        if spec.network:
+            try:
+                box._network = _Network.attach(box.init_pid)
+            except JobError:
+                box.kill()
+                box.wait()
+                os.close(block_w)
+                raise
         box._release(block_w, rlimit, None if cpus is None else cpus[0], self.nice)
         return box
 
@@ -278,6 +287,7 @@ class BwrapSandbox(Sandbox):
         self._job_fd: int | None = None
         self._job_pid: int | None = None
         self._init_fd: int | None = None
+        self._network: _Network | None = None
         self.init_pid = self._read_child_pid()
 
     def _read_child_pid(self) -> int:
@@ -347,6 +357,9 @@ class BwrapSandbox(Sandbox):
         return exit_status(rc, started=started, oom=oom, sent=self._sent)
 
     def _close_fds(self) -> None:
+        if self._network is not None:
+            self._network.stop()
+            self._network = None
         for fd in (self._status_fd, self._oom_fd, self._job_fd, self._init_fd, self._image_fd):
             if fd is not None:
                 os.close(fd)
@@ -399,6 +412,88 @@ class BwrapSandbox(Sandbox):
                     os.close(fd)
                 time.sleep(0.001)  # bwrap forks the job right after the limits are set
             return None
+
+
+class _Network:
+    """User-mode networking (slirp4netns) for a sandbox's network namespace: outbound
+    connections through the host, but never to the host's loopback (where Ray, the metadata
+    store and the server's internals listen)."""
+
+    def __init__(self, proc: subprocess.Popen, exit_w: int):
+        self._proc, self._exit_w = proc, exit_w
+
+    @classmethod
+    def attach(cls, pid: int, timeout_s: float = 10.0) -> _Network:
+        exe = shutil.which("slirp4netns")
+        if exe is None:
+            raise JobError("network=True needs slirp4netns: apt-get install slirp4netns")
+        _wait_loopback(pid)
+        ready_r, ready_w = os.pipe()
+        exit_r, exit_w = os.pipe()
+        argv = [
+            exe,
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            f"--ready-fd={ready_w}",
+            f"--exit-fd={exit_r}",
+        ]
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+                argv.append(f"--userns-path=/proc/{pid}/ns/user")
+        argv += [str(pid), "tap0"]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(ready_w, exit_r),
+            )
+        except OSError as e:
+            for fd in (ready_r, ready_w, exit_r, exit_w):
+                os.close(fd)
+            raise JobError(f"cannot start slirp4netns: {e}") from e
+        os.close(ready_w)
+        os.close(exit_r)
+        net = cls(proc, exit_w)
+        try:
+            ready, _, _ = select.select([ready_r], [], [], timeout_s)
+            if not ready or os.read(ready_r, 1) != b"1":
+                detail = b""
+                if proc.poll() is not None and proc.stderr is not None:
+                    detail = proc.stderr.read()[-300:]
+                net.stop()
+                raise JobError(
+                    f"the sandbox's network did not come up {detail.decode(errors='replace')}"
+                )
+        finally:
+            os.close(ready_r)
+        return net
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._exit_w)  # slirp4netns exits when this closes
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
+
+
+def _wait_loopback(pid: int, timeout_s: float = 3.0) -> None:
+    """Wait until bwrap has set up the namespace's loopback (its local route exists): doing
+    it concurrently with slirp4netns's own setup fails bwrap's netlink request."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if "127.0.0.1" in Path(f"/proc/{pid}/net/fib_trie").read_text():
+                return
+        except OSError:
+            return  # gone already: wait() will tell
+        time.sleep(0.002)
 
 
 def _drain(fd: int | None) -> bytes:
@@ -486,9 +581,9 @@ def build_argv(
     targets = [CODE_DIR, *(m.target for m in mounts)]
     if site:
         targets.append(STATE_DIR)
-    argv = [*_NAMESPACES]
-    if not spec.network:
-        argv.append("--unshare-net")
+    # Always a network namespace of its own: with network=True, user-mode networking is
+    # attached to it (slirp4netns), which never reaches the host's loopback.
+    argv = [*_NAMESPACES, "--unshare-net"]
     argv += ["--die-with-parent", "--new-session"]
     argv += ["--json-status-fd", str(status_fd), "--block-fd", str(block_fd)]
     # Image folders under /tmp (a checkout or venv living there) go on top of the private /tmp.

@@ -20,6 +20,7 @@ from catalog.errors import InvalidArgument
 
 POOL_SIZE = 2  # connections kept open per URL and process
 MAX_OVERFLOW = 3  # more, opened while several threads hit the store at once, closed after
+SQLITE_OVERFLOW = 16  # SQLite's are in-process files, not server sessions
 # Any key works as long as every Lakeward process uses the same one: it serialises migrations.
 MIGRATION_LOCK_KEY = 0x4C616B6577617264  # "Lakeward"
 
@@ -41,8 +42,9 @@ def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
 
     engines = []
     for begin in ("BEGIN IMMEDIATE", "BEGIN"):
+        # SQLite connections are in-process and cheap: room for a server's worker threads.
         eng = sa.create_engine(
-            url, poolclass=sa.pool.QueuePool, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW
+            url, poolclass=sa.pool.QueuePool, pool_size=POOL_SIZE, max_overflow=SQLITE_OVERFLOW
         )
         sa.event.listen(eng, "connect", on_connect)
         sa.event.listen(eng, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))

@@ -27,6 +27,7 @@ from lake.cli.demo import run as run_demo
 from lake.cli.image import image_app
 from lake.cli.ingest import register as register_ingest
 from lake.cli.policy import policy_app
+from lake.cli.server import register as register_server
 
 app = typer.Typer(
     help="Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs.",
@@ -58,6 +59,7 @@ app.add_typer(queue_app, name="queue")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(image_app, name="image")
 register_ingest(app)
+register_server(app)
 
 
 ARROW_TYPES = {

@@ -68,10 +68,12 @@ def quiet_ray() -> None:
 
 
 def open_lake(root: Path, catalog: str | None) -> Lake:
-    """The lake at `root` for one command."""
+    """The lake at `root` for one command (or the server of --server / $LAKE_SERVER)."""
+    from lake.cli.remote import connect_server, server_url
     from lake.lake import connect
 
-    return connect(root, catalog=catalog)
+    url = server_url()
+    return connect_server(url) if url else connect(root, catalog=catalog)
 
 
 @contextmanager

@@ -7,12 +7,14 @@ by CI and by test_cli's demo test) is run verbatim, in document order, in one ba
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -44,6 +46,14 @@ def shell_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
+def _stop_left_behind(folder: Path) -> None:
+    for proc in psutil.process_iter(["cwd"]):
+        cwd = proc.info.get("cwd") or ""
+        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+
 def test_readme_shell_blocks_are_found():
     sections = [s for s, _ in shell_blocks(README.read_text())]
     assert "Command line" in sections and "Quick start" in sections
@@ -58,14 +68,17 @@ def test_readme_runs_verbatim(tmp_path):
         COLUMNS="80",
         HOME=str(tmp_path),  # nothing of the developer's own caches or config
     )
-    done = subprocess.run(
-        ["bash", "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
+    try:
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=280,
+        )
+    finally:
+        _stop_left_behind(tmp_path)  # e.g. the README's `lake serve --background`, on failure
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "Traceback" not in out and "Error" not in out, out
