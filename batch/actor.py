@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from batch.config import BatchConfig, load_batch_config
@@ -34,7 +33,7 @@ class SchedulerHost:
         cfg = load_batch_config(dict(self.lake.config))
         self.store = BatchStore(self.lake.store_url)
         submitter = Submitter(self.store, cfg, self.lake.port)
-        ctx = Context(self.store, cfg, Paths(Path(self.lake.root)), self.lake.port, submitter, None)
+        ctx = Context(self.store, cfg, Paths(self.lake.root), self.lake.port, submitter, None)
         self.scheduler = Scheduler(ctx)
         self.scheduler.start()
 

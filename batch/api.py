@@ -27,6 +27,7 @@ from batch.port import LakeHandle, LakePort
 from batch.scheduler import LEASE, Context, Paths, Scheduler, owner_dead
 from batch.store import STATES, BatchStore
 from batch.submit import Submitter
+from catalog import storage
 from catalog.errors import AccessDenied, InvalidArgument, JobError
 
 __all__ = ["Attempt", "Batch", "Job", "JobTimeout"]
@@ -47,7 +48,7 @@ class Batch:
         handle_factory: Callable[[], LakeHandle] | None = None,
     ):
         self.cfg: BatchConfig = load_batch_config(dict(config or {}))
-        self.paths = Paths(Path(root))
+        self.paths = Paths(root)
         self.store = BatchStore(store_url)
         self.port = port
         self.ray_address = ray_address
@@ -247,10 +248,11 @@ class Batch:
         for a in self.store.attempts(row["id"]):
             if attempt is not None and a["attempt"] != attempt:
                 continue
-            folder = Path(a["log_dir"] or self.paths.attempt(row["id"], a["attempt"]))
+            folder = str(a["log_dir"] or self.paths.attempt(row["id"], a["attempt"]))
             for s in ("stdout", "stderr") if stream is None else (stream,):
                 with contextlib.suppress(OSError):
-                    text = (folder / f"{s}.log").read_text(errors="replace")
+                    raw = storage.read_bytes(storage.join(folder, f"{s}.log"))
+                    text = raw.decode("utf-8", errors="replace")
                     if text:
                         if attempt is None or stream is None:
                             out.append(f"==> attempt {a['attempt']} {s} <==\n")

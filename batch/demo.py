@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -57,7 +58,7 @@ def run_spot_demo(
     catalog.create_table(
         table, SCHEMA, description="Written by the demo's batch job", exist_ok=True
     )
-    code = batch.paths.base / "demo"
+    code = Path(batch.paths.base) / "demo"
     code.mkdir(parents=True, exist_ok=True)
     (code / "train.py").write_text(TRAIN)
     job = batch.submit(

@@ -21,7 +21,7 @@ s3.set_environment()
 
 from support import pg  # noqa: E402
 from support.batch import BATCH_TOML  # noqa: E402
-from support.lakes import INTEROP, ORDERS  # noqa: E402
+from support.lakes import ENV, INTEROP, ORDERS  # noqa: E402
 from support.procs import Worker  # noqa: E402
 
 
@@ -51,8 +51,9 @@ def storage_backend(
     if not s3.lakes_in_s3():
         yield False
         return
-    if catalog_backend is None:
-        monkeypatch.setenv("LAKE_CATALOG", f"sqlite:///{tmp_path / 'catalog.db'}")
+    url = catalog_backend or f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.setenv("LAKE_CATALOG", url)
+    monkeypatch.setitem(ENV, "LAKE_CATALOG", url)  # worker processes' environment
     connect = lake.connect
     monkeypatch.setattr(lake, "connect", lambda root, *a, **k: connect(s3.mapped(root), *a, **k))
     yield True

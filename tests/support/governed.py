@@ -28,7 +28,7 @@ def governed_lake(root: Path, policy: str) -> lake.Lake:
         lk.catalog.create_table("hr.people", PEOPLE.schema, tags={"pii": "false"})
         lk.write("hr.people", PEOPLE, user="etl")
     folder = root / "policy"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "policy.csv").write_text(policy)
     return s3.open_root(root, policy=folder)
 
