@@ -1,13 +1,16 @@
 """The scheduler as a detached Ray actor, one per lake, for `ray_address` clusters.
 
-It outlives the client that created it: the client only writes rows and touches the wake file;
-the actor opens the lake itself (through the factory the lake passes in, so it decides through
+It outlives the client calls that use it (the client only writes rows and touches the wake
+file), not the client: `Batch.close()` stops it (its running attempts are requeued) and kills
+it, so no actor is left behind; the next client to need one starts it again. The actor opens the
+lake itself (through the factory the lake passes in, so it decides through
 the same port and checkpoint as the lake) and runs the same `Scheduler` an embedded lake runs
 in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +44,13 @@ class SchedulerHost:
         self.scheduler.wake()
         return True
 
+    def stop(self) -> bool:
+        """Stop scheduling (running attempts get notice and are requeued), close the lake."""
+        self.scheduler.stop()
+        self.store.close()
+        self.lake.close()
+        return True
+
     def state(self) -> dict[str, Any]:
         s = self.scheduler
         return {"leader": bool(s.leader), "running": sorted(s.running), "last_error": s.last_error}
@@ -71,3 +81,13 @@ def ensure_actor(
     )
     handle.wake.remote()
     return handle
+
+
+def stop_actor(handle: Any, timeout: float = 20.0) -> None:
+    """Stop the scheduler actor, then kill it (whatever state it is in)."""
+    import ray
+
+    with contextlib.suppress(Exception):  # dead or stuck: killed below all the same
+        ray.get(handle.stop.remote(), timeout=timeout)
+    with contextlib.suppress(Exception):  # already gone
+        ray.kill(handle, no_restart=True)

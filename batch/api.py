@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from batch import spec as specs
-from batch.actor import ensure_actor
+from batch.actor import ensure_actor, stop_actor
 from batch.config import BatchConfig, load_batch_config
 from batch.cron import parse_cron
 from batch.job import Attempt, Job, JobTimeout
 from batch.port import LakeHandle, LakePort
+from batch.ray_support import cluster_address
 from batch.scheduler import LEASE, Context, Paths, Scheduler, owner_dead
 from batch.store import STATES, BatchStore
 from batch.submit import Submitter
@@ -51,7 +52,8 @@ class Batch:
         self.paths = Paths(root)
         self.store = BatchStore(store_url)
         self.port = port
-        self.ray_address = ray_address
+        self.ray_address = cluster_address(ray_address, self.cfg)
+        self._actor: Any = None
         self.runtime = runtime
         # Opens the lake again in another process (the detached scheduler actor).
         self.handle_factory = handle_factory
@@ -68,7 +70,9 @@ class Batch:
         if self._scheduler is not None or self._closed or not self.autostart:
             return
         if (self.cfg.scheduler == "actor" or self.ray_address) and self.handle_factory:
-            ensure_actor(self.handle_factory, self.store.url, self.ray_address, self.cfg)
+            self._actor = ensure_actor(
+                self.handle_factory, self.store.url, self.ray_address, self.cfg
+            )
             return
         self.start()
 
@@ -121,6 +125,9 @@ class Batch:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
+        if self._actor is not None:
+            stop_actor(self._actor)
+            self._actor = None
         self._stop_forward.set()
         if self._forwarder is not None:
             self._forwarder.join(5)
