@@ -3,7 +3,8 @@
 The cluster: `ray_address` (lake.connect's), else `[batch] ray_address`, else `$RAY_ADDRESS`.
 Ray 2.60 authenticates with a token by default: a client of a cluster needs the cluster's token,
 from `[batch] ray_auth_token_file`, or Ray's own `$RAY_AUTH_TOKEN` / `$RAY_AUTH_TOKEN_PATH`
-(`ray get-auth-token` on the head prints it); token mode is then switched on for this process.
+(`ray get-auth-token` on the head prints it); token mode is then switched on for this process,
+which must happen before the process first imports Ray (Ray reads it on import).
 
 `ray.init` runs on a thread kept for the life of the process: Ray's shutdown at exit waits about
 15 s for the driver when the thread that called `ray.init` has ended (e.g. a scheduler thread
@@ -45,14 +46,15 @@ def use_token(cfg: BatchConfig) -> None:
 
 def ensure_ray(address: str | None, cfg: BatchConfig) -> None:
     """Make sure this process is connected to Ray (local by default, a cluster if addressed)."""
+    address = cluster_address(address, cfg)
+    if address:
+        use_token(cfg)  # before Ray is imported: it reads its authentication mode then
     import ray
 
     with _lock:
         if ray.is_initialized():
             return
-        address = cluster_address(address, cfg)
         if address:
-            use_token(cfg)
             _init_kept(address=address, namespace="lakeward", log_to_driver=False)
             return
         cpus = cfg.ray_num_cpus or sum(env.cpus for env in cfg.compute.values())

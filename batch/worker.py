@@ -44,6 +44,19 @@ def load_sandbox_runtime(name: str | None = None) -> Runtime:
     return load_runtime(name)
 
 
+def _node_name() -> str:
+    """This host's name, and the Ray node's id when a Ray task (a host may run several nodes)."""
+    name = socket.gethostname()
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return f"{name}/{ray.get_runtime_context().get_node_id()[:12]}"
+    except Exception:  # noqa: BLE001 - the host name alone then
+        pass
+    return name
+
+
 def _mark_running(url: str, job_id: str, attempt: int, **fields: Any) -> None:
     # Open for this one write and close: a worker process never sits on store connections.
     from batch.store import BatchStore
@@ -88,7 +101,7 @@ def run_attempt(plan: dict[str, Any]) -> dict[str, Any]:
     attempt_dir.mkdir(parents=True, exist_ok=True)
     local_ckpt = scratch / "checkpoints"
     ckpt_store = plan.get("checkpoint_dir") or None
-    result: dict[str, Any] = {"node": socket.gethostname(), "worker_pid": os.getpid()}
+    result: dict[str, Any] = {"node": _node_name(), "worker_pid": os.getpid()}
     try:
         t0 = time.time()
         if ckpt_store is not None:

@@ -92,9 +92,15 @@ def interop(tmp_path):
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray (4 logical CPUs: spot + on-demand capacity) shared by every batch test."""
+    """One Ray shared by every batch test: a local one (4 logical CPUs: spot + on-demand
+    capacity), or the 2-node test cluster LAKE_TEST_RAY names (scripts/ray_cluster.sh)."""
     import ray
 
+    cluster = os.environ.get("LAKE_TEST_RAY")
+    if cluster and not ray.is_initialized():
+        # The test cluster of scripts/ray_cluster.sh, whose `run` also set RAY_AUTH_MODE and
+        # RAY_AUTH_TOKEN_PATH (Ray reads them on import, before this fixture runs).
+        ray.init(address=cluster, log_to_driver=False, namespace="lakeward-tests")
     if not ray.is_initialized():
         ray.init(
             num_cpus=4,
