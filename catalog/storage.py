@@ -24,12 +24,12 @@ import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from catalog.errors import InvalidArgument, StorageError
 
-SCHEMES = ("s3://",)
+SCHEMES = ("s3://", "s3a://")  # s3a:// (Hadoop's name) is read as s3://
 # Keys whose values are secrets: never shown, logged or recorded.
 SECRET_KEYS = frozenset(
     {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_TOKEN"}
@@ -49,6 +49,15 @@ _ENV_KEYS = (
     "AWS_CONDITIONAL_PUT",
 )
 
+_RETRIES = {
+    "max_retries": 4,
+    "retry_timeout": timedelta(seconds=20),
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=100),
+        "max_backoff": timedelta(seconds=2),
+        "base": 2.0,
+    },
+}
 _bound: dict[str, dict[str, str]] = {}  # prefix URI -> options
 _default: dict[str, str] = {}  # for locations of buckets no prefix is bound in
 _stores: dict[tuple, Any] = {}
@@ -179,6 +188,8 @@ def _store(location: str) -> tuple[Any, str]:
     """(obstore store of the location's bucket, the key inside it)."""
     from obstore.store import S3Store
 
+    if not location.startswith("s3://"):
+        location = normalize(location)
     bucket, _, key = location[len("s3://") :].partition("/")
     opts = options(location)
     cache_key = (bucket, tuple(sorted(opts.items())))
@@ -193,7 +204,9 @@ def _store(location: str) -> tuple[Any, str]:
             config.pop("AWS_CONDITIONAL_PUT", None)
             config.pop("AWS_S3_ALLOW_UNSAFE_RENAME", None)
             try:
-                store = S3Store(bucket, config=config)
+                # A store that does not answer fails in seconds, not after object_store's
+                # default 3 minutes of retries.
+                store = S3Store(bucket, config=config, retry_config=_RETRIES)
             except Exception as e:  # noqa: BLE001 - obstore's message names the key, not values
                 raise StorageError(f"cannot open s3://{bucket}: {_message(e)}") from None
             _stores[cache_key] = store

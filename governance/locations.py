@@ -60,6 +60,15 @@ def local_file(location: str) -> str | None:
     return None
 
 
+def _object_key(location: str) -> str | None:
+    """An object-store location in one spelling (s3a:// is s3://), for prefix comparisons; None
+    for anything else. A lake in an object store owns its prefix as a local root its folder."""
+    if not location.startswith(_OBJECT_STORES):
+        return None
+    text = "s3://" + location[len("s3a://") :] if location.startswith("s3a://") else location
+    return _url(text).rstrip("/")
+
+
 class Locations:
     """Decides reads of files outside tables for one lake."""
 
@@ -81,14 +90,14 @@ class Locations:
     ) -> bool:
         """Whether a resolved location is, lies in or holds one of the lake's own files (of
         these kinds)."""
-        file = local_file(location)
+        file = local_file(location) or _object_key(location)
         if file is None:
             return False
         wanted = set(kinds)
         for kind, own in self.owned():
             if kind not in wanted:
                 continue
-            own = os.path.realpath(own)
+            own = _object_key(own) or os.path.realpath(own)
             if file == own or file.startswith(own.rstrip("/") + "/"):
                 return True
             if own.startswith(file.rstrip("/") + "/"):
@@ -101,7 +110,7 @@ def owned_paths(
 ) -> list[tuple[str, str]]:
     """The lake's own files: the root, table folders, a SQLite store's file, the policy."""
     out = [("root", str(root))]
-    out += [("table", t) for t in tables if t.startswith("/")]
+    out += [("table", t) for t in tables if t.startswith("/") or t.startswith(_OBJECT_STORES)]
     if store_url.startswith("sqlite"):
         file = urlsplit(store_url).path
         if file:
