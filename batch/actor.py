@@ -35,8 +35,11 @@ class SchedulerHost:
         self.lake = handle_factory()
         cfg = load_batch_config(dict(self.lake.config))
         self.store = BatchStore(self.lake.store_url)
-        submitter = Submitter(self.store, cfg, self.lake.port)
-        ctx = Context(self.store, cfg, Paths(self.lake.root), self.lake.port, submitter, None)
+        paths = Paths(self.lake.root)
+        submitter = Submitter(
+            self.store, cfg, self.lake.port, paths.ship_code if paths.remote else None
+        )
+        ctx = Context(self.store, cfg, paths, self.lake.port, submitter, None)
         self.scheduler = Scheduler(ctx)
         self.scheduler.start()
 

@@ -57,7 +57,9 @@ class Batch:
         self.runtime = runtime
         # Opens the lake again in another process (the detached scheduler actor).
         self.handle_factory = handle_factory
-        self.submitter = Submitter(self.store, self.cfg, port)
+        self.submitter = Submitter(
+            self.store, self.cfg, port, self.paths.ship_code if self.paths.remote else None
+        )
         self._scheduler: Scheduler | None = None
         self._lock = threading.Lock()
         self._closed = False

@@ -98,6 +98,13 @@ class Paths:
     def checkpoint(self, job_id: str) -> str:
         return storage.join(self.base, "checkpoints", job_id)
 
+    def code(self, job_id: str) -> str:
+        """A job's workdir, copied into an object-store root at submission."""
+        return storage.join(self.job(job_id), "code")
+
+    def ship_code(self, folder: str, job_id: str) -> None:
+        storage.upload_tree(folder, self.code(job_id))
+
     def touch_wake(self) -> None:
         """Tell a scheduler in any process on this host that something changed (in an object
         store there is no cheap change notice: schedulers rescan every second anyway)."""
@@ -578,7 +585,9 @@ class Scheduler:
             "outputs": list(full["outputs"]),
             "command": d.command,
             "image": d.image,
-            "workdir": d.workdir,
+            "workdir": (
+                paths.code(full["parent_id"] or job_id) if paths.remote and d.workdir else d.workdir
+            ),
             "env": job_env,
             "cpus": d.cpus,
             "memory_bytes": d.memory_bytes,

@@ -31,7 +31,7 @@ from catalog import storage
 from catalog.errors import LakeError
 
 CONTROL = "control"
-LOG_SYNC_S = 1.0  # object-store roots: how often a running attempt uploads its logs
+LOG_SYNC_S = 0.5  # object-store roots: how often a running attempt uploads its logs
 CONTROL_POLL_S = 0.25  # object-store roots: how often it reads the control file
 
 
@@ -120,10 +120,15 @@ def run_attempt(plan: dict[str, Any]) -> dict[str, Any]:
             out = attempt_dir / "output" / name
             out.mkdir(parents=True, exist_ok=True)
             mounts.append(Mount(out, f"/opt/ml/output/{name}", read_only=False))
+        workdir = plan.get("workdir") or None
+        if workdir is not None and storage.is_remote(workdir):
+            storage.download_tree(workdir, str(scratch / "code"))
+            (scratch / "code").mkdir(exist_ok=True)
+            workdir = str(scratch / "code")
         spec = SandboxSpec(
             command=list(plan["command"]),
             image=plan.get("image", "host"),
-            workdir=Path(plan["workdir"]) if plan.get("workdir") else None,
+            workdir=Path(workdir) if workdir else None,
             env=dict(plan["env"]),
             mounts=tuple(mounts),
             cpus=float(plan["cpus"]),
