@@ -17,6 +17,7 @@ import contextvars
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -368,8 +369,7 @@ class Gate:
     def _paths(self) -> re.Pattern[str] | None:
         own = tuple(
             sorted(
-                {o for _, o in self.owned() if o}
-                | {str(self.catalog.root), str(self.catalog.root.resolve())},
+                {o for _, o in self.owned() if o} | _spellings(self.catalog.root),
                 key=len,
                 reverse=True,
             )
@@ -378,6 +378,14 @@ class Gate:
             alternatives = "|".join(re.escape(o.rstrip("/")) for o in own)
             self._scrub_cache = (own, re.compile(f"(?:{alternatives})" + r"[^\s'\"),;]*"))
         return self._scrub_cache[1]
+
+
+def _spellings(root: Path | str) -> set[str]:
+    """The ways an error may name the lake's root: an object-store prefix as it is, a folder
+    as given and as resolved."""
+    if isinstance(root, str):
+        return {root}
+    return {str(root), str(root.resolve())}
 
 
 def _shown(name: str) -> str:

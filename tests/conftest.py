@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,35 +26,78 @@ from support.lakes import ENV, INTEROP, ORDERS  # noqa: E402
 from support.procs import Worker  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def catalog_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
-    """Where the lakes of a test keep their catalog: SQLite in each root, or, when
-    LAKE_TEST_CATALOG names a PostgreSQL server, a fresh database of it for this test alone
-    (through $LAKE_CATALOG, which `lake.connect` reads). Yields that database's URL or None."""
+@contextlib.contextmanager
+def _fresh_catalog(folder: Path) -> Iterator[str | None]:
+    """A new catalog for lakes of the tests: None (SQLite in each root); a fresh database when
+    LAKE_TEST_CATALOG names a PostgreSQL server; with the lakes in S3 (which need a shared
+    catalog) and no server, one SQLite file in `folder`."""
     server = os.environ.get("LAKE_TEST_CATALOG")
-    if not server:
-        monkeypatch.delenv("LAKE_CATALOG", raising=False)  # never a developer's own catalog
+    if server:
+        with pg.fresh_database(server) as url:
+            yield url
+    elif s3.lakes_in_s3():
+        yield f"sqlite:///{folder / 'catalog.db'}"
+    else:
         yield None
-        return
-    with pg.fresh_database(server) as url:
-        monkeypatch.setenv("LAKE_CATALOG", url)
+
+
+@contextlib.contextmanager
+def _catalog(mp: pytest.MonkeyPatch, folder: Path) -> Iterator[str | None]:
+    """A new catalog (`_fresh_catalog`) set as $LAKE_CATALOG, which `lake.connect` and the
+    tests' worker processes read."""
+    with _fresh_catalog(folder) as url:
+        if url is None:
+            mp.delenv("LAKE_CATALOG", raising=False)  # never a developer's own catalog
+        else:
+            mp.setenv("LAKE_CATALOG", url)
+            mp.setitem(ENV, "LAKE_CATALOG", url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The catalog of the lakes a module-scoped fixture opens and its tests share. Such a
+    fixture starts before a test's own `catalog_backend`, which then uses this catalog too."""
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        _catalog(mp, tmp_path_factory.mktemp("catalog")) as url,
+    ):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def second_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """Another catalog, for a module whose shared lakes enforce different policies (a catalog
+    holds one policy): pass it as `catalog=`."""
+    with _fresh_catalog(tmp_path_factory.mktemp("catalog")) as url:
         yield url
 
 
 @pytest.fixture(autouse=True)
-def storage_backend(
-    catalog_backend: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[bool]:
+def catalog_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str | None]:
+    """Where the lakes of a test keep their catalog (see `_catalog`): for this test alone, or
+    its module's when the test uses lakes a module fixture opened. Yields its URL or None."""
+    if "module_catalog" in request.fixturenames:
+        url = request.getfixturevalue("module_catalog")
+        if url is not None:
+            monkeypatch.setenv("LAKE_CATALOG", url)
+            monkeypatch.setitem(ENV, "LAKE_CATALOG", url)
+        yield url
+        return
+    with _catalog(monkeypatch, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def storage_backend(catalog_backend: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
     """Where the lakes of a test keep their files: the local folders the test names, or, when
     LAKE_TEST_STORAGE=s3 and LAKE_TEST_S3 names an S3 API server, the same paths in its bucket
-    (support.s3.mapped); an object-store root needs a shared catalog, so without PostgreSQL
-    the test's lakes share a SQLite file in its tmp_path. Yields whether lakes are in S3."""
+    (support.s3.mapped). Yields whether lakes are in S3."""
     if not s3.lakes_in_s3():
         yield False
         return
-    url = catalog_backend or f"sqlite:///{tmp_path / 'catalog.db'}"
-    monkeypatch.setenv("LAKE_CATALOG", url)
-    monkeypatch.setitem(ENV, "LAKE_CATALOG", url)  # worker processes' environment
     connect = lake.connect
     monkeypatch.setattr(lake, "connect", lambda root, *a, **k: connect(s3.mapped(root), *a, **k))
     yield True

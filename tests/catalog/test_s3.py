@@ -77,6 +77,7 @@ def test_a_lake_in_s3_works_end_to_end_and_keeps_everything_there(server):
         assert lk.sql("SELECT count(*) AS n FROM system.audit")["n"][0].as_py() > 0
 
 
+@pytest.mark.local_disk  # a local root's lake.toml reaching a table in the object store
 def test_options_come_from_lake_toml_and_the_environment(server, monkeypatch, tmp_path):
     location = s3.fresh_prefix() + "/events"
     write_deltalake(location, pa.table({"x": [1, 2]}), storage_options=options(server))

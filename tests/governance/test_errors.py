@@ -56,7 +56,7 @@ REWRITE = ("read_parquet", "__raw", "__lw_", "hive_partitioning", "CASE", "regio
 
 
 @pytest.fixture(scope="module")
-def lakes(tmp_path_factory):
+def lakes(tmp_path_factory, module_catalog):
     base = Path(tmp_path_factory.mktemp("errors"))
     governed = sql_lake(base / "lake")
     refs = references(governed, base, users=("bob", "carol", "dora"))
@@ -81,6 +81,7 @@ def test_errors_match_the_reference_lake(lakes, query):
     assert outcome(governed, query, "carol").kind == "error"
 
 
+@pytest.mark.local_disk
 def test_missing_data_files_name_no_path(tmp_path):
     governed = sql_lake(tmp_path / "lake")
     try:
@@ -104,9 +105,10 @@ def test_a_filter_that_does_not_fit_an_older_version_names_no_rule(tmp_path):
         lk.write("s.t", pa.table({"id": pa.array([1], pa.int64())}))
         wider = pa.table({"id": pa.array([2], pa.int64()), "region": ["eu"]})
         lk.write("s.t", wider, schema_mode="merge")
-    (root / "policy").mkdir()
-    (root / "policy" / "policy.csv").write_text("p2, bob, s.t, eu_only, \"region = 'eu'\", *\n")
-    with lake.connect(root, policy=root / "policy") as lk:
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    (folder / "policy.csv").write_text("p2, bob, s.t, eu_only, \"region = 'eu'\", *\n")
+    with lake.connect(root, policy=folder) as lk:
         assert lk.sql("SELECT id FROM s.t", user="bob")["id"].to_pylist() == [2]
         with pytest.raises(AccessDenied) as e:
             lk.sql("SELECT * FROM s.t VERSION AS OF 1", user="bob")

@@ -94,7 +94,7 @@ def _query(template: str, predicate: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lakes(tmp_path_factory):
+def lakes(tmp_path_factory, module_catalog):
     base = Path(tmp_path_factory.mktemp("guard"))
     governed = sql_lake(base / "lake")
     refs = references(governed, base, users=("bob",))

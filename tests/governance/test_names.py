@@ -63,7 +63,7 @@ REWRITE = ("read_parquet", "/", "__raw", "__lw_", "hive_partitioning", "region =
 
 
 @pytest.fixture(scope="module")
-def lakes(tmp_path_factory):
+def lakes(tmp_path_factory, module_catalog):
     base = Path(tmp_path_factory.mktemp("names"))
     governed = sql_lake(base / "lake")
     refs = references(governed, base)

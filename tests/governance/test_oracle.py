@@ -58,7 +58,7 @@ SETTINGS = settings(
 class Harness:
     """One lake with a policy folder; each example gets a fresh table `d.t<N>`."""
 
-    def __init__(self, base: Path, toml: str | None = None):
+    def __init__(self, base: Path, toml: str | None = None, catalog: str | None = None):
         self.base = base
         self.folder = base / "policy"
         self.folder.mkdir(parents=True)
@@ -66,7 +66,7 @@ class Harness:
         if toml is not None:
             (base / "lake").mkdir()
             (base / "lake" / "lake.toml").write_text(toml)
-        self.lk = lake.connect(base / "lake", policy=self.folder)
+        self.lk = lake.connect(base / "lake", policy=self.folder, catalog=catalog)
         self.lk.catalog.create_database("d")
         self.counter = itertools.count()
         self.tables: list[str] = []
@@ -119,7 +119,7 @@ class Harness:
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory):
+def harness(tmp_path_factory, module_catalog):
     h = Harness(tmp_path_factory.mktemp("oracle"))
     yield h
     h.close()
@@ -927,8 +927,8 @@ compute = ["on_demand"]
 
 
 @pytest.fixture(scope="module")
-def jobs_harness(tmp_path_factory):
-    h = Harness(tmp_path_factory.mktemp("oracle-jobs"), toml=QUEUE_TOML)
+def jobs_harness(tmp_path_factory, module_catalog, second_catalog):
+    h = Harness(tmp_path_factory.mktemp("oracle-jobs"), toml=QUEUE_TOML, catalog=second_catalog)
     h.lk.batch.autostart = False  # jobs stay SUBMITTED: visibility needs no scheduler
     yield h
     h.lk.batch.close()

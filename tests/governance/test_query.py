@@ -6,6 +6,7 @@ import pytest
 from catalog.engine import Engine
 from lake.errors import AccessDenied, InvalidArgument, LakeError, SQLError, TableNotFound
 
+from support import s3
 from support.lakes import ORDERS, orders
 
 
@@ -162,12 +163,10 @@ ALIAS_LISTS = [
 
 @pytest.mark.parametrize("query", ALIAS_LISTS)
 def test_table_alias_column_lists_rename_like_duckdb(filled, query):
-    import duckdb
-
     filled.catalog.create_table("sales.flat", ORDERS)  # unpartitioned: files hold every column
     for i in range(4):
         filled.write("sales.flat", orders(i * 250, 250))
-    raw = duckdb.connect()
+    raw = s3.raw_duckdb()
     raw.execute("CREATE SCHEMA sales")
     for t in ("flat", "customers"):
         files = filled.catalog.snapshot(filled.catalog.table(f"sales.{t}")).files["path"]

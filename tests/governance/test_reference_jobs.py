@@ -31,7 +31,7 @@ READ = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, ray_session):
+def pair(tmp_path_factory, module_catalog, ray_session):
     p = build(tmp_path_factory.mktemp("ref") / "lakes")
     yield p
     p.close()
@@ -158,7 +158,7 @@ def test_her_job_outputs_are_checked_like_her_writes(pair, tmp_path, cols):
 
 
 @pytest.fixture(scope="module")
-def actor_pair(tmp_path_factory, ray_session):
+def actor_pair(tmp_path_factory, module_catalog, ray_session):
     p = build(
         tmp_path_factory.mktemp("actor") / "lakes",
         toml=BATCH_TOML.replace("[batch]\n", '[batch]\nscheduler = "actor"\n', 1),

@@ -20,7 +20,7 @@ from support.reference import LEGACY, USER, build
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def pair(tmp_path_factory, module_catalog):
     p = build(tmp_path_factory.mktemp("ref") / "lakes")
     yield p
     p.close()

@@ -20,7 +20,7 @@ BAD = ["role:admin", "ROLE:Admin", "Role:admin", "*", "", " ", " alice", "alice 
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def pair(tmp_path_factory, module_catalog):
     from support.reference import POLICY
 
     p = build(tmp_path_factory.mktemp("ref") / "lakes", policy=POLICY + POLICY_EXTRA)

@@ -23,7 +23,7 @@ MISSING = "hr.nothing"
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def pair(tmp_path_factory, module_catalog):
     p = build(tmp_path_factory.mktemp("ref") / "lakes")
     yield p
     p.close()

@@ -22,12 +22,15 @@ from support import reference
 
 def materialise(governed: lake.Lake, user: str, root: Path) -> lake.Lake:
     """A new lake at `root` holding `user`'s view of every table of `governed`, with plain
-    grants to it (`reference.materialise` without mirroring the shape of the user's rights)."""
+    grants to it (`reference.materialise` without mirroring the shape of the user's rights),
+    and a catalog of its own beside it: a catalog holds one policy (rule 14), and the
+    reference's grants only what `user` sees."""
     return reference.materialise(
         governed,
         user,
         root,
         policy=root / "policy",
+        catalog=f"sqlite:///{root.parent / (root.name + '-catalog.db')}",
         mirror=False,
         toml="[catalog]\nauto_compact = false\n",
     )

@@ -112,3 +112,16 @@ def open_root(root: Any, **kw: Any) -> Any:
     import lake
 
     return lake.connect(mapped(root), **kw)
+
+
+def raw_duckdb() -> Any:
+    """A raw DuckDB connection (no governance) that reads the tests' table files wherever they
+    live: for lakes in the S3 server, through the same file system the lake's engine uses."""
+    import duckdb
+
+    con = duckdb.connect()
+    if lakes_in_s3():
+        from catalog import storage
+
+        con.register_filesystem(storage.duckdb_filesystem(frozenset({f"s3://{BUCKET}"})))
+    return con

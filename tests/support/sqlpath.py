@@ -14,11 +14,11 @@ import json
 import re
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 import lake
 
+from support import s3
 from support.governed import governed_lake
 from support.observe import materialise
 
@@ -61,7 +61,7 @@ _SCANS = ("READ_PARQUET", "TABLE_SCAN", "PARQUET_SCAN")
 
 def plan(sql: str) -> list[dict]:
     """The physical plan DuckDB makes for `sql`, as a tree of dicts (EXPLAIN (FORMAT json))."""
-    con = duckdb.connect()
+    con = s3.raw_duckdb()
     try:
         return json.loads(con.sql("EXPLAIN (FORMAT json) " + sql).fetchall()[0][1])
     finally:
