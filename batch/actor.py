@@ -1,16 +1,18 @@
 """The scheduler as a detached Ray actor, one per lake, for `ray_address` clusters.
 
-It outlives the client that created it: the client only writes rows and touches the wake file;
-the actor opens the lake itself (through the factory the lake passes in, so it decides through
+It outlives the client calls that use it (the client only writes rows and touches the wake
+file), not the client: `Batch.close()` stops it (its running attempts are requeued) and kills
+it, so no actor is left behind; the next client to need one starts it again. The actor opens the
+lake itself (through the factory the lake passes in, so it decides through
 the same port and checkpoint as the lake) and runs the same `Scheduler` an embedded lake runs
 in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from batch.config import BatchConfig, load_batch_config
@@ -33,13 +35,23 @@ class SchedulerHost:
         self.lake = handle_factory()
         cfg = load_batch_config(dict(self.lake.config))
         self.store = BatchStore(self.lake.store_url)
-        submitter = Submitter(self.store, cfg, self.lake.port)
-        ctx = Context(self.store, cfg, Paths(Path(self.lake.root)), self.lake.port, submitter, None)
+        paths = Paths(self.lake.root)
+        submitter = Submitter(
+            self.store, cfg, self.lake.port, paths.ship_code if paths.remote else None
+        )
+        ctx = Context(self.store, cfg, paths, self.lake.port, submitter, None)
         self.scheduler = Scheduler(ctx)
         self.scheduler.start()
 
     def wake(self) -> bool:
         self.scheduler.wake()
+        return True
+
+    def stop(self) -> bool:
+        """Stop scheduling (running attempts get notice and are requeued), close the lake."""
+        self.scheduler.stop()
+        self.store.close()
+        self.lake.close()
         return True
 
     def state(self) -> dict[str, Any]:
@@ -72,3 +84,13 @@ def ensure_actor(
     )
     handle.wake.remote()
     return handle
+
+
+def stop_actor(handle: Any, timeout: float = 20.0) -> None:
+    """Stop the scheduler actor, then kill it (whatever state it is in)."""
+    import ray
+
+    with contextlib.suppress(Exception):  # dead or stuck: killed below all the same
+        ray.get(handle.stop.remote(), timeout=timeout)
+    with contextlib.suppress(Exception):  # already gone
+        ray.kill(handle, no_restart=True)

@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from batch import spec as specs
-from batch.actor import ensure_actor
+from batch.actor import ensure_actor, stop_actor
 from batch.config import BatchConfig, load_batch_config
 from batch.cron import parse_cron
 from batch.job import Attempt, Job, JobTimeout
 from batch.port import LakeHandle, LakePort
+from batch.ray_support import cluster_address
 from batch.scheduler import LEASE, Context, Paths, Scheduler, owner_dead
 from batch.store import STATES, BatchStore
 from batch.submit import Submitter, may_see, owns
+from catalog import storage
 from catalog.errors import AccessDenied, InvalidArgument, JobError
 
 __all__ = ["Attempt", "Batch", "Job", "JobTimeout"]
@@ -47,14 +49,17 @@ class Batch:
         handle_factory: Callable[[], LakeHandle] | None = None,
     ):
         self.cfg: BatchConfig = load_batch_config(dict(config or {}))
-        self.paths = Paths(Path(root))
+        self.paths = Paths(root)
         self.store = BatchStore(store_url)
         self.port = port
-        self.ray_address = ray_address
+        self.ray_address = cluster_address(ray_address, self.cfg)
+        self._actor: Any = None
         self.runtime = runtime
         # Opens the lake again in another process (the detached scheduler actor).
         self.handle_factory = handle_factory
-        self.submitter = Submitter(self.store, self.cfg, port)
+        self.submitter = Submitter(
+            self.store, self.cfg, port, self.paths.ship_code if self.paths.remote else None
+        )
         self._scheduler: Scheduler | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -67,7 +72,9 @@ class Batch:
         if self._scheduler is not None or self._closed or not self.autostart:
             return
         if (self.cfg.scheduler == "actor" or self.ray_address) and self.handle_factory:
-            ensure_actor(self.handle_factory, self.store.url, self.ray_address, self.cfg)
+            self._actor = ensure_actor(
+                self.handle_factory, self.store.url, self.ray_address, self.cfg
+            )
             return
         self.start()
 
@@ -120,6 +127,9 @@ class Batch:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
+        if self._actor is not None:
+            stop_actor(self._actor)
+            self._actor = None
         self._stop_forward.set()
         if self._forwarder is not None:
             self._forwarder.join(5)
@@ -244,10 +254,11 @@ class Batch:
         for a in self.store.attempts(row["id"]):
             if attempt is not None and a["attempt"] != attempt:
                 continue
-            folder = Path(a["log_dir"] or self.paths.attempt(row["id"], a["attempt"]))
+            folder = str(a["log_dir"] or self.paths.attempt(row["id"], a["attempt"]))
             for s in ("stdout", "stderr") if stream is None else (stream,):
                 with contextlib.suppress(OSError):
-                    text = (folder / f"{s}.log").read_text(errors="replace")
+                    raw = storage.read_bytes(storage.join(folder, f"{s}.log"))
+                    text = raw.decode("utf-8", errors="replace")
                     if text:
                         if attempt is None or stream is None:
                             out.append(f"==> attempt {a['attempt']} {s} <==\n")

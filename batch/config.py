@@ -5,6 +5,9 @@
 preempt_grace_s = 2            # SIGTERM -> this many seconds -> SIGKILL (LAKE_PREEMPT_GRACE_S)
 scheduler = "thread"           # "thread" (in the lake process) or "actor" (detached Ray actor)
 ray_num_cpus = 4               # logical CPUs of a local Ray started on demand
+ray_address = "10.0.0.5:6379"  # an existing Ray cluster (else connect's ray_address, $RAY_ADDRESS)
+ray_auth_token_file = "/etc/lakeward/ray-token"  # its token (Ray 2.60 token auth; else
+                               # $RAY_AUTH_TOKEN or $RAY_AUTH_TOKEN_PATH, Ray's own)
 
 [batch.compute.on_demand]
 cpus = 2                       # capacity
@@ -75,6 +78,8 @@ class BatchConfig:
     ray_num_cpus: float | None = None
     poll_s: float = 0.02
     lease_s: float = 10.0
+    ray_address: str | None = None
+    ray_auth_token_file: str | None = None
 
     @property
     def max_cpus(self) -> float:
@@ -140,6 +145,8 @@ class BatchSection(_Section):
     ray_num_cpus: float | None = Field(None, gt=0)
     poll_s: float = Field(0.02, ge=0)
     lease_s: float = Field(10.0, gt=0)
+    ray_address: str | None = None
+    ray_auth_token_file: str | None = None
     compute: ComputeSections = ComputeSections()
     queues: dict[str, QueueSection] = Field(default_factory=dict)
 
@@ -171,7 +178,15 @@ def load_batch_config(raw: dict[str, Any] | None) -> BatchConfig:
     }
     queues.setdefault("default", QueueConfig("default"))
     return BatchConfig(
-        compute, queues, b.preempt_grace_s, b.scheduler, b.ray_num_cpus, b.poll_s, b.lease_s
+        compute,
+        queues,
+        b.preempt_grace_s,
+        b.scheduler,
+        b.ray_num_cpus,
+        b.poll_s,
+        b.lease_s,
+        b.ray_address,
+        b.ray_auth_token_file,
     )
 
 

@@ -3,8 +3,10 @@ from its checkpoint and commits its output exactly once."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -57,7 +59,9 @@ def run_spot_demo(
     catalog.create_table(
         table, SCHEMA, description="Written by the demo's batch job", exist_ok=True
     )
-    code = batch.paths.base / "demo"
+    # The job's code: a local folder (submitting copies it into an object-store root).
+    base = tempfile.gettempdir() if batch.paths.remote else batch.paths.base
+    code = Path(base) / "lakeward-demo" if batch.paths.remote else Path(base) / "demo"
     code.mkdir(parents=True, exist_ok=True)
     (code / "train.py").write_text(TRAIN)
     job = batch.submit(

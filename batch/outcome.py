@@ -1,7 +1,8 @@
 """How an attempt ended, and what that means for its job: a pure pass the scheduler applies.
 
 Interruptions (spot notice, a lost Ray worker or node, a stopping scheduler) requeue the job
-without spending retries; failures spend one and follow the retry rules (AWS Batch
+without spending retries: a lost worker or node is NODE_LOST, unless the job ran on spot
+capacity, where losing the machine is what a spot interruption is (SPOT_INTERRUPTED); failures spend one and follow the retry rules (AWS Batch
 evaluateOnExit: the first matching rule decides; no match retries while retries remain).
 """
 
@@ -14,13 +15,15 @@ from typing import Any
 from batch.spec import Definition, rule_action
 
 INTERRUPTED = "SPOT_INTERRUPTED"
+NODE_LOST = "NODE_LOST"
+REQUEUED = (INTERRUPTED, NODE_LOST)  # requeued without spending a retry
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One finished attempt: reason, exit code or signal, times, useful and lost seconds."""
 
-    reason: str  # SUCCEEDED EXIT_CODE OOM KILLED TIMEOUT SPOT_INTERRUPTED CANCELLED START_FAILED
+    reason: str  # SUCCEEDED EXIT_CODE OOM KILLED TIMEOUT SPOT_INTERRUPTED NODE_LOST CANCELLED START_FAILED
     detail: str
     code: int | None
     signal: int | None
@@ -56,7 +59,8 @@ def classify(result: dict[str, Any], d: Definition, dispatched: float) -> Outcom
     stop = result.get("stop")
     detail = ""
     if "lost" in result:
-        reason, detail = INTERRUPTED, result["lost"]
+        node_lost = result.get("node_lost") and not result.get("spot")
+        reason, detail = (NODE_LOST if node_lost else INTERRUPTED), result["lost"]
     elif "start_error" in result:
         reason, detail = "START_FAILED", result["start_error"]
     elif stop == "CANCEL":
@@ -93,7 +97,7 @@ def transition(o: Outcome, job: dict[str, Any], d: Definition) -> dict[str, Any]
         "total_s": float(job["total_s"]) + o.duration,
         "result": res,
     }
-    if o.reason == INTERRUPTED:
+    if o.reason in REQUEUED:
         values["status"] = "RUNNABLE"
         values["status_reason"] = f"requeued after {o.detail}"
         values["interruptions"] = int(job["interruptions"]) + 1

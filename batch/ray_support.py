@@ -1,5 +1,11 @@
 """Ray on demand: connect to `ray_address`, reuse a Ray this process already runs, or start one.
 
+The cluster: `ray_address` (lake.connect's), else `[batch] ray_address`, else `$RAY_ADDRESS`.
+Ray 2.60 authenticates with a token by default: a client of a cluster needs the cluster's token,
+from `[batch] ray_auth_token_file`, or Ray's own `$RAY_AUTH_TOKEN` / `$RAY_AUTH_TOKEN_PATH`
+(`ray get-auth-token` on the head prints it); token mode is then switched on for this process,
+which must happen before the process first imports Ray (Ray reads it on import).
+
 `ray.init` runs on a thread kept for the life of the process: Ray's shutdown at exit waits about
 15 s for the driver when the thread that called `ray.init` has ended (e.g. a scheduler thread
 stopped by `Lake.close`), which made every `lake job submit --wait` linger after the job ended.
@@ -13,6 +19,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from batch.config import BatchConfig
+from catalog.errors import InvalidArgument
 
 _lock = threading.Lock()
 _remote: Any = None
@@ -31,8 +38,30 @@ def local_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False  # Ray read the variable when it was imported
 
 
+def cluster_address(address: str | None, cfg: BatchConfig) -> str | None:
+    """The Ray cluster to use (None: a local Ray of this process)."""
+    return address or cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def use_token(cfg: BatchConfig) -> None:
+    """Switch this process to Ray's token authentication when a token is configured."""
+    path = cfg.ray_auth_token_file
+    if path:
+        if not os.path.isfile(os.path.expanduser(path)):
+            raise InvalidArgument(
+                f"lake.toml [batch] ray_auth_token_file: no file at {path} "
+                "(write the cluster's token there: `ray get-auth-token` on its head)"
+            )
+        os.environ["RAY_AUTH_TOKEN_PATH"] = os.path.expanduser(path)
+    if path or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 def ensure_ray(address: str | None, cfg: BatchConfig) -> None:
     """Make sure this process is connected to Ray (local by default, a cluster if addressed)."""
+    address = cluster_address(address, cfg)
+    if address:
+        use_token(cfg)  # before Ray is imported: it reads its authentication mode then
     import ray
 
     with _lock:

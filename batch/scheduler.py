@@ -35,6 +35,7 @@ from batch.spec import Definition
 from batch.store import TERMINAL, BatchStore
 from batch.submit import Submitter
 from batch.worker import write_control
+from catalog import storage
 from catalog.errors import LakeError
 from catalog.locks import holder_is_dead, owner_id
 
@@ -48,6 +49,16 @@ _HEADS = 32  # RUNNABLE jobs of each (queue, share) a dispatch chooses from
 _PARENTS_S = 5.0  # every live array job is re-aggregated this often (others when touched)
 
 
+def _node_lost(error: BaseException, run: Running) -> dict[str, Any]:
+    """What a lost Ray worker or node means for the attempt: requeued, as NODE_LOST (or, on
+    spot capacity, SPOT_INTERRUPTED), its node's name unknown."""
+    return {
+        "lost": f"Ray worker or node lost: {type(error).__name__}",
+        "node_lost": True,
+        "spot": run.spot,
+    }
+
+
 def owner_dead(owner: str) -> bool:
     """True only when a scheduler owner (`host:pid:start:tag`) is a process gone from this host."""
     return holder_is_dead(owner.rsplit(":", 1)[0])
@@ -55,37 +66,65 @@ def owner_dead(owner: str) -> bool:
 
 @dataclass
 class Paths:
-    """Where a lake keeps batch files: logs, outputs, inputs and checkpoints per job."""
+    """Where a lake keeps batch files: logs, outputs, inputs and checkpoints per job.
 
-    root: Path
+    Locations under the lake's root (`catalog.storage`): local folders, or in the object store
+    when the root is one, so attempts on any Ray node reach them with no shared filesystem.
+    """
+
+    root: Path | str
 
     @property
-    def base(self) -> Path:
-        return self.root / "_lakeward" / "batch"
+    def base(self) -> str:
+        return storage.join(str(self.root), "_lakeward", "batch")
 
     @property
-    def wake(self) -> Path:
-        return self.base / "wake"
+    def remote(self) -> bool:
+        return storage.is_remote(str(self.root))
 
-    def job(self, job_id: str) -> Path:
-        return self.base / "jobs" / job_id
+    @property
+    def wake(self) -> str:
+        return storage.join(self.base, "wake")
 
-    def attempt(self, job_id: str, attempt: int) -> Path:
-        return self.job(job_id) / f"attempt-{attempt}"
+    def job(self, job_id: str) -> str:
+        return storage.join(self.base, "jobs", job_id)
 
-    def inputs(self, job_id: str) -> Path:
-        return self.job(job_id) / "input"
+    def attempt(self, job_id: str, attempt: int) -> str:
+        return storage.join(self.job(job_id), f"attempt-{attempt}")
 
-    def checkpoint(self, job_id: str) -> Path:
-        return self.base / "checkpoints" / job_id
+    def inputs(self, job_id: str) -> str:
+        return storage.join(self.job(job_id), "input")
+
+    def checkpoint(self, job_id: str) -> str:
+        return storage.join(self.base, "checkpoints", job_id)
+
+    def code(self, job_id: str) -> str:
+        """A job's workdir, copied into an object-store root at submission."""
+        return storage.join(self.job(job_id), "code")
+
+    def ship_code(self, folder: str, job_id: str) -> None:
+        storage.upload_tree(folder, self.code(job_id))
 
     def touch_wake(self) -> None:
-        """Tell a scheduler in any process that something changed."""
+        """Tell a scheduler in any process on this host that something changed (in an object
+        store there is no cheap change notice: schedulers rescan every second anyway)."""
+        if self.remote:
+            return
+        wake = Path(self.wake)
         try:
-            self.wake.touch()
+            wake.touch()
         except FileNotFoundError:
-            self.wake.parent.mkdir(parents=True, exist_ok=True)
-            self.wake.touch()
+            wake.parent.mkdir(parents=True, exist_ok=True)
+            wake.touch()
+
+    def wake_mtime(self) -> float:
+        """When the wake file was last touched (0: never, or not kept)."""
+        if self.remote:
+            return 0.0
+        try:
+            return Path(self.wake).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
 
 
 @dataclass
@@ -220,10 +259,7 @@ class Scheduler:
             return
         if self.running:
             self._collect(timeout=0)
-        try:
-            mtime = self.ctx.paths.wake.stat().st_mtime
-        except FileNotFoundError:
-            mtime = 0.0
+        mtime = self.ctx.paths.wake_mtime()
         if mtime != self._wake_mtime:
             self._wake_mtime = mtime
             self._dirty = True
@@ -255,11 +291,11 @@ class Scheduler:
                 if isinstance(
                     cause, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
                 ):
-                    result = {"lost": f"Ray worker or node lost: {type(cause).__name__}"}
+                    result = _node_lost(cause, run)
                 else:
                     result = {"start_error": f"the attempt runner failed: {e}"}
             except (ray.exceptions.RayError, OSError) as e:
-                result = {"lost": f"Ray worker or node lost: {type(e).__name__}"}
+                result = _node_lost(e, run)
             self._finish(run, result)
 
     # state changes ---------------------------------------------------------------------------
@@ -506,7 +542,7 @@ class Scheduler:
                 )
                 self._notify()
                 return
-            inputs = {name: str(paths.inputs(owner) / name) for name, _t, _v in read}
+            inputs = {name: storage.join(paths.inputs(owner), name) for name, _t, _v in read}
             if full["attempts"] == 0:
                 self.store.add_lineage(
                     [
@@ -549,7 +585,9 @@ class Scheduler:
             "outputs": list(full["outputs"]),
             "command": d.command,
             "image": d.image,
-            "workdir": d.workdir,
+            "workdir": (
+                paths.code(full["parent_id"] or job_id) if paths.remote and d.workdir else d.workdir
+            ),
             "env": job_env,
             "cpus": d.cpus,
             "memory_bytes": d.memory_bytes,
@@ -614,7 +652,7 @@ class Scheduler:
     def _commit(self, job: dict[str, Any], run: Running, res: dict[str, Any]) -> tuple[str, str]:
         if not job["outputs"]:
             return "SUCCEEDED", ""
-        out_dir = self.ctx.paths.attempt(run.job_id, run.attempt) / "output"
+        out_dir = storage.join(self.ctx.paths.attempt(run.job_id, run.attempt), "output")
         try:
             done = lakeio.commit_outputs(
                 self.ctx.port, lakeio.acting(job), run.job_id, job["outputs"], out_dir
@@ -640,8 +678,9 @@ class Scheduler:
         return "SUCCEEDED", ""
 
     def _rescue_checkpoint(self, run: Running, d: Definition) -> None:
-        # The worker died before its end-of-attempt save; on this host its scratch may remain.
-        if not d.checkpoint:
+        # The worker died before its end-of-attempt save; on this host its scratch may remain
+        # (in an object store the last save at notice or end is what there is).
+        if not d.checkpoint or self.ctx.paths.remote:
             return
         for a in self.store.attempts(run.job_id):
             if a["attempt"] == run.attempt and a.get("scratch"):

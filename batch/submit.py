@@ -13,7 +13,7 @@ import shlex
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,19 @@ def owns(port: LakePort, user: Any, row: Mapping[str, Any]) -> bool:
 class Submitter:
     """Checks and queues submissions for one lake."""
 
-    def __init__(self, store: BatchStore, cfg: BatchConfig, port: LakePort):
+    def __init__(
+        self,
+        store: BatchStore,
+        cfg: BatchConfig,
+        port: LakePort,
+        ship_code: Callable[[str, str], None] | None = None,
+    ):
         self.store = store
         self.cfg = cfg
         self.port = port
+        # For a lake in an object store: copy a job's workdir there (folder, job id), so an
+        # attempt on any Ray node finds it with no shared filesystem.
+        self.ship_code = ship_code
         self._defs: cachetools.LRUCache[str, specs.Definition] = cachetools.LRUCache(1024)
         self._forward_lock = threading.Lock()
 
@@ -173,6 +182,8 @@ class Submitter:
         outbox = [
             {"job_id": job_id, "user": who, "queue": queue, "statement": statement, "at": now}
         ]
+        if definition.workdir is not None and self.ship_code is not None:
+            self.ship_code(definition.workdir, job_id)  # before the job exists for a scheduler
         self.store.insert((definition.digest, definition.to_json()), rows, dep_rows, outbox)
         return job_id
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
 
-from catalog import locks, recovery, retention, snapshot_cache
+from catalog import locks, recovery, retention, snapshot_cache, storage
 from catalog.errors import (
     DatabaseNotFound,
     DataFileMissing,
@@ -46,10 +45,12 @@ def _schema_json(schema: pa.Schema) -> str:
 class Catalog:
     """Databases and tables of one lake; every table is a Delta table under ACID governance."""
 
-    def __init__(self, root: Path, store: MetadataStore, settings: Settings | None = None):
-        self.root = Path(root)
+    def __init__(self, root: Path | str, store: MetadataStore, settings: Settings | None = None):
+        # A local folder (a Path) or an object-store prefix (an s3:// URI): `catalog.storage`.
+        self.root = root if storage.is_remote(root) else Path(root)
+        self.location = str(root)
         # Built snapshots of ratified versions, kept for the next process (catalog.snapshot_cache).
-        self.snapshot_dir = self.root / "_lakeward" / "snapshots"
+        self.snapshot_dir = storage.join(self.location, "_lakeward", "snapshots")
         self.store = store
         self.settings = settings or Settings()
         self._writers: dict[str, DeltaTable] = {}
@@ -129,11 +130,14 @@ class Catalog:
         """Drop a cached table entry."""
         self._infos.pop((info.database, info.name), None)
 
-    def _new_location(self, db: str, table: str) -> Path:
-        base = self.root / db / table
-        if not base.exists() or not any(base.iterdir()):
+    def _new_location(self, db: str, table: str) -> str:
+        base = storage.join(self.location, db, table)
+        try:
+            if not storage.listdir(base):
+                return base
+        except FileNotFoundError:
             return base
-        return self.root / db / f"{table}-{uuid.uuid4().hex[:8]}"
+        return storage.join(self.location, db, f"{table}-{uuid.uuid4().hex[:8]}")
 
     def create_table(
         self,
@@ -174,12 +178,13 @@ class Catalog:
                 "a table needs at least one column that is not a partition column"
             )
         location = self._new_location(db, tbl)
-        location.mkdir(parents=True, exist_ok=True)
+        storage.makedirs(location)
         try:
             DeltaTable.create(
-                str(location),
+                location,
                 schema,
                 partition_by=parts or None,
+                storage_options=storage.delta_options(location),
                 name=tbl,
                 description=description or None,
                 commit_properties=CommitProperties(
@@ -187,7 +192,7 @@ class Catalog:
                 ),
             )
         except Exception as e:
-            shutil.rmtree(location, ignore_errors=True)
+            storage.delete_tree(location)
             raise InvalidArgument(f"cannot create {db}.{tbl}: {e}") from None
         info = TableInfo(
             id=0,
@@ -207,7 +212,7 @@ class Catalog:
         try:
             return self.store.create_table(info, user, "CREATE TABLE")
         except TableExists:
-            shutil.rmtree(location, ignore_errors=True)
+            storage.delete_tree(location)
             raise
 
     def register_table(
@@ -230,19 +235,23 @@ class Catalog:
         self.get_database(db)
         if self.store.get_table(db, tbl) is not None:
             raise TableExists(f"table {db}.{tbl} already exists")
-        loc = Path(location).expanduser().resolve()
-        if not (loc / "_delta_log").is_dir():
+        loc = (
+            storage.normalize(location)
+            if storage.is_remote(str(location))
+            else str(Path(location).expanduser().resolve())
+        )
+        if not storage.is_dir(storage.join(loc, "_delta_log")):
             raise TableNotFound(f"no Delta table at {loc} (no _delta_log folder)")
-        version = recovery.latest_version(str(loc))
+        version = recovery.latest_version(loc)
         if version < 0:
             raise TableNotFound(f"no Delta table at {loc} (empty _delta_log)")
         # Refuses features we cannot read, before registering.
-        snap = Snapshot.load(str(loc), version, cache_dir=self.snapshot_dir)
+        snap = Snapshot.load(loc, version, cache_dir=self.snapshot_dir)
         info = TableInfo(
             id=0,
             database=db,
             name=tbl,
-            location=str(loc),
+            location=loc,
             table_type="GOVERNED" if governed else "EXTERNAL",
             schema_json=_schema_json(snap.schema),
             partition_by=tuple(snap.partition_columns),
@@ -332,23 +341,26 @@ class Catalog:
                 raise InvalidArgument(
                     "purge=True deletes files only of GOVERNED tables; the entry is dropped"
                 )
-            shutil.rmtree(info.location, ignore_errors=True)
+            storage.delete_tree(info.location)
 
-    def dropped_folders(self, name: str) -> list[Path]:
+    def dropped_folders(self, name: str) -> list[str]:
         """Folders that dropped governed tables called `name` left under the root: a Delta
         log at root/DB/TABLE or root/DB/TABLE-xxxxxxxx that no table of the catalog uses."""
         db, tbl = split_name(name)
-        base = self.root / db
-        if not base.is_dir():
+        base = storage.join(self.location, db)
+        try:
+            names = sorted(storage.listdir(base))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        used = {str(Path(t.location).resolve()) for t in self.store.list_tables()}
+        used = {_canonical(t.location) for t in self.store.list_tables()}
         found = []
-        for p in sorted(base.iterdir()):
-            suffix = p.name[len(tbl) + 1 :]
-            ours = p.name == tbl or (
-                p.name.startswith(tbl + "-") and len(suffix) == 8 and _is_hex(suffix)
+        for entry in names:
+            p = storage.join(base, entry)
+            suffix = entry[len(tbl) + 1 :]
+            ours = entry == tbl or (
+                entry.startswith(tbl + "-") and len(suffix) == 8 and _is_hex(suffix)
             )
-            if ours and (p / "_delta_log").is_dir() and str(p.resolve()) not in used:
+            if ours and storage.is_dir(storage.join(p, "_delta_log")) and _canonical(p) not in used:
                 found.append(p)
         return found
 
@@ -356,7 +368,7 @@ class Catalog:
         """Delete the folders `dropped_folders(name)` finds; returns how many."""
         folders = self.dropped_folders(name)
         for p in folders:
-            shutil.rmtree(p)
+            storage.delete_tree(p)
         return len(folders)
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -398,7 +410,7 @@ class Catalog:
             if timestamp.tzinfo is None:
                 timestamp = timestamp.replace(tzinfo=UTC)
             if info.table_type == "EXTERNAL":
-                dt = DeltaTable(info.location)
+                dt = storage.open_delta(info.location)
                 for h in dt.history():
                     if h["timestamp"] / 1000 <= timestamp.timestamp():
                         return int(h["version"])
@@ -435,7 +447,7 @@ class Catalog:
 
     def _retention_text(self, info: TableInfo) -> str:
         try:
-            config = DeltaTable(info.location).metadata().configuration
+            config = storage.open_delta(info.location).metadata().configuration
         except Exception:  # noqa: BLE001 - only for the message
             config = None
         return f"{retention.KEY} = {retention.log_retention(config)}"
@@ -480,13 +492,13 @@ class Catalog:
             dt = self._writers.get(location)
         try:
             if dt is None or dt.version() > pointer:
-                dt = DeltaTable(location, version=pointer)
+                dt = storage.open_delta(location, pointer)
             elif dt.version() < pointer:
                 dt.update_incremental()
         except Exception:
-            dt = DeltaTable(location, version=pointer)
+            dt = storage.open_delta(location, pointer)
         if dt.version() != pointer:
-            dt = DeltaTable(location, version=pointer)
+            dt = storage.open_delta(location, pointer)
         with self._writers_lock:
             self._writers[location] = dt
         return dt
@@ -558,6 +570,14 @@ class Catalog:
             if removed:
                 done[info.full_name] = removed
         return done
+
+
+def _canonical(location: str) -> str:
+    return (
+        storage.normalize(location)
+        if storage.is_remote(location)
+        else str(Path(location).resolve())
+    )
 
 
 def _is_hex(text: str) -> bool:

@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -46,17 +45,18 @@ from deltalake import (
 from deltalake.transaction import AddAction, RemoveAction
 
 from catalog import delta_types as types
-from catalog import locks
+from catalog import locks, storage
 from catalog.errors import CommitConflict, InvalidArgument, LakeError, UnsupportedFeature
 from catalog.partitions import select_files
 from catalog.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from catalog.catalog import Catalog
-    from catalog.store import TableInfo
+    from catalog.store import MetadataStore, TableInfo
 
 STAGING = "_lakeward_staging"  # hidden from Delta readers and from vacuum's data-file walk
 LEASE = ".compacting"  # flock'd in STAGING by the process compacting the table
+LEASE_S = 60.0  # the compaction lease of a table in an object store (see `exclusive`)
 DEFAULT_TARGET_BYTES = 100 * 1024 * 1024  # delta-rs's default delta.targetFileSize
 OPERATION = "OPTIMIZE"
 _HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
@@ -230,7 +230,7 @@ class Stopped(LakeError):
 
 @dataclass
 class _Staged:
-    root: Path
+    root: str
     schema_json: str
     outputs: list[list[dict[str, Any]]] = field(default_factory=list)  # add actions, per bin
 
@@ -253,9 +253,9 @@ def _table_at(location: str, version: int) -> DeltaTable:
             if dt is not None and dt.version() < version:
                 dt.load_as_version(version)
             else:
-                dt = DeltaTable(location, version=version)
+                dt = storage.open_delta(location, version)
     except Exception:
-        dt = DeltaTable(location, version=version)
+        dt = storage.open_delta(location, version)
     if len(_sources) > 64:
         _sources.clear()
     _sources[location] = dt
@@ -270,13 +270,14 @@ def _metadata(location: str, version: int) -> _Meta:
 
 
 _duck: duckdb.DuckDBPyConnection | None = None
+_duck_remote = False  # whether it reads object stores (through catalog.storage)
 _duck_lock = threading.Lock()
 
 
-def _reader() -> duckdb.DuckDBPyConnection:
+def _reader(remote: bool = False) -> duckdb.DuckDBPyConnection:
     # One database per process: connecting costs ~20 ms, a cursor microseconds. It only ever
     # runs SQL generated here over the snapshot's own files.
-    global _duck
+    global _duck, _duck_remote
     with _duck_lock:
         if _duck is None:
             spill = Path(tempfile.gettempdir()) / f"lakeward-compaction-{os.getpid()}"
@@ -284,6 +285,9 @@ def _reader() -> duckdb.DuckDBPyConnection:
                 ":memory:",
                 config={"python_enable_replacements": False, "temp_directory": str(spill)},
             )
+        if remote and not _duck_remote:
+            _duck.register_filesystem(storage.duckdb_filesystem(frozenset({"s3://"})))
+            _duck_remote = True
         return _duck.cursor()
 
 
@@ -306,15 +310,16 @@ def _zorder_sql(rel: str, cols: Sequence[str], names: Sequence[str]) -> str:
     return f"SELECT {out} FROM (SELECT *, {ranks} FROM ({rel})) ORDER BY {key}"
 
 
-def _log_adds(staging: Path, version: int) -> list[dict[str, Any]]:
+def _log_adds(staging: str, version: int) -> list[dict[str, Any]]:
     # The staging table is ours and private; its commit holds the add actions delta-rs wrote,
     # statistics included, which the table's own commit then re-uses verbatim.
     adds = []
-    with open(staging / "_delta_log" / f"{version:020d}.json") as f:
-        for line in f:
-            action = json.loads(line)
-            if "add" in action:
-                adds.append(action["add"])
+    for line in storage.read_text(
+        storage.join(staging, "_delta_log", f"{version:020d}.json")
+    ).splitlines():
+        action = json.loads(line)
+        if "add" in action:
+            adds.append(action["add"])
     return adds
 
 
@@ -325,18 +330,19 @@ def _rewrite(
     target_size: int,
     zorder: Sequence[str],
     stop: Callable[[], bool] | None,
-    root: Path,
+    root: str,
 ) -> _Staged:
     schema_json, config = meta.schema_json, meta.config
-    root.parent.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(root)
     staged = _Staged(root, schema_json)
     stage = DeltaTable.create(
-        str(root),
+        root,
         Schema.from_json(schema_json),
         partition_by=snap.partition_columns or None,
+        storage_options=storage.delta_options(root),
         configuration={k: config[k] for k in _STATS_KEYS if config.get(k) is not None},
     )
-    con = _reader()
+    con = _reader(storage.is_remote(root))
     try:
         names = snap.schema.names
         for b in bins:
@@ -367,7 +373,7 @@ class _Outcome:
     version: int | None = None
     kept: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
-    moved: list[Path] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
     committed: bool = False
 
 
@@ -376,7 +382,8 @@ def _commit(
 ) -> _Outcome:
     """Take the lock, rebase the staged bins onto the current version and ratify them."""
     out = _Outcome()
-    location = os.path.normpath(info.location)
+    remote = storage.is_remote(info.location)
+    location = storage.normalize(info.location) if remote else os.path.normpath(info.location)
 
     def op(dt: DeltaTable, props: CommitProperties) -> None:
         if dt.schema().to_json() != staged.schema_json:
@@ -394,17 +401,21 @@ def _commit(
                 strict=True,
             )
         ):
-            key = os.path.normpath(os.path.join(location, unquote(raw)))
+            key = (
+                storage.join(location, unquote(raw))
+                if remote
+                else os.path.normpath(os.path.join(location, unquote(raw)))
+            )
             live[key] = (raw, int(size), bool(has_dv and has_dv[i]))
         now_ms = int(time.time() * 1000)
         adds: list[AddAction] = []
         removes: list[RemoveAction] = []
-        moves: list[tuple[Path, Path]] = []
+        moves: list[tuple[str, str]] = []
         for k, b in enumerate(bins):
-            inputs = [live.get(os.path.normpath(p)) for p in b.paths]
+            inputs = [live.get(p if remote else os.path.normpath(p)) for p in b.paths]
             outputs = staged.outputs[k]
             if any(x is None or x[2] for x in inputs) or not all(
-                (staged.root / unquote(a["path"])).is_file() for a in outputs
+                storage.exists(storage.join(staged.root, unquote(a["path"]))) for a in outputs
             ):
                 out.dropped.append(k)
                 continue
@@ -412,7 +423,10 @@ def _commit(
             pv = dict(outputs[0]["partitionValues"]) if outputs else None
             for a in outputs:
                 moves.append(
-                    (staged.root / unquote(a["path"]), Path(location) / unquote(a["path"]))
+                    (
+                        storage.join(staged.root, unquote(a["path"])),
+                        storage.join(location, unquote(a["path"])),
+                    )
                 )
                 # delta-rs takes decoded paths and encodes them for the log itself.
                 adds.append(
@@ -430,8 +444,7 @@ def _commit(
         if not removes:
             return
         for src, dst in moves:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(src, dst)
+            storage.rename(src, dst)
             out.moved.append(dst)
         before = dt.version()
         dt.create_write_transaction(
@@ -461,7 +474,7 @@ def _commit(
             # Never part of any version, so nobody can be reading them.
             for p in out.moved:
                 with contextlib.suppress(OSError):
-                    p.unlink()
+                    storage.delete(p)
         raise
     return out
 
@@ -484,7 +497,7 @@ def target_size_of(
     if policy.target_file_bytes:
         return policy.target_file_bytes
     if config is None:
-        config = DeltaTable(info.location).metadata().configuration or {}
+        config = storage.open_delta(info.location).metadata().configuration or {}
     with contextlib.suppress(TypeError, ValueError):
         value = int(config.get("delta.targetFileSize") or 0)
         if value > 0:
@@ -570,7 +583,7 @@ def compact(
             staged = _rewrite(meta, snap, bins, target, cols, stop, root)
             outcome = _commit(catalog, info, user, snap, bins, staged)
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            storage.delete_tree(root)
         kept = [bins[k] for k in outcome.kept]
         metrics["numFilesRemoved"] += sum(len(b.files) for b in kept)
         metrics["numFilesAdded"] += sum(len(staged.outputs[k]) for k in outcome.kept)
@@ -585,12 +598,21 @@ def compact(
 
 
 @contextlib.contextmanager
-def exclusive(info: TableInfo) -> Iterator[bool]:
-    """Try to become the only compactor of a table on this host; yields whether we are.
+def exclusive(info: TableInfo, store: MetadataStore | None = None) -> Iterator[bool]:
+    """Try to become the only compactor of a table; yields whether we are.
 
     Only an economy: compactions that overlap stay correct (the later one drops the bins the
-    earlier one took), they just waste work. The lock is an flock, gone with its process.
+    earlier one took), they just waste work. On a local disk the lock is an flock, gone with
+    its process (one host); in an object store, where processes on any host compact, it is a
+    lease in the metadata store (`store`), renewed while we work and free LEASE_S after a
+    holder died.
     """
+    if storage.is_remote(info.location):
+        if store is None:
+            raise InvalidArgument("compacting a table in an object store needs the catalog's store")
+        with _store_lease(store, f"compact:{info.id}") as ours:
+            yield ours
+        return
     base = Path(info.location) / STAGING
     base.mkdir(parents=True, exist_ok=True)
     fd = os.open(base / LEASE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -605,10 +627,34 @@ def exclusive(info: TableInfo) -> Iterator[bool]:
         os.close(fd)  # releases the flock
 
 
-def staging_root(info: TableInfo) -> Path:
+@contextlib.contextmanager
+def _store_lease(store: MetadataStore, name: str) -> Iterator[bool]:
+    owner = f"{locks.owner_id()}:{uuid.uuid4().hex[:8]}"
+    if not store.take_lease(name, owner, LEASE_S):
+        yield False
+        return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(LEASE_S / 3):
+            with contextlib.suppress(Exception):  # the next beat tries again
+                store.take_lease(name, owner, LEASE_S)
+
+    beat = threading.Thread(target=renew, name="lakeward-compaction-lease", daemon=True)
+    beat.start()
+    try:
+        yield True
+    finally:
+        done.set()
+        beat.join()
+        with contextlib.suppress(Exception):
+            store.drop_lease(name, owner)
+
+
+def staging_root(info: TableInfo) -> str:
     """A fresh staging folder of this process; vacuum removes those whose process is gone."""
     owner = locks.owner_id().replace("/", "_")
-    return Path(info.location) / STAGING / f"{owner}~{uuid.uuid4().hex}"
+    return storage.join(info.location, STAGING, f"{owner}~{uuid.uuid4().hex}")
 
 
 def staging_owner(folder: str) -> str:

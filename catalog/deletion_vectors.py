@@ -19,6 +19,7 @@ from urllib.parse import unquote
 import numpy as np
 from cachetools import LRUCache
 
+from catalog import storage
 from catalog.errors import UnsupportedFeature
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")
@@ -64,11 +65,11 @@ class _Log:
     """The commit and checkpoint files of one `_delta_log`."""
 
     def __init__(self, location: str):
-        self.dir = os.path.join(location, "_delta_log")
+        self.dir = storage.join(location, "_delta_log")
         self.commits: dict[int, str] = {}
         parts: dict[tuple[int, int], set[int]] = {}
         self.checkpoints: dict[int, list[str]] = {}
-        for name in os.listdir(self.dir):
+        for name in storage.listdir(self.dir):
             if m := _COMMIT.match(name):
                 self.commits[int(m.group(1))] = name
             elif m := _CHECKPOINT.match(name):
@@ -94,8 +95,9 @@ def _read_checkpoint(log: _Log, version: int, where: str) -> dict[str, Descripto
 
     out: dict[str, Descriptor] = {}
     for name in log.checkpoints[version]:
-        path = os.path.join(log.dir, name)
-        schema = pq.read_schema(path)
+        path = storage.join(log.dir, name)
+        with storage.open_input(path) as f:
+            schema = pq.read_schema(f)
         if "sidecar" in schema.names or "checkpointMetadata" in schema.names:
             raise UnsupportedFeature(
                 f"{where}: v2 checkpoints with sidecars and deletion vectors are not supported"
@@ -105,7 +107,8 @@ def _read_checkpoint(log: _Log, version: int, where: str) -> dict[str, Descripto
         add_type = schema.field("add").type
         if add_type.get_field_index("deletionVector") < 0:
             continue
-        table = pq.read_table(path, columns=["add.path", "add.deletionVector"])
+        with storage.open_input(path) as f:
+            table = pq.read_table(f, columns=["add.path", "add.deletionVector"])
         dvs = table.column("deletionVector").combine_chunks()
         mask = dvs.is_valid()
         paths = table.column("path").combine_chunks().filter(mask).to_pylist()
@@ -116,15 +119,14 @@ def _read_checkpoint(log: _Log, version: int, where: str) -> dict[str, Descripto
 
 def _apply_commit(state: dict[str, Descriptor], path: str) -> None:
     removes, adds = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if '"add"' not in line and '"remove"' not in line:
-                continue
-            action = json.loads(line)
-            if "add" in action:
-                adds.append(action["add"])
-            elif "remove" in action:
-                removes.append(action["remove"])
+    for line in storage.read_text(path).splitlines():
+        if '"add"' not in line and '"remove"' not in line:
+            continue
+        action = json.loads(line)
+        if "add" in action:
+            adds.append(action["add"])
+        elif "remove" in action:
+            removes.append(action["remove"])
     # Within one commit a file's remove (old DV) and add (new DV) are unordered: the add wins.
     for r in removes:
         state.pop(unquote(r["path"]), None)
@@ -139,8 +141,12 @@ def _apply_commit(state: dict[str, Descriptor], path: str) -> None:
 def commit_stamp(location: str, version: int) -> tuple[int, int, int] | None:
     """Identity of a commit file, to notice a version rewritten after a rollback or a table
     re-created at the same place (None if the commit file is gone)."""
+    path = storage.join(location, "_delta_log", f"{version:020d}.json")
+    if storage.is_remote(path):
+        st = storage.stat(path)
+        return None if st is None else (st.ident, st.size, st.mtime_ns)  # type: ignore[return-value]
     try:
-        st = os.stat(os.path.join(location, "_delta_log", f"{version:020d}.json"))
+        st = os.stat(path)
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
@@ -187,7 +193,7 @@ def descriptors(location: str, version: int, *, remember: bool = True) -> dict[s
             raise UnsupportedFeature(
                 f"{where}: commit {v} is missing from the log, cannot find the deletion vectors"
             )
-        _apply_commit(state, os.path.join(log.dir, log.commits[v]))
+        _apply_commit(state, storage.join(log.dir, log.commits[v]))
     if remember:
         with _cache_lock:
             _cache[location] = (version, commit_stamp(location, version), state)

@@ -1,9 +1,15 @@
-"""The locked-down DuckDB that runs every query: it can read the lake's files and nothing else."""
+"""The locked-down DuckDB that runs every query: it can read the lake's files and nothing else.
+
+Tables in an object store are read through `catalog.storage` (DuckDB's Python file system
+interface, registered on the locked database, serving only the allowed prefixes); DuckDB's
+`allowed_directories` checks the same prefixes for local folders and `s3://` URIs alike."""
 
 from __future__ import annotations
 
 import functools
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -11,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from catalog import storage
 from catalog.errors import AccessDenied, SQLError
 
 _SETTINGS = {
@@ -23,7 +30,7 @@ _SETTINGS = {
 @functools.lru_cache(maxsize=4096)
 def _dir(path: str | Path) -> str:
     # Cached: every query names its tables' folders, and resolving costs a stat per component.
-    s = str(Path(path).resolve())
+    s = storage.normalize(path) if storage.is_remote(path) else str(Path(path).resolve())
     return s if s.endswith("/") else s + "/"
 
 
@@ -34,8 +41,10 @@ class Engine:
     registered a new locked database is built rather than widening this one.
     """
 
-    def __init__(self, root: Path, memory_limit: str | None = None, threads: int | None = None):
-        self.root = Path(root)
+    def __init__(
+        self, root: Path | str, memory_limit: str | None = None, threads: int | None = None
+    ):
+        self.root = str(root)
         self.memory_limit = memory_limit
         self.threads = threads
         self._lock = threading.Lock()
@@ -55,9 +64,14 @@ class Engine:
             self._warming.start()
 
     def _build(self, allowed: frozenset[str]) -> duckdb.DuckDBPyConnection:
-        tmp = self.root / "_lakeward" / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        if storage.is_remote(self.root):  # spills stay on this host
+            tmp = os.path.join(tempfile.gettempdir(), f"lakeward-engine-{os.getpid()}")
+        else:
+            tmp = os.path.join(self.root, "_lakeward", "tmp")
+        os.makedirs(tmp, exist_ok=True)
         con = duckdb.connect(":memory:", config=dict(_SETTINGS))
+        if any(storage.is_remote(a) for a in allowed):
+            con.register_filesystem(storage.duckdb_filesystem(allowed))
         dirs = sorted(allowed | {_dir(tmp)})
         con.execute("SET allowed_directories = $1", [dirs])
         con.execute("SET temp_directory = $1", [str(tmp)])

@@ -82,6 +82,11 @@ class TransactionError(LakeError):
     """The transaction is not active: committed, cancelled or expired."""
 
 
+class StorageError(LakeError, OSError):
+    """The object store (or the disk) refused or failed an operation; the message says which
+    location and why, never a credential. Check the storage options and retry."""
+
+
 class JobError(LakeError):
     """A batch job cannot be submitted or has failed."""
 
@@ -102,5 +107,6 @@ __all__ = [
     "DataFileMissing",
     "CommitConflict",
     "TransactionError",
+    "StorageError",
     "JobError",
 ]

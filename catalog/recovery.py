@@ -7,11 +7,10 @@ Versions past the catalog pointer were written by a commit that never reached it
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 
+from catalog import storage
 from catalog.errors import CommitConflict
 
 _VERSIONED = re.compile(r"^(\d{20})\.")
@@ -19,13 +18,10 @@ _VERSIONED = re.compile(r"^(\d{20})\.")
 
 def log_versions(location: str) -> list[int]:
     """Versions that have a commit file in the table's `_delta_log`."""
-    log = Path(location) / "_delta_log"
     out = []
-    with os.scandir(log) as it:
-        for entry in it:
-            name = entry.name
-            if name.endswith(".json") and len(name) == 25 and name[:20].isdigit():
-                out.append(int(name[:20]))
+    for name in storage.listdir(storage.join(location, "_delta_log")):
+        if name.endswith(".json") and len(name) == 25 and name[:20].isdigit():
+            out.append(int(name[:20]))
     return sorted(out)
 
 
@@ -39,7 +35,7 @@ def has_versions_past(location: str, pointer: int) -> bool:
     """Whether the log holds a version newer than `pointer`: versions are contiguous and a
     rollback deletes newest first, so then the version right after it exists (one stat, where
     listing a long log costs a read of every entry)."""
-    return (Path(location) / "_delta_log" / f"{pointer + 1:020d}.json").exists()
+    return storage.exists(storage.join(location, "_delta_log", f"{pointer + 1:020d}.json"))
 
 
 def rollback_past(
@@ -51,41 +47,40 @@ def rollback_past(
     Orphaned data files are left for vacuum. `still_ours()` is asked before each deletion
     (fencing): a lock holder paused past its lease must not delete what the next holder ratified.
     """
-    log = Path(location) / "_delta_log"
+    log = storage.join(location, "_delta_log")
     if not has_versions_past(location, pointer):
         return []
-    doomed: dict[int, list[Path]] = {}
-    with os.scandir(log) as it:
-        for entry in it:
-            m = _VERSIONED.match(entry.name)
-            if m and int(m.group(1)) > pointer:
-                doomed.setdefault(int(m.group(1)), []).append(Path(entry.path))
-            elif re.match(r"^\d{20}\.\d{20}\.compacted\.json$", entry.name):
-                # A compacted log file spanning past the pointer summarises unratified commits.
-                hi = int(entry.name.split(".")[1])
-                if hi > pointer:
-                    doomed.setdefault(hi, []).append(Path(entry.path))
-    last = log / "_last_checkpoint"
+    doomed: dict[int, list[str]] = {}
+    for name in storage.listdir(log):
+        m = _VERSIONED.match(name)
+        if m and int(m.group(1)) > pointer:
+            doomed.setdefault(int(m.group(1)), []).append(name)
+        elif re.match(r"^\d{20}\.\d{20}\.compacted\.json$", name):
+            # A compacted log file spanning past the pointer summarises unratified commits.
+            hi = int(name.split(".")[1])
+            if hi > pointer:
+                doomed.setdefault(hi, []).append(name)
+    last = storage.join(log, "_last_checkpoint")
     if doomed and still_ours is not None and not still_ours():
         raise CommitConflict(
             "lost the table lock before rolling back (this writer was paused longer than its "
             "lease); nothing was committed, retry"
         )
-    if doomed and last.exists():
+    if doomed and storage.exists(last):
         try:
-            if int(json.loads(last.read_text())["version"]) > pointer:
-                last.unlink()
+            if int(json.loads(storage.read_text(last))["version"]) > pointer:
+                storage.delete(last)
         except (ValueError, KeyError, OSError):
-            last.unlink(missing_ok=True)
+            storage.delete(last)
     for version in sorted(doomed, reverse=True):
         # The commit JSON goes last: while it exists the version still looks whole to a lister.
-        for path in sorted(
-            doomed[version], key=lambda p: p.name.endswith(".json") and p.name.count(".") == 1
+        for name in sorted(
+            doomed[version], key=lambda n: n.endswith(".json") and n.count(".") == 1
         ):
             if still_ours is not None and not still_ours():
                 raise CommitConflict(
                     "lost the table lock while rolling back (this writer was paused longer than "
                     "its lease); nothing was committed, retry"
                 )
-            path.unlink(missing_ok=True)
+            storage.delete(storage.join(log, name))
     return sorted(doomed)

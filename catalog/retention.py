@@ -17,12 +17,12 @@ raises a clear `InvalidArgument` (see `oldest_readable`).
 from __future__ import annotations
 
 import logging
-import os
 import re
 from datetime import UTC, datetime, timedelta
 
 from deltalake import DeltaTable
 
+from catalog import storage
 from catalog.errors import InvalidArgument
 from catalog.store import MetadataStore, TableInfo
 
@@ -68,14 +68,12 @@ def oldest_readable(location: str) -> int:
     """The oldest version whose state the log can still rebuild: 0 while the first commit is
     there, else the oldest checkpoint (clean-up never leaves a version without one below it)."""
     oldest_json, checkpoints = None, []
-    with os.scandir(os.path.join(location, "_delta_log")) as it:
-        for entry in it:
-            name = entry.name
-            if name.endswith(".json") and len(name) == 25 and name[:20].isdigit():
-                v = int(name[:20])
-                oldest_json = v if oldest_json is None else min(oldest_json, v)
-            elif m := _CHECKPOINT.match(name):
-                checkpoints.append(int(m.group(1)))
+    for name in storage.listdir(storage.join(location, "_delta_log")):
+        if name.endswith(".json") and len(name) == 25 and name[:20].isdigit():
+            v = int(name[:20])
+            oldest_json = v if oldest_json is None else min(oldest_json, v)
+        elif m := _CHECKPOINT.match(name):
+            checkpoints.append(int(m.group(1)))
     if oldest_json == 0 or not checkpoints:
         return 0
     return min(checkpoints)

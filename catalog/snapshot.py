@@ -18,7 +18,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -31,7 +30,7 @@ from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundEr
 
 from catalog import deletion_vectors as dvs
 from catalog import delta_types as types
-from catalog import snapshot_cache
+from catalog import snapshot_cache, storage
 from catalog.errors import (
     DataFileMissing,
     InvalidArgument,
@@ -110,6 +109,7 @@ _table_locks: dict[str, threading.Lock] = {}
 _tables_lock = threading.Lock()
 _schemas: dict[str, pa.Schema] = {}  # one object per distinct file schema, shared by footers
 _probe: duckdb.DuckDBPyConnection | None = None  # binds SQL to check its types, never runs it
+_probe_remote = [False]  # whether the probe has the object-store file system registered
 _checked: set[str] = set()  # signatures of groups whose types DuckDB confirmed
 # Per-file facts that are not in the files table, stored beside it.
 _EXTRA = ("__group", "__schema", "__rows", "__path_sql", "__dv_count", "__dv_runs", "__dv_rows")
@@ -183,7 +183,7 @@ class Snapshot:
             hit = _cached_snapshot(location, version)
             if hit is not None:
                 return hit
-        if not os.path.isdir(os.path.join(location, "_delta_log")):
+        if not storage.is_dir(storage.join(location, "_delta_log")):
             raise TableNotFound(f"no Delta table at {location} (no _delta_log folder)")
         if not cache:
             return _build(location, _open(location, version), remember=False, cache_dir=cache_dir)
@@ -334,12 +334,15 @@ def _as_mask(keep: Any, n: int) -> np.ndarray:
 
 # loading ------------------------------------------------------------------------------------------
 def _local_root(location: str) -> str:
-    parsed = urlparse(str(location))
+    text = str(location)
+    if storage.is_remote(text):
+        return storage.normalize(text)
+    parsed = urlparse(text)
     if parsed.scheme == "file":
-        location = unquote(parsed.path)
+        text = unquote(parsed.path)
     elif len(parsed.scheme) > 1:  # one letter: a Windows drive
-        raise UnsupportedFeature(f"{location}: only tables on the local file system can be read")
-    return os.path.abspath(os.path.expanduser(str(location))).rstrip(os.sep) or os.sep
+        raise UnsupportedFeature(f"{location}: only local and s3:// tables can be read")
+    return os.path.abspath(os.path.expanduser(text)).rstrip(os.sep) or os.sep
 
 
 def _cached_snapshot(location: str, version: int) -> Snapshot | None:
@@ -350,8 +353,9 @@ def _cached_snapshot(location: str, version: int) -> Snapshot | None:
 
 
 def _open(location: str, version: int | None) -> DeltaTable:
+    opts = storage.delta_options(location)
     try:
-        return DeltaTable(location) if version is None else DeltaTable(location, version=version)
+        return DeltaTable(location, version=version, storage_options=opts)
     except TableNotFoundError as e:
         raise TableNotFound(f"no Delta table at {location}: {e}") from None
     except DeltaProtocolError as e:
@@ -485,6 +489,11 @@ def _check_types(snap: Snapshot, where: str) -> None:
     with _tables_lock:
         if _probe is None:
             _probe = duckdb.connect()
+            _probe_remote[:] = [False]
+        if storage.is_remote(snap.location) and not _probe_remote[0]:
+            # reads only the snapshot's own files, through the lake's storage
+            _probe.register_filesystem(storage.duckdb_filesystem(frozenset({"s3://"})))
+            _probe_remote[0] = True
         con = _probe.cursor()
     try:
         names = snap.schema.names
@@ -511,10 +520,14 @@ def _check_types(snap: Snapshot, where: str) -> None:
 
 def _data_path(root: str, path: str, where: str) -> str:
     if ":" not in path:  # the usual relative path; skips the slower URL parsing
+        if storage.is_remote(root):
+            return storage.join(root, unquote(path))
         return os.path.join(root, unquote(path))
     parsed = urlparse(path)
     if parsed.scheme == "file":
         return unquote(parsed.path)
+    if parsed.scheme in ("s3", "s3a"):
+        return storage.normalize(unquote(path))
     if len(parsed.scheme) > 1:
         raise UnsupportedFeature(f"{where}: data file {path} is not on the local file system")
     return os.path.join(root, unquote(path))
@@ -537,7 +550,11 @@ def _read_footers(
 
     def read(i: int) -> _Footer:
         try:
-            meta = pq.read_metadata(paths[i])
+            if storage.is_remote(paths[i]):
+                with storage.RemoteFile(paths[i], sizes[i]) as f:
+                    meta = pq.read_metadata(f)
+            else:
+                meta = pq.read_metadata(paths[i])
         except (OSError, pa.ArrowException) as e:
             raise UnsupportedFeature(f"{where}: cannot read data file {paths[i]}: {e}") from None
         # The Parquet schema text too: DuckDB reads logical annotations (UUID, ...) that Arrow
@@ -842,8 +859,9 @@ def _disk_stamp(location: str, version: int) -> tuple | None:
     if stamp is None:
         return None
     try:
-        with open(os.path.join(location, "_delta_log", f"{version:020d}.json"), "rb") as f:
-            head = f.read(1 << 16)
+        head = storage.read_range(
+            storage.join(location, "_delta_log", f"{version:020d}.json"), 0, 1 << 16
+        )
     except OSError:
         return None
     return (*stamp, hashlib.sha256(head).hexdigest())
@@ -895,7 +913,7 @@ def _to_disk(cache_dir: str | os.PathLike[str], snap: Snapshot) -> None:
         "checked": checked,
     }
     stamp = _disk_stamp(snap.location, snap.version)
-    snapshot_cache.save(Path(cache_dir), snap.location, snap.version, stamp, header, table)
+    snapshot_cache.save(str(cache_dir), snap.location, snap.version, stamp, header, table)
 
 
 def _footers_of(meta: dict[str, Any]) -> list[_Footer]:
@@ -909,7 +927,7 @@ def _footers_of(meta: dict[str, Any]) -> list[_Footer]:
 
 def _from_disk(cache_dir: str | os.PathLike[str], location: str, version: int) -> Snapshot | None:
     """The snapshot saved by an earlier process, if it is of exactly this version."""
-    hit = snapshot_cache.load(Path(cache_dir), location, version, _disk_stamp(location, version))
+    hit = snapshot_cache.load(str(cache_dir), location, version, _disk_stamp(location, version))
     if hit is None:
         return None
     meta, table = hit
@@ -948,7 +966,7 @@ def _seed_footers(cache_dir: str | os.PathLike[str], location: str) -> None:
     if location in _seeded:
         return
     _seeded.add(location)
-    hit = snapshot_cache.newest(Path(cache_dir), location)
+    hit = snapshot_cache.newest(str(cache_dir), location)
     if hit is None:
         return
     meta, table = hit

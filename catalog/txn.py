@@ -21,7 +21,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchEr
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from catalog import locks, recovery, writes
+from catalog import locks, recovery, storage, writes
 from catalog.data import to_arrow
 from catalog.errors import (
     CommitConflict,
@@ -228,7 +228,7 @@ class Transaction:
     def _undo_to(self, locked: _Locked, version: int) -> None:
         if self._holds_lock(locked.info.id):
             recovery.rollback_past(locked.info.location, version, self._still_ours)
-            locked.dt = DeltaTable(locked.info.location, version=version)
+            locked.dt = storage.open_delta(locked.info.location, version)
 
     # writes ----------------------------------------------------------------------------------
     def write(

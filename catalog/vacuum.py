@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from deltalake import DeltaTable
 
-from catalog import locks, recovery
+from catalog import locks, recovery, storage
 from catalog.compaction import STAGING, staging_owner
 from catalog.errors import InvalidArgument, TableNotFound
 from catalog.partitions import path_in_partition
@@ -90,7 +88,11 @@ def vacuum(
             )
     now = datetime.now(UTC)
     cutoff = now - timedelta(hours=float(hours))
-    root = os.path.normpath(info.location)
+    root = (
+        storage.normalize(info.location)
+        if storage.is_remote(info.location)
+        else (os.path.normpath(info.location))
+    )
 
     # The expensive part runs without the lock; only versions ratified meanwhile are added
     # under it, and files only become unneeded over time, never needed again.
@@ -122,18 +124,21 @@ def vacuum(
         for f in candidates:
             if f.rel in keep:
                 continue
-            try:
-                os.unlink(f.path)
-            except FileNotFoundError:
-                continue
+            if not storage.is_remote(f.path):
+                try:
+                    os.unlink(f.path)
+                except FileNotFoundError:
+                    continue
+            else:
+                storage.delete(f.path)
             deleted.append(f.path)
         # Under the lock: a writer never finds its partition folder removed under its feet.
-        _remove_empty_dirs(root, {os.path.dirname(p) for p in deleted})
+        storage.remove_empty_dirs(root, {os.path.dirname(p) for p in deleted})
     finally:
         catalog.store.unlock(token, [info.id])
     for folder in _dead_staging(root, cutoff):
         deleted += _files_under([folder])
-        shutil.rmtree(folder, ignore_errors=True)
+        storage.delete_tree(folder)
     return sorted(deleted)
 
 
@@ -167,27 +172,25 @@ def _earliest_loadable(root: str, version: int) -> DeltaTable:
     # Versions whose log was cleaned up behind a checkpoint cannot be read by anyone; the
     # oldest one that can is where protection starts.
     try:
-        return DeltaTable(root, version=version)
+        return storage.open_delta(root, version)
     except Exception:
-        log = Path(root) / "_delta_log"
         later = sorted(
-            int(p.name.split(".")[0])
-            for p in log.glob("*.checkpoint*.parquet")
-            if int(p.name.split(".")[0]) > version
+            int(n.split(".")[0])
+            for n in storage.listdir(storage.join(root, "_delta_log"))
+            if ".checkpoint" in n and n.endswith(".parquet") and int(n.split(".")[0]) > version
         )
         for v in later:
             try:
-                return DeltaTable(root, version=v)
+                return storage.open_delta(root, v)
             except Exception:
                 continue
         raise
 
 
 def _added_in(root: str, dt: DeltaTable, version: int) -> set[str]:
-    commit = Path(root) / "_delta_log" / f"{version:020d}.json"
+    commit = storage.join(root, "_delta_log", f"{version:020d}.json")
     try:
-        with open(commit) as f:
-            lines = f.readlines()
+        lines = storage.read_text(commit).splitlines()
     except FileNotFoundError:
         # The commit file was cleaned up after a checkpoint: ask delta-rs for that version.
         dt.load_as_version(version)
@@ -207,6 +210,14 @@ def _hidden(name: str) -> bool:
 
 
 def _data_files(root: str) -> Iterable[_File]:
+    if storage.is_remote(root):
+        for rel, st in storage.walk(root):
+            *folders, name = rel.split("/")
+            if any(_hidden(d) for d in folders):
+                continue
+            if name.endswith(".parquet") and not name.startswith((".", "_")):
+                yield _File(rel, storage.join(root, rel), st.mtime)
+        return
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not _hidden(d)]
         rel_folder = os.path.relpath(folder, root)
@@ -222,39 +233,35 @@ def _data_files(root: str) -> Iterable[_File]:
             yield _File(rel, path, mtime)
 
 
-def _dead_staging(root: str, cutoff: datetime) -> list[Path]:
+def _dead_staging(root: str, cutoff: datetime) -> list[str]:
     """Staging folders of compactions that can no longer commit: their process is gone (on
     this host), or (made on another host, which we cannot ask) older than the window."""
-    base = Path(root) / STAGING
-    if not base.is_dir():
+    base = storage.join(root, STAGING)
+    try:
+        names = storage.listdir(base)
+    except FileNotFoundError:
         return []
     here = locks.owner_id().split(":", 1)[0]
     out = []
-    for folder in base.iterdir():
-        try:
-            if not folder.is_dir():
-                continue  # the compaction lease file
-            owner = staging_owner(folder.name)
-            if owner.split(":", 1)[0] == here:
-                gone = locks.holder_is_dead(owner)
-            else:
-                gone = folder.stat().st_mtime < cutoff.timestamp()
-        except FileNotFoundError:
-            continue
+    for name in names:
+        folder = storage.join(base, name)
+        if "~" not in name:
+            continue  # the compaction lease file
+        owner = staging_owner(name)
+        if owner.split(":", 1)[0] == here:
+            gone = locks.holder_is_dead(owner)
+        elif storage.is_remote(folder):  # no folders: its newest file's age
+            ages = [st.mtime for _, st in storage.walk(folder)]
+            gone = not ages or max(ages) < cutoff.timestamp()
+        else:
+            try:
+                gone = os.stat(folder).st_mtime < cutoff.timestamp()
+            except FileNotFoundError:
+                continue
         if gone:
             out.append(folder)
     return out
 
 
-def _files_under(folders: list[Path]) -> list[str]:
-    return [str(p) for folder in folders for p in folder.rglob("*") if p.is_file()]
-
-
-def _remove_empty_dirs(root: str, folders: set[str]) -> None:
-    for folder in sorted(folders, key=len, reverse=True):
-        while os.path.normpath(folder) != root and folder.startswith(root):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-            folder = os.path.dirname(folder)
+def _files_under(folders: list[str]) -> list[str]:
+    return [storage.join(folder, rel) for folder in folders for rel, _ in storage.walk(folder)]

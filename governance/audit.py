@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
+from catalog import storage
 from catalog.catalog import Catalog
 from catalog.errors import AccessDenied, LakeError
 from catalog.writes import app_version
@@ -131,7 +131,7 @@ class AuditLog:
                     return 0
                 self.ensure_table()
                 info = self.catalog.table(TABLE)
-                seen = DeltaTable(info.location, version=self.catalog.current_version(info))
+                seen = storage.open_delta(info.location, self.catalog.current_version(info))
                 done = app_version(seen, APP_ID) or 0
                 fresh = [(seq, rec) for seq, rec in pending if seq > done]
                 top = pending[-1][0]

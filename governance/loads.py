@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
+from catalog import storage
 from catalog.errors import InvalidArgument, TableNotFound
 from catalog.ingestion import crawl as crawler
 from catalog.ingestion import ingest as ingester
@@ -90,7 +90,7 @@ class LoadSink:
         return app_id
 
     def app_version(self, info: TableInfo, version: int, app_id: str) -> int | None:
-        return app_version(DeltaTable(info.location, version=version), app_id)
+        return app_version(storage.open_delta(info.location, version), app_id)
 
     def create_database(self, name: str) -> None:
         self.catalog.create_database(name, exist_ok=True, user=self.principal)

@@ -160,7 +160,7 @@ def _same_place(own: str, location: str) -> bool:
     """Whether a URL location is, lies in or holds an owned URL (an object-store prefix, or a
     database on the same server, however the server is named)."""
     a, b = urlsplit(own), urlsplit(location)
-    if a.scheme != b.scheme:
+    if _store_kind(a.scheme) != _store_kind(b.scheme):
         return False
     if a.scheme in _OBJECT_STORES:
         return a.hostname == b.hostname and (
@@ -172,6 +172,11 @@ def _same_place(own: str, location: str) -> bool:
     if (a.path.strip("/") or "") != (b.path.strip("/") or ""):
         return False
     return bool(_addresses(a.hostname) & _addresses(b.hostname))
+
+
+def _store_kind(scheme: str) -> str:
+    """One spelling per kind of store: s3a:// names what s3:// does, gcs:// what gs:// does."""
+    return {"s3a": "s3", "gcs": "gs", "abfss": "abfs"}.get(scheme, scheme)
 
 
 def _addresses(host: str | None) -> set[str]:

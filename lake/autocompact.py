@@ -209,7 +209,7 @@ class AutoCompactor:
             return None
         if not self._due_now(info, policy):
             return None
-        with exclusive(info) as ours:
+        with exclusive(info, self.catalog.store) as ours:
             if not ours:  # another process of this host is compacting it right now
                 self._later(table_id, max(policy.min_interval_s, _BUSY_S))
                 return None

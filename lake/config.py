@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import settings as settings_module
+from catalog import storage
 from catalog.errors import InvalidArgument
 from catalog.settings import Settings
 
@@ -40,6 +41,13 @@ flush_interval_s = 2       # queued audit records move to system.audit this ofte
 [query]
 # memory_limit = "8GB"
 # threads = 2
+
+# Object-store options for s3:// roots and tables (else lake.connect(storage_options=...) and
+# the AWS_* environment; keep credentials in the environment).
+# [storage]
+# AWS_ENDPOINT_URL = "http://127.0.0.1:9000"
+# AWS_REGION = "us-east-1"
+# AWS_ALLOW_HTTP = "true"
 
 # Batch jobs (lake job submit). Uncomment to change a default.
 # [batch]
@@ -76,10 +84,23 @@ class Config:
     audit_flush_s: float = 2.0
     catalog_url: str | None = None  # [catalog] url: the metadata store (None: see lake.connect)
     raw: dict[str, Any] = field(default_factory=dict)
+    storage: dict[str, str] = field(default_factory=dict)  # [storage]: object-store options
 
 
-def load_config(root: Path) -> Config:
-    """Read `root/lake.toml` (missing file: defaults); InvalidArgument names every bad key."""
+def load_config(root: Path | str) -> Config:
+    """Read `root/lake.toml` (missing file: defaults); InvalidArgument names every bad key.
+
+    A root in an object store is read through `catalog.storage` (no memo is kept there)."""
+    if storage.is_remote(root):
+        try:
+            text = storage.read_text(storage.join(str(root), "lake.toml"))
+        except FileNotFoundError:
+            return Config()
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise InvalidArgument(f"lake.toml is not valid TOML: {e}") from None
+        return _config(_validate(raw), raw)
     path = Path(root) / "lake.toml"
     if not path.exists():
         return Config()
@@ -106,8 +127,12 @@ def load_config(root: Path) -> Config:
 def _config(valid: dict[str, Any], raw: dict[str, Any]) -> Config:
     q, audit, cat = valid["query"], valid["audit"], dict(valid["catalog"])
     url = cat.pop("url", None)
+    opts = {
+        k: str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in valid.get("storage", {}).items()
+    }
     return Config(
-        Settings(**cat), q["memory_limit"], q["threads"], audit["flush_interval_s"], url, raw
+        Settings(**cat), q["memory_limit"], q["threads"], audit["flush_interval_s"], url, raw, opts
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from batch.config import BatchSection
 from catalog.settings import Settings
@@ -45,6 +45,25 @@ class QuerySection(_Section):
     threads: int | None = Field(None, ge=1)
 
 
+class StorageSection(_Section):
+    """[storage]: object-store options (the keys of `lake.connect(storage_options=...)`, e.g.
+    AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP). Values are strings (or booleans/numbers,
+    written as strings); credentials belong in the environment, not in this file."""
+
+    model_config = ConfigDict(extra="allow", strict=False)
+
+    @model_validator(mode="after")
+    def _keys(self) -> StorageSection:
+        for key, value in (self.model_extra or {}).items():
+            if not key.isupper() or not key.replace("_", "").isalnum():
+                raise ValueError(
+                    f"{key!r} is not a storage option (they are written like AWS_REGION)"
+                )
+            if not isinstance(value, str | bool | int | float):
+                raise ValueError(f"{key} must be a string")
+        return self
+
+
 class LakeToml(_Section):
     """The whole file."""
 
@@ -52,5 +71,6 @@ class LakeToml(_Section):
     audit: AuditSection = AuditSection()
     query: QuerySection = QuerySection()
     batch: BatchSection = BatchSection()
+    storage: StorageSection = StorageSection()
     # `lake serve`'s own model (lake/server) validates [server] when the server starts
     server: dict[str, Any] = Field(default_factory=dict)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from catalog import storage
 from catalog.catalog import Catalog
 from catalog.engine import Engine
 from catalog.errors import InvalidArgument, LakeError
@@ -135,18 +136,29 @@ class Lake:
         catalog: str | None = None,
         ray_address: str | None = None,
         policy: str | Path | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ):
-        if "://" in str(root) and not str(root).startswith("file://"):
-            raise InvalidArgument(
-                f"object-store roots ({str(root).split('://')[0]}://) are not supported by this build; "
-                "use a local folder"
-            )
-        self.root = Path(str(root).removeprefix("file://")).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        toml = self.root / "lake.toml"
-        if not toml.exists():
-            toml.write_text(DEFAULT_TOML)
+        given = dict(storage_options or {})
+        if storage.is_remote(str(root)) or str(root).startswith("s3a://"):
+            # The root: an object-store prefix (s3://bucket/prefix); see catalog.storage.
+            self.root: Path | str = storage.normalize(str(root))
+            storage.configure(self.root, given)
+            storage.create(storage.join(self.root, "lake.toml"), DEFAULT_TOML.encode())
+        else:
+            if "://" in str(root) and not str(root).startswith("file://"):
+                storage.normalize(str(root))  # InvalidArgument naming the scheme
+            self.root = Path(str(root).removeprefix("file://")).expanduser().resolve()
+            self.root.mkdir(parents=True, exist_ok=True)
+            toml = self.root / "lake.toml"
+            if not toml.exists():
+                toml.write_text(DEFAULT_TOML)
+        self.location = str(self.root)
         self.config = load_config(self.root)
+        # Options: connect's, over lake.toml [storage], over the AWS_* environment.
+        self.storage_options = {**self.config.storage, **given}
+        storage.configure(self.location, self.storage_options)
+        if self.storage_options:
+            storage.configure(None, self.storage_options)
         self.store = open_root_store(self.root, catalog, self.config.catalog_url)
         self._closed = False
         try:
@@ -171,10 +183,13 @@ class Lake:
         self.queries = Queries(self.gate, self.engine)
         self.maintenance = Maintenance(self.gate)
         self.policy = Policy(self.gate, state, self.principal)
-        folder = Path(policy).expanduser().resolve() if policy else self.root / "policy"
+        local_policy = None if storage.is_remote(self.location) else Path(self.root) / "policy"
+        folder = Path(policy).expanduser().resolve() if policy else local_policy
         if policy and not folder.is_dir():
             raise InvalidArgument(f"policy folder {folder} does not exist")
-        self.policy.open(folder if folder.is_dir() else None, explicit=policy is not None)
+        self.policy.open(
+            folder if folder is not None and folder.is_dir() else None, explicit=policy is not None
+        )
         self._policy_arg = folder if policy else None
         raw.reap()
         raw.recover()
@@ -252,6 +267,7 @@ class Lake:
                 catalog=self.store.url,
                 ray_address=self.ray_address,
                 policy=str(self._policy_arg) if self._policy_arg else None,
+                storage_options=self.storage_options or None,
             ),
         )
 
@@ -417,9 +433,12 @@ def connect(
     catalog: str | None = None,
     ray_address: str | None = None,
     policy: str | Path | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     **server: Any,
 ) -> Lake | RemoteLake:
-    """Open (creating if missing) the lake at `root`; see the README for the options.
+    """Open (creating if missing) the lake at `root`: a local folder or `s3://bucket/prefix`
+    (then `storage_options`, lake.toml [storage] or the AWS_* environment say how to reach
+    it, and `catalog` names the shared catalog); see the README for the options.
 
     `root` may be a server, "grpc://host:port" or "grpc+tls://host:port": the lake it serves,
     used as the principal `token=` (or `username=` and `password=`, or the client certificate
@@ -427,9 +446,10 @@ def connect(
     $LAKE_TOKEN or the token `lake login` saved.
     """
     if str(root).startswith(SERVER_SCHEMES):
-        if catalog is not None or ray_address is not None or policy is not None:
+        if any(v is not None for v in (catalog, ray_address, policy, storage_options)):
             raise InvalidArgument(
-                "catalog=, ray_address= and policy= belong to the server, not its clients"
+                "catalog=, ray_address=, policy= and storage_options= belong to the server, "
+                "not its clients"
             )
         # Loaded for a server URL only: Flight and protobuf are a client's cost, not a lake's.
         from lake.server.client import RemoteLake
@@ -437,15 +457,28 @@ def connect(
         return RemoteLake(str(root), **server)
     if server:
         raise InvalidArgument(f"unexpected arguments {sorted(server)} for a local lake")
-    return Lake(root, catalog=catalog, ray_address=ray_address, policy=policy)
+    return Lake(
+        root,
+        catalog=catalog,
+        ray_address=ray_address,
+        policy=policy,
+        storage_options=storage_options,
+    )
 
 
 def open_handle(
-    root: str, *, catalog: str | None, ray_address: str | None, policy: str | None
+    root: str,
+    *,
+    catalog: str | None,
+    ray_address: str | None,
+    policy: str | None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Handle:
     """Open the lake again for a detached batch scheduler (`batch.port.LakeHandle`)."""
     from lake.batch_port import BatchPort, Handle
 
-    lk = connect(root, catalog=catalog, ray_address=None, policy=policy)
+    lk = connect(
+        root, catalog=catalog, ray_address=None, policy=policy, storage_options=storage_options
+    )
     port = BatchPort(lk.gate, lk.queries, lk.principal)
     return Handle(lk.root, lk.store.url, lk.config.raw, port, ray_address, lk.close)

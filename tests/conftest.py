@@ -15,10 +15,14 @@ import pytest
 
 import lake
 
-from support import pg
-from support.batch import BATCH_TOML
-from support.lakes import INTEROP, ORDERS
-from support.procs import Worker
+from support import s3  # noqa: I001 - first: the AWS_* environment before any helper reads it
+
+s3.set_environment()
+
+from support import pg  # noqa: E402
+from support.batch import BATCH_TOML  # noqa: E402
+from support.lakes import ENV, INTEROP, ORDERS  # noqa: E402
+from support.procs import Worker  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +38,25 @@ def catalog_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
     with pg.fresh_database(server) as url:
         monkeypatch.setenv("LAKE_CATALOG", url)
         yield url
+
+
+@pytest.fixture(autouse=True)
+def storage_backend(
+    catalog_backend: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[bool]:
+    """Where the lakes of a test keep their files: the local folders the test names, or, when
+    LAKE_TEST_STORAGE=s3 and LAKE_TEST_S3 names an S3 API server, the same paths in its bucket
+    (support.s3.mapped); an object-store root needs a shared catalog, so without PostgreSQL
+    the test's lakes share a SQLite file in its tmp_path. Yields whether lakes are in S3."""
+    if not s3.lakes_in_s3():
+        yield False
+        return
+    url = catalog_backend or f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.setenv("LAKE_CATALOG", url)
+    monkeypatch.setitem(ENV, "LAKE_CATALOG", url)  # worker processes' environment
+    connect = lake.connect
+    monkeypatch.setattr(lake, "connect", lambda root, *a, **k: connect(s3.mapped(root), *a, **k))
+    yield True
 
 
 @pytest.fixture
@@ -69,11 +92,17 @@ def interop(tmp_path):
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray (4 logical CPUs: spot + on-demand capacity) shared by every batch test."""
+    """One Ray shared by every batch test: a local one (4 logical CPUs: spot + on-demand
+    capacity), or the 2-node test cluster LAKE_TEST_RAY names (scripts/ray_cluster.sh)."""
     import ray
 
     from batch.ray_support import local_only
 
+    cluster = os.environ.get("LAKE_TEST_RAY")
+    if cluster and not ray.is_initialized():
+        # The test cluster of scripts/ray_cluster.sh, whose `run` also set RAY_AUTH_MODE and
+        # RAY_AUTH_TOKEN_PATH (Ray reads them on import, before this fixture runs).
+        ray.init(address=cluster, log_to_driver=False, namespace="lakeward-tests")
     if not ray.is_initialized():
         local_only()  # as the lake starts it: listening on 127.0.0.1 only
         ray.init(
@@ -137,3 +166,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.ray)
         if "make_lake" in used:
             item.add_marker(pytest.mark.sandbox)
+        if s3.lakes_in_s3() and item.get_closest_marker("local_disk"):
+            item.add_marker(
+                pytest.mark.skip(reason="works on a local disk's files; lakes are in S3")
+            )

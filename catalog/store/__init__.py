@@ -36,6 +36,11 @@ def load_store(url: str | None, root: Path | None = None) -> MetadataStore:
     if url is None:
         if root is None:
             raise InvalidArgument("a metadata store needs a URL or a lake root")
+        if "://" in str(root):
+            raise InvalidArgument(
+                "a lake in an object store needs a shared catalog: pass "
+                "catalog='postgresql://...' (or set [catalog] url in its lake.toml, or $LAKE_CATALOG)"
+            )
         url = f"sqlite:///{Path(root) / '_lakeward' / 'catalog.db'}"
     url = normalize_url(url)
     if url.startswith("sqlite:///"):

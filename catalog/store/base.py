@@ -189,6 +189,16 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def unlock(self, token: str, table_ids: Iterable[int] | None = None) -> None: ...
+
+    # named leases: one holder across processes and hosts, free once its holder stops renewing
+    @abc.abstractmethod
+    def take_lease(self, name: str, owner: str, lease_s: float) -> bool:
+        """Take or renew the named lease for `lease_s`; whether `owner` holds it now."""
+
+    @abc.abstractmethod
+    def drop_lease(self, name: str, owner: str) -> None:
+        """Release the named lease if `owner` holds it."""
+
     @abc.abstractmethod
     def lock_holder(self, table_id: int) -> LockHolder | None: ...
 

@@ -186,3 +186,11 @@ POLICY_CAS = sa.text(
     "UPDATE lake_meta SET value = value + 1 WHERE key = 'policy_seq' AND value = :expect "
     "RETURNING value"
 )
+
+# Named leases: take (or renew) when free, expired or already ours, in one statement.
+LEASE_TAKE = _clocked(
+    "INSERT INTO leases (name, owner, expires_at) VALUES (:name, :owner, {expires}) "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
+    "WHERE leases.owner = excluded.owner OR leases.expires_at < {now} RETURNING owner"
+)
+LEASE_DROP = sa.text("DELETE FROM leases WHERE name = :name AND owner = :owner")

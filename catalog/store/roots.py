@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from catalog import storage
 from catalog.errors import InvalidArgument
 from catalog.store import MetadataStore, load_store
 
@@ -30,11 +31,15 @@ def redact(url: str) -> str:
         return url.split("@", 1)[-1]
 
 
-def _read(root: Path) -> dict | None:
+def _binding(root: Path | str) -> str:
+    return storage.join(str(root), "_lakeward", "catalog.json")
+
+
+def _read(root: Path | str) -> dict | None:
     try:
-        return json.loads((root / BINDING).read_text())
+        return json.loads(storage.read_text(_binding(root)))
     except FileNotFoundError:
-        if (root / "_lakeward" / "catalog.db").exists():
+        if storage.exists(storage.join(str(root), "_lakeward", "catalog.db")):
             return {"catalog": IN_ROOT}  # a root from before roots recorded their catalog
         return None
     except (OSError, ValueError) as e:
@@ -43,21 +48,17 @@ def _read(root: Path) -> dict | None:
         ) from None
 
 
-def _record(root: Path, url: str | None, catalog_id: int) -> dict:
-    """Write the binding unless another process just did; returns the binding in force."""
-    path = root / BINDING
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _record(root: Path | str, url: str | None, catalog_id: int) -> dict:
+    """Write the binding unless another process just did (O_EXCL, or a conditional PUT in an
+    object store); returns the binding in force."""
+    path = _binding(root)
     binding = {"catalog": IN_ROOT if url is None else redact(url), "catalog_id": catalog_id}
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return json.loads(path.read_text())
-    with os.fdopen(fd, "w") as f:
-        json.dump(binding, f)
+    if not storage.create(path, json.dumps(binding).encode()):
+        return json.loads(storage.read_text(path))
     return binding
 
 
-def choose_url(root: Path, url: str | None, configured: str | None) -> str | None:
+def choose_url(root: Path | str, url: str | None, configured: str | None) -> str | None:
     """The catalog URL for `root` (None: SQLite inside the root).
 
     In order: `url` (lake.connect's `catalog=`), `configured` (lake.toml `[catalog] url`), the
@@ -77,7 +78,7 @@ def choose_url(root: Path, url: str | None, configured: str | None) -> str | Non
 
 
 def open_root_store(
-    root: Path, url: str | None = None, configured: str | None = None
+    root: Path | str, url: str | None = None, configured: str | None = None
 ) -> MetadataStore:
     """Open the metadata store of a lake root (see `choose_url`), checking it is the root's own.
 

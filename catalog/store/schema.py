@@ -111,6 +111,16 @@ policies = sa.Table(
     sa.Column("installed_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Named leases (e.g. "compact:<table id>": one compactor per table across hosts), renewed by
+# their holder while it works; free once expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 V1 = (meta, databases, tables, commits, transactions)
 
 
@@ -161,8 +171,12 @@ def _v6(conn: sa.Connection) -> None:
     conn.execute(sa.insert(meta).values(key="policy_seq", value=0))
 
 
+def _v7(conn: sa.Connection) -> None:
+    leases.create(conn, checkfirst=True)
+
+
 # Append only: a migration, once released, never changes; index + 1 is the schema version.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

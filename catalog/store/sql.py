@@ -630,6 +630,16 @@ class SqlStore(MetadataStore):
             holder = self._holder(conn, table_id)
         return holder if holder is not None and holder.token else None
 
+    # named leases ------------------------------------------------------------------------
+    def take_lease(self, name: str, owner: str, lease_s: float) -> bool:
+        with self._db.single() as conn:
+            args = {"name": name, "owner": owner, **self._clock(lease_s)}
+            return conn.execute(hot.LEASE_TAKE[self._dialect], args).first() is not None
+
+    def drop_lease(self, name: str, owner: str) -> None:
+        with self._db.single() as conn:
+            conn.execute(hot.LEASE_DROP, {"name": name, "owner": owner})
+
     # retention ---------------------------------------------------------------------------
     def prune_commits(self, table_id: int, below_version: int) -> int:
         with self._write() as conn:

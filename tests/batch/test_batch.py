@@ -367,7 +367,9 @@ def test_killed_sandbox_is_retried_and_output_lands_once(make_lake, tmp_path):
     assert _rows(lk, "SELECT count(*) AS n FROM ml.scores") == [{"n": 30}]
 
 
-def test_killed_ray_worker_requeues_without_spending_retries(make_lake, tmp_path):
+@pytest.mark.parametrize("spot", [False, True])
+def test_killed_ray_worker_requeues_without_spending_retries(make_lake, tmp_path, spot):
+    # A lost worker or node is NODE_LOST; on spot capacity it is what a spot interruption is.
     lk = make_lake()
     b = batch_of(lk)
     _scores_table(lk)
@@ -379,7 +381,8 @@ def test_killed_ray_worker_requeues_without_spending_retries(make_lake, tmp_path
         workdir=code,
         retries=0,
         checkpoint=True,
-        env={**ENV, "STEPS": "30", "STEP_S": "0.04"},
+        spot=spot,
+        env={**ENV, "STEPS": "60", "STEP_S": "0.04"},
         outputs={"scores": "ml.scores"},
     )
     wait_for(lambda: "step 8\n" in job.logs(), timeout=60)
@@ -387,8 +390,8 @@ def test_killed_ray_worker_requeues_without_spending_retries(make_lake, tmp_path
     os.kill(a.worker_pid, signal.SIGKILL)
     assert job.wait(timeout=60) == "SUCCEEDED"
     reasons = [x.reason for x in job.attempts]
-    assert reasons == ["SPOT_INTERRUPTED", "SUCCEEDED"]
-    assert _rows(lk, "SELECT count(*) AS n FROM ml.scores") == [{"n": 30}]
+    assert reasons == ["SPOT_INTERRUPTED" if spot else "NODE_LOST", "SUCCEEDED"]
+    assert _rows(lk, "SELECT count(*) AS n FROM ml.scores") == [{"n": 60}]
 
 
 def test_output_commit_is_idempotent_per_job(make_lake, tmp_path):
@@ -498,7 +501,8 @@ def test_interrupted_after_writing_output_commits_once(make_lake):
         "t = pa.table({'step': [1, 2, 3], 'value': [1, 4, 9], 'job': [os.environ['LAKE_JOB_ID']] * 3})\n"
         "pq.write_table(t, '/opt/ml/output/scores/part-0.parquet')\n"
         "print('written', flush=True)\n"
-        "time.sleep(1.0 if os.environ['LAKE_ATTEMPT'] == '1' else 0.1)\n",
+        # attempt 1 waits for its interruption (its log reaches an object store a beat late)
+        "time.sleep(10.0 if os.environ['LAKE_ATTEMPT'] == '1' else 0.1)\n",
     ]
     job = b.submit(write_then_wait, user="etl", spot=True, outputs={"scores": "ml.scores"}, env=ENV)
     wait_for(lambda: "written" in job.logs(), timeout=60)

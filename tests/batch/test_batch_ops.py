@@ -135,6 +135,7 @@ def test_jobs_survive_the_client_and_a_lost_scheduler(make_lake):
     assert second.reason == "SUCCEEDED" and "from 2" in job.logs()
 
 
+@pytest.mark.local_disk  # the CLI's --root is a local folder
 def test_cli_job_and_queue_commands(make_lake, tmp_path):
     from lake.cli.batch import job_app, queue_app
 

@@ -22,10 +22,11 @@ import pytest
 from deltalake import DeltaTable
 
 import lake
-from catalog import locks
+from catalog import locks, storage
 from catalog.compaction import STAGING, Policy
 from catalog.errors import CommitConflict, InvalidArgument, SQLError
 
+from support import s3
 from support.lakes import ENV
 
 HERE = Path(__file__).resolve()
@@ -356,7 +357,7 @@ WRITER_RATE = 8.0  # appends/s of each of the four writer processes
 
 
 def writer_main(root: str, worker: int, seconds: float) -> None:
-    lk = lake.connect(root)
+    lk = s3.open_root(root)
     auto = lk.autocompact  # every lake process runs one
     print("READY", flush=True)
     start = time.monotonic()
@@ -378,6 +379,7 @@ def writer_main(root: str, worker: int, seconds: float) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.local_disk  # its append rates are a local disk's; tests/catalog/test_s3.py has S3's
 def test_auto_compaction_under_four_writer_processes(tmp_path):
     root = tmp_path / "lake"
     make(root, {"compaction.min_small_files": "20", "compaction.min_interval_s": "0"})
@@ -440,11 +442,16 @@ def test_auto_compaction_under_four_writer_processes(tmp_path):
 
 
 def compact_main(root: str) -> None:
-    lk = lake.connect(root)
+    lk = s3.open_root(root)
     print("START", flush=True)
     lk.compact("sales.orders", user="compactor")
     print("DONE", flush=True)
     lk.close()
+
+
+def staged(loc: str) -> list[str]:
+    """Paths of files in the table's staging folders, relative to the staging root."""
+    return [r for r, _ in storage.walk(storage.join(loc, STAGING))]
 
 
 def spawn_compactor(root: Path) -> subprocess.Popen:
@@ -471,7 +478,7 @@ def test_kill_9_during_compaction_leaves_table_complete(tmp_path):
     killed_mid_way = 0
     duration = 0.0
     with lake.connect(root) as lk:
-        loc = Path(lk.catalog.describe("sales.orders")["location"])
+        loc = lk.catalog.describe("sales.orders")["location"]
         for rnd in range(5):
             for b in range(60):
                 t = batch(rnd * 1000 + b, n=30)
@@ -494,7 +501,11 @@ def test_kill_9_during_compaction_leaves_table_complete(tmp_path):
                 tx.write("sales.orders", batch(999_999, n=3))  # holds the table lock
                 p = spawn_compactor(root)
                 deadline = time.monotonic() + 60
-                while not list((loc / STAGING).glob("*/_delta_log/*3.json")):
+                while not [
+                    r
+                    for r in staged(loc)
+                    if r.split("/")[1:2] == ["_delta_log"] and r.endswith("3.json")
+                ]:
                     assert time.monotonic() < deadline and p.poll() is None
                     time.sleep(0.01)
                 time.sleep(0.2)
@@ -511,8 +522,10 @@ def test_kill_9_during_compaction_leaves_table_complete(tmp_path):
         lk.compact("sales.orders", user="etl")
         assert num_files(lk) == 3
         lk.vacuum("sales.orders", user="etl", retention_hours=0, force=True)
-        assert not [d for d in (loc / STAGING).iterdir() if d.is_dir()]
-        on_disk = sorted(p for p in loc.rglob("*.parquet") if "_delta_log" not in p.parts)
+        assert not [r for r in staged(loc) if "~" in r]
+        on_disk = sorted(
+            r for r, _ in storage.walk(loc) if r.endswith(".parquet") and "_delta_log" not in r
+        )
         assert len(on_disk) == 3
         assert rows(lk)["id"].to_pylist() == sorted(expected)
 
@@ -571,26 +584,27 @@ def test_vacuum_removes_orphans_and_dead_staging(sales):
     tx = lk.transaction(user="etl")
     tx.write("sales.orders", batch(1))  # tentative files, then rolled back: orphans
     tx.cancel()
-    loc = Path(lk.catalog.describe("sales.orders")["location"])
+    loc = lk.catalog.describe("sales.orders")["location"]
     host = locks.owner_id().split(":")[0]
-    dead = loc / STAGING / f"{host}:999999:1~deadbeef"  # a compaction killed mid-way
-    live = loc / STAGING / f"{locks.owner_id()}~cafe"  # one still running
-    remote = loc / STAGING / "elsewhere:1:1~f00d"  # another host's: only age tells
+    dead = storage.join(loc, STAGING, f"{host}:999999:1~deadbeef")  # a compaction killed mid-way
+    live = storage.join(loc, STAGING, f"{locks.owner_id()}~cafe")  # one still running
+    remote = storage.join(loc, STAGING, "elsewhere:1:1~f00d")  # another host's: only age tells
     for folder in (dead, live, remote):
-        (folder / "region=eu").mkdir(parents=True)
-        (folder / "region=eu" / "part-0.parquet").write_bytes(b"x")
+        storage.write_bytes(storage.join(folder, "region=eu", "part-0.parquet"), b"x")
 
-    def on_disk() -> list[Path]:
-        return sorted(p for p in loc.rglob("*.parquet") if STAGING not in p.parts)
+    def on_disk() -> list[str]:
+        return sorted(
+            r for r, _ in storage.walk(loc) if r.endswith(".parquet") and STAGING not in r
+        )
 
     assert len(on_disk()) == 6
     # Young orphans stay under the default retention (they may be a write in flight); the
     # staging folder of a dead process goes at once, a live one's stays.
     # Vacuum names files relative to the table's folder: no path leaves the lake.
     assert lk.vacuum("sales.orders", user="etl") == [
-        str((dead / "region=eu" / "part-0.parquet").relative_to(loc))
+        storage.relative(storage.join(dead, "region=eu", "part-0.parquet"), loc)
     ]
-    assert not dead.exists() and live.exists() and remote.exists()
+    assert not storage.is_dir(dead) and storage.is_dir(live) and storage.is_dir(remote)
     listed = lk.vacuum("sales.orders", user="etl", retention_hours=0, force=True, dry_run=True)
     assert len(on_disk()) == 6 and len(listed) == 3 + 1  # the orphans, the remote staging
     eu = lk.vacuum(
@@ -599,7 +613,7 @@ def test_vacuum_removes_orphans_and_dead_staging(sales):
     assert [p for p in eu if STAGING not in p] and all("region=eu" in p for p in eu)
     assert len(on_disk()) == 5
     lk.vacuum("sales.orders", user="etl", retention_hours=0, force=True)
-    assert len(on_disk()) == 3 and live.exists() and not remote.exists()
+    assert len(on_disk()) == 3 and storage.is_dir(live) and not storage.is_dir(remote)
     assert rows(lk)["id"].to_pylist() == batch(0)["id"].to_pylist()
     delta_rs_agrees(lk)
 

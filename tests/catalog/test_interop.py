@@ -31,7 +31,7 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from pyroaring import BitMap64
 
 import lake
-from catalog import snapshot
+from catalog import snapshot, storage
 from catalog.errors import DataFileMissing, InvalidArgument, TableNotFound, UnsupportedFeature
 from catalog.snapshot import Snapshot
 from governance import query
@@ -1127,7 +1127,7 @@ def test_a_missing_deletion_vector_file_is_a_typed_error(tmp_path: Path) -> None
         # holds the decoded rows and would still answer rightly).
         snapshot.clear_caches()
         query.clear_cache()
-        shutil.rmtree(lk.root / "_lakeward" / "snapshots")
+        storage.delete_tree(storage.join(str(lk.root), "_lakeward", "snapshots"))
         with pytest.raises(DataFileMissing) as e:
             lk.sql("SELECT count(*) AS n FROM x.t", user="u")
         assert "x.t" in str(e.value) and "/" not in str(e.value)

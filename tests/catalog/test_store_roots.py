@@ -21,6 +21,7 @@ def no_env(monkeypatch):
     monkeypatch.delenv("LAKE_CATALOG", raising=False)
 
 
+@pytest.mark.local_disk  # the SQLite catalog inside the root
 def test_a_root_keeps_its_own_sqlite_catalog(tmp_path, no_env, monkeypatch):
     root = tmp_path / "lake"
     with lake.connect(root) as lk:

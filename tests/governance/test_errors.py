@@ -20,7 +20,7 @@ from governance.context import TableRead
 from governance.sql import _reveals
 from lake.errors import AccessDenied, LakeError, SQLError
 
-from support.reference_sql import outcome, same
+from support.observe import outcome, same
 from support.sqlpath import references, sql_lake
 
 FAILING = [

@@ -9,6 +9,7 @@ lake holding just their view, apart from the rule names.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,9 @@ def lakes(tmp_path_factory):
     base = Path(tmp_path_factory.mktemp("explain"))
     governed = sql_lake(base / "lake")
     refs = references(governed, base)
-    yield governed, refs, base / "lake"
+    # the catalog these lakes were made with, for the CLI to open them with (module fixtures start
+    # before the per-test catalog backend does)
+    yield governed, refs, base / "lake", os.environ.get("LAKE_CATALOG")
     for lk in (governed, *refs.values()):
         lk.close()
 
@@ -46,7 +49,7 @@ def _without_rules(text: str) -> str:
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_a_user_sees_their_view_and_rule_names_only(lakes, query):
-    governed, refs, _ = lakes
+    governed, refs, _, _ = lakes
     for user, ref in refs.items():
         ex, want = governed.explain(query, user=user), ref.explain(query, user=user)
         text = str(ex)
@@ -61,7 +64,7 @@ def test_a_user_sees_their_view_and_rule_names_only(lakes, query):
 
 
 def test_rules_are_named(lakes):
-    governed, _, _ = lakes
+    governed, _, _, _ = lakes
     rules = governed.explain("SELECT * FROM hr.people", user="carol").rules
     assert rules == ["deny on a column", "row filter eu_rows", "row filter early", "mask on salary"]
     ex = governed.explain("SELECT * FROM hr.people", user="carol")
@@ -73,7 +76,7 @@ def test_rules_are_named(lakes):
 
 
 def test_describe_on_policy_shows_where_and_sql_without_paths(lakes):
-    governed, _, root = lakes
+    governed, _, root, _ = lakes
     ex = governed.explain("SELECT * FROM hr.people WHERE id > 1", user="dora")
     text = str(ex)
     assert "row filter eu_rows (policy.csv:10): region = 'eu'; columns * -ssn" in text
@@ -87,7 +90,7 @@ def test_describe_on_policy_shows_where_and_sql_without_paths(lakes):
 
 
 def test_explain_errors_like_the_reference(lakes):
-    governed, refs, _ = lakes
+    governed, refs, _, _ = lakes
     for query in (
         "SELECT * FROM hr.secret",
         "SELECT * FROM hr.nothing",
@@ -101,8 +104,12 @@ def test_explain_errors_like_the_reference(lakes):
         assert type(got.value) is type(want.value) and str(got.value) == str(want.value)
 
 
-def test_cli_policy_explain(lakes):
-    governed, _, root = lakes
+def test_cli_policy_explain(lakes, monkeypatch):
+    _, _, root, url = lakes
+    if url:
+        monkeypatch.setenv("LAKE_CATALOG", url)
+    else:
+        monkeypatch.delenv("LAKE_CATALOG", raising=False)
     runner = CliRunner()
     q = "SELECT * FROM hr.people"
     out = runner.invoke(app, ["policy", "explain", q, "--user", "carol", "--root", str(root)])

@@ -29,7 +29,7 @@ from governance.passes.names import name_columns
 from governance.passes.parse import parse_query
 from governance.passes.resolve import META_TABLE, resolve
 
-from support.reference_sql import same
+from support.observe import same
 from support.sqlpath import plan, raw_predicates, references, sql_lake, unguarded
 
 MARK = "contains({x} || 'zq', '1zq')"  # never fails, so DuckDB pushes it down

@@ -15,7 +15,7 @@ import pytest
 from governance.passes.names import name_columns
 from governance.passes.parse import parse_query
 
-from support.reference_sql import outcome, same
+from support.observe import outcome, same
 from support.sqlpath import references, sql_lake
 
 FIXTURES = Path(__file__).parent / "fixtures" / "names.sql"

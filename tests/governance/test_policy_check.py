@@ -502,6 +502,7 @@ def test_cli_missing_policy_csv(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "no policy.csv" in result.output
 
 
+@pytest.mark.local_disk  # the CLI opens the local folder it is given
 def test_cli_with_a_real_lake(tmp_path, monkeypatch):
     root = tmp_path / "lake"
     with lake.connect(root) as lk:

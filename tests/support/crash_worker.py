@@ -14,7 +14,7 @@ import time
 
 import pyarrow as pa
 
-import lake
+from support import s3
 
 
 def rows(batch: int, n: int = 20) -> pa.Table:
@@ -34,7 +34,7 @@ def cust(batch: int) -> pa.Table:
 def main() -> None:
     root, mode, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 10**9
-    lk = lake.connect(root)
+    lk = s3.open_root(root)
     print("READY", flush=True)
     if mode == "hang":
         tx = lk.begin(user=f"w{worker}", timeout_s=3600)

@@ -8,6 +8,8 @@ import pyarrow as pa
 
 import lake
 
+from support import s3
+
 PEOPLE = pa.table(
     {
         "id": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
@@ -21,14 +23,14 @@ PEOPLE = pa.table(
 
 def governed_lake(root: Path, policy: str) -> lake.Lake:
     """A lake with hr.people filled, then opened under `policy` (policy.csv text)."""
-    with lake.connect(root) as lk:
+    with s3.open_root(root) as lk:
         lk.catalog.create_database("hr", tags={"dept": "hr"})
         lk.catalog.create_table("hr.people", PEOPLE.schema, tags={"pii": "false"})
         lk.write("hr.people", PEOPLE, user="etl")
     folder = root / "policy"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "policy.csv").write_text(policy)
-    return lake.connect(root, policy=folder)
+    return s3.open_root(root, policy=folder)
 
 
 def rows(t: pa.Table) -> list[dict]:

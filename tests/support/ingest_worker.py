@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from deltalake import DeltaTable
 
-import lake
+from support import s3
 
 SCHEMA = pa.schema([("id", pa.int64()), ("seq", pa.int64()), ("v", pa.string())])
 
@@ -59,7 +59,7 @@ def peak_mb() -> float:
 
 def main() -> None:
     mode, root = sys.argv[1], sys.argv[2]
-    lk = lake.connect(root)
+    lk = s3.open_root(root)
     if mode == "memory":
         block, target, paths = int(sys.argv[3]), sys.argv[4], sys.argv[5:]
         # delta-rs buffers up to delta.targetFileSize of Parquet per file it writes; with the

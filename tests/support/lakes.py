@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-import lake
+from support import s3
 
 TESTS = Path(__file__).resolve().parents[1]
 INTEROP = TESTS / "data" / "delta-interop"
@@ -40,7 +40,7 @@ def lake_with_settings(tmp_path, **catalog):
     (root / "lake.toml").write_text(
         "[catalog]\n" + "".join(f"{k} = {v}\n" for k, v in catalog.items())
     )
-    lk = lake.connect(root)
+    lk = s3.open_root(root)
     lk.catalog.create_database("sales")
     lk.catalog.create_table("sales.orders", ORDERS)
     return lk

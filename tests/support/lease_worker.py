@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-import lake
 from catalog.errors import CommitConflict, TransactionError
+
+from support import s3
 
 
 def rows(batch: int, n: int = 10) -> pa.Table:
@@ -43,7 +44,7 @@ def scheduler(root: Path, lease_s: float) -> None:
     from batch.store import BatchStore
     from catalog.locks import owner_id
 
-    with lake.connect(root) as lk:
+    with s3.open_root(root) as lk:
         store = BatchStore(lk.store.url)
         lease = Lease(store, "scheduler", f"{owner_id()}:test", lease_s, owner_dead)
         lease.start()
@@ -58,7 +59,7 @@ def main() -> None:
     if mode == "scheduler":
         scheduler(root, arg)
         return
-    lk = lake.connect(root)
+    lk = s3.open_root(root)
     if mode == "appends":
         n = 0
         while not (root / "stop").exists():

@@ -20,7 +20,7 @@ import pyarrow as pa
 import lake
 
 from support.governed import governed_lake
-from support.reference_sql import materialise
+from support.observe import materialise
 
 POLICY = """\
 p2, bob, hr.people, eu_rows, "region = 'eu'", *
