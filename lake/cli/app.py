@@ -71,7 +71,7 @@ class LakeGroup(LazyGroup):
     lazy = {
         "crawl": Lazy(_ingest, "Crawl a folder of Parquet, CSV and JSON files into Delta tables."),
         "ingest": Lazy(
-            _ingest, "Load files or a query result into a table, streamed, in one commit."
+            _ingest, "Load files or a query result into a table, streamed, in one atomic commit."
         ),
         "policy": Lazy(_policy, "Check, apply and explain policies (policy.csv, model.conf)."),
         "job": Lazy(_batch, "Submit, watch, cancel and interrupt batch jobs."),
@@ -80,8 +80,7 @@ class LakeGroup(LazyGroup):
         "image": Lazy(_image, "List and prune the unpacked job images."),
         "serve": Lazy(
             _server,
-            "Serve the lake over Arrow Flight SQL to authenticated clients (tokens, "
-            "passwords, mTLS).",
+            "Serve the lake over Arrow Flight SQL to authenticated clients (Ctrl-C stops it).",
         ),
         "login": Lazy(
             _server,
