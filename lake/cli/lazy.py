@@ -32,12 +32,18 @@ class LazyGroup(TyperGroup):
         return [*self.commands, *(n for n in self.lazy if n not in self.commands)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name not in self.commands and cmd_name in self.lazy:
-            app = typer.Typer(rich_markup_mode=None)
-            self.lazy[cmd_name].load(app)
-            for name, cmd in typer.main.get_group(app).commands.items():
-                self.commands.setdefault(name, cmd)
+        if cmd_name not in self.commands:
+            # An unknown name loads them all, so that "Did you mean ...?" knows every command.
+            for name in [cmd_name] if cmd_name in self.lazy else list(self.lazy):
+                if name not in self.commands:
+                    self._load(self.lazy[name])
         return self.commands.get(cmd_name)
+
+    def _load(self, lazy: Lazy) -> None:
+        app = typer.Typer(rich_markup_mode=None)
+        lazy.load(app)
+        for name, cmd in typer.main.get_group(app).commands.items():
+            self.commands.setdefault(name, cmd)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         # `lake --help` lists the lazy commands by their summary, without importing them.

@@ -140,6 +140,13 @@ def test_help_summarises_lazy_commands_as_they_do_themselves():
         assert rows[name] == cmd.get_short_help_str(limit), name
 
 
+def test_a_mistyped_command_suggests_lazy_commands_too():
+    r = run("jbo")
+    assert r.exit_code == 2 and "Did you mean 'job'?" in r.output, r.output
+    r = run("tabel")
+    assert r.exit_code == 2 and "Did you mean 'table'?" in r.output, r.output
+
+
 LOADED = """
 import sys
 from typer.testing import CliRunner
