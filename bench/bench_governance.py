@@ -18,8 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import QUIET_TOML, interleaved, p50, report  # noqa: E402
 
 import lake  # noqa: E402
-from governance.query import _compiled as compiled_cache  # noqa: E402
-from lake.query import compile_for  # noqa: E402
+from governance.query import clear_cache  # noqa: E402
 
 ROWS = 10_000_000
 POLICY = """\
@@ -81,18 +80,22 @@ def decision_rewrite(root: Path, n: int) -> dict:
     out = {}
     with lake.connect(root) as lk:
         q = "SELECT k, count(*) AS n FROM b.events WHERE id > 5 GROUP BY k"
-        compile_for(lk, q, "alice")
+        alice = lk.principal("alice")
+        lk.queries.compile(alice, q)
         warm = []
         for _ in range(200):
             t = time.perf_counter()
-            compile_for(lk, q, "alice")
+            lk.queries.compile(alice, q)
             warm.append(time.perf_counter() - t)
         cold = []
         for _ in range(30):
-            lk.policy.engine.reload()  # drops every cached decision
-            compiled_cache.clear()  # and every compiled query
+            # A new engine for the same policy holds no cached decision; it is parsed before
+            # the clock starts, so only deciding and rewriting are timed.
+            lk.policy.state._seq = -1
+            lk.policy.engine  # noqa: B018
+            clear_cache()  # and no compiled query
             t = time.perf_counter()
-            compile_for(lk, q, "alice")
+            lk.queries.compile(alice, q)
             cold.append(time.perf_counter() - t)
         out = {"lines": n, "warm_p50_ms": p50(warm) * 1000, "cold_p50_ms": p50(cold) * 1000}
     (root / "policy" / "policy.csv").write_text(POLICY)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import sqlalchemy
 from deltalake import DeltaTable
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -117,6 +118,22 @@ def _side_by_side(a, b, repeat: int) -> tuple[float, float]:
     return p50(ta), p50(tb)
 
 
+def store_calls(fn) -> tuple[int, int]:
+    """(statements, transactions) `fn` sends to the metadata store (of any SQLAlchemy engine)."""
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *_):
+        seen.append(statement.lstrip()[:5].upper())
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", count)
+    try:
+        fn()
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", count)
+    begins = sum(1 for st in seen if st.startswith("BEGIN"))
+    return len(seen) - begins, begins
+
+
 def _drop_caches() -> None:
     snapshots.clear_caches()
     governed_query.clear_cache()
@@ -185,8 +202,12 @@ def measure(lk: lake.Lake, name: str, repeat: int) -> dict[str, tuple[float, flo
     return out
 
 
-def main(repeat: int = 9, fresh: bool = False, big: bool = True) -> list[dict]:
+def main(
+    repeat: int = 9, fresh: bool = False, big: bool = True, only: list[str] | None = None
+) -> list[dict]:
     names = {**SIZES, **(BIG if big else {})}
+    if only:
+        names = {n: names[n] for n in only}
     build(fresh, names)
     results = []
     with lake.connect(ROOT) as lk:
@@ -199,6 +220,21 @@ def main(repeat: int = 9, fresh: bool = False, big: bool = True) -> list[dict]:
                 for k, (a, b) in curves[name].items()
             )
             print(f"{name:<7} {cells}", flush=True)
+            statements, transactions = store_calls(
+                lambda n=name: lk.sql(Q.format(rel=f"g.{n}"), user="bench")
+            )
+            print(
+                f"{'':<7} a warm query: {statements} metadata-store statements in "
+                f"{transactions} transactions",
+                flush=True,
+            )
+            results.append(
+                {
+                    "benchmark": f"growth store calls per warm query {name}",
+                    "statements": statements,
+                    "transactions": transactions,
+                }
+            )
         print("\nratio lk/raw (goal)     " + "  ".join(f"{n:>8}" for n in names))
         for kind, goal in GOALS.items():
             ratios = [curves[n][kind][0] / curves[n][kind][1] for n in names]
@@ -223,5 +259,8 @@ if __name__ == "__main__":
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--fresh", action="store_true", help="rebuild the tables")
     ap.add_argument("--no-big", action="store_true", help="skip the 100,000-version table")
+    ap.add_argument(
+        "--only", nargs="+", choices=[*SIZES, *BIG], help="measure these tables only (t100: small)"
+    )
     args = ap.parse_args()
-    main(args.repeat, args.fresh, not args.no_big)
+    main(args.repeat, args.fresh, not args.no_big, args.only)

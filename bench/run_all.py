@@ -18,6 +18,7 @@ import bench_ingest  # noqa: E402
 import bench_query  # noqa: E402
 import bench_sandbox  # noqa: E402
 import bench_scale  # noqa: E402
+import bench_server  # noqa: E402
 import bench_skipping  # noqa: E402
 import bench_tpch  # noqa: E402
 
@@ -31,6 +32,7 @@ if __name__ == "__main__":
         bench_tpch,
         bench_growth,
         bench_cli,
+        bench_server,
         bench_sandbox,
         bench_batch,
         bench_ingest,

@@ -323,12 +323,9 @@ class Catalog:
             "created_at": info.created_at.isoformat(),
             "properties": dict(info.properties),
             "num_files": files.num_rows,
-            "size_bytes": int(pa.compute.sum(files["size_bytes"]).as_py() or 0)
-            if files.num_rows
-            else 0,
-            "num_rows": int(pa.compute.sum(files["num_records"]).as_py() or 0)
-            if files.num_rows
-            else 0,
+            # Summed in NumPy: pyarrow.compute costs a catalog command ~20 ms to import.
+            "size_bytes": int(files["size_bytes"].to_numpy().sum()),
+            "num_rows": int(files["num_records"].to_numpy().sum()),
         }
 
     def drop_table(self, name: str, *, purge: bool = False) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
-import pyarrow.parquet as pq
 from cachetools import LRUCache
 
 from catalog import storage
@@ -92,6 +91,8 @@ class _Log:
 
 
 def _read_checkpoint(log: _Log, version: int, where: str) -> dict[str, Descriptor]:
+    import pyarrow.parquet as pq  # only a checkpoint of a table with deletion vectors needs it
+
     out: dict[str, Descriptor] = {}
     for name in log.checkpoints[version]:
         path = storage.join(log.dir, name)

@@ -15,7 +15,6 @@ from urllib.parse import unquote
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from catalog.errors import InvalidArgument, SQLError
 from catalog.snapshot import Snapshot
@@ -46,6 +45,8 @@ def partitions(catalog: Catalog, name: str) -> list[dict[str, Any]]:
     Each entry is `{"partition": {col: value, ...}, "num_files", "num_rows", "size_bytes"}`,
     sorted by partition values; an unpartitioned table with files has one entry with `{}`.
     """
+    import pyarrow.compute as pc  # heavy (~20 ms): catalog commands that list no partitions skip it
+
     info = catalog.table(name)
     snap = catalog.snapshot(info)
     files = snap.files
@@ -105,6 +106,8 @@ def _check_columns(snap: Snapshot, names: list[str], what: str) -> None:
 
 
 def _match_values(snap: Snapshot, partition: Mapping[str, Any]) -> np.ndarray:
+    import pyarrow.compute as pc  # heavy (~20 ms): only choosing files by partition needs it
+
     if not isinstance(partition, Mapping):
         raise InvalidArgument('partition must be a mapping such as {"region": "eu"}')
     _check_columns(snap, list(partition), "partition=")

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 Predicate = tuple[str, str, Any]
 
@@ -30,12 +29,16 @@ def _typed(value: Any, typ: pa.DataType) -> pa.Scalar | None:
 
 
 def _fill(mask: pa.Array, value: bool) -> pa.Array:
-    return pc.fill_null(mask, value)
+    return mask.fill_null(value)
 
 
 def _one(
     files: pa.Table, schema: pa.Schema, partitions: set[str], pred: Predicate
 ) -> pa.Array | None:
+    # Heavy (~20 ms) and needed only by a query with a predicate on a column: a process whose
+    # queries have none (the CLI's, a dashboard's count) never imports it.
+    import pyarrow.compute as pc
+
     col, op, value = pred
     if col not in schema.names:
         return None
@@ -117,6 +120,8 @@ def prune(
     files: pa.Table, schema: pa.Schema, partitions: Iterable[str], predicates: Iterable[Predicate]
 ) -> pa.Array | None:
     """A boolean mask over `files` of those that may hold matching rows (None: keep all)."""
+    import pyarrow.compute as pc  # see _one
+
     parts = set(partitions)
     keep = None
     for pred in predicates:

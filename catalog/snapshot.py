@@ -24,8 +24,6 @@ from urllib.parse import unquote, urlparse
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from cachetools import LRUCache
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundError
@@ -548,6 +546,8 @@ def _read_footers(
             out[i] = _footers.get((paths[i], sizes[i]))
         missing = [i for i in missing if out[i] is None]
 
+    import pyarrow.parquet as pq  # only reading footers (building a snapshot) needs it
+
     def read(i: int) -> _Footer:
         try:
             if storage.is_remote(paths[i]):
@@ -652,6 +652,8 @@ def _decoded_by_delta_rs(dt: DeltaTable, where: str) -> dict[str, np.ndarray]:
                 f"{where}: a deletion-vector file its log refers to is missing"
             ) from None
         raise UnsupportedFeature(f"{where}: cannot decode its deletion vectors: {e}") from None
+    import pyarrow.compute as pc  # heavy (~20 ms): only building a snapshot needs it
+
     keep = decoded.column("selection_vector").combine_chunks()
     flat = pc.list_flatten(keep).to_numpy(zero_copy_only=False)
     bounds = np.cumsum([0, *pc.list_value_length(keep).fill_null(0).to_pylist()])
@@ -711,6 +713,8 @@ def _files_table(
     part_arrays: list[pa.Array],
     mode: str,
 ) -> pa.Table:
+    import pyarrow.compute as pc  # heavy (~20 ms): only building a snapshot needs it
+
     records = actions.column("num_records").combine_chunks().cast(pa.int64())
     records = pc.if_else(
         records.is_null(), pa.array([f.num_rows for f in footers], pa.int64()), records
@@ -735,6 +739,8 @@ def _files_table(
 
 
 def _stat(actions: pa.Table, kind: str, field: dict[str, Any], mode: str) -> pa.Array | None:
+    import pyarrow.compute as pc  # heavy (~20 ms): only building a snapshot needs it
+
     arr = _struct_child(actions, kind, [_physical(field, mode), field["name"]])
     if arr is None:
         return None

@@ -41,6 +41,9 @@ SCHEMA = pa.schema(
     ]
 )
 SYSTEM_USER = "lakeward"  # the system principal's name, on the audit table's own commits
+# Closing a lake moves queued records into system.audit only when they have waited this long
+# (or the lake's flusher has been running): see AuditLog.close.
+CLOSE_FLUSH_AGE_S = 60.0
 
 
 class AuditLog:
@@ -52,6 +55,7 @@ class AuditLog:
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._rounds = 0  # flush rounds the background flusher has run
 
     def record(
         self,
@@ -99,6 +103,7 @@ class AuditLog:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
+            self._rounds += 1
             with contextlib.suppress(Exception):  # records stay queued; the next round retries
                 self.flush()
 
@@ -148,12 +153,26 @@ class AuditLog:
             return 0
 
     def close(self) -> None:
-        """Stop the flusher and flush what is queued (best effort; queued records are durable)."""
+        """Stop the flusher and flush what is queued if it is due (best effort: queued records
+        are durable in the store, and any client's flush or read of system.audit moves them).
+
+        A lake whose flusher has been running (a server, a notebook) flushes what is left. A
+        short-lived one (a CLI command) leaves its few records queued unless the oldest has
+        waited `CLOSE_FLUSH_AGE_S`: a Delta commit of system.audit per command would cost each
+        command that commit, and the next one a rebuild of the table's snapshot."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         with contextlib.suppress(LakeError, OSError):
-            self.flush()
+            if self._rounds or self._due():
+                self.flush()
+
+    def _due(self) -> bool:
+        oldest = self.catalog.store.audit_pending(1)
+        if not oldest:
+            return False
+        at = datetime.fromisoformat(oldest[0][1]["at"])
+        return (datetime.now(UTC) - at).total_seconds() >= CLOSE_FLUSH_AGE_S
 
 
 def make_record(

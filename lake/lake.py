@@ -22,15 +22,11 @@ from catalog import storage
 from catalog.catalog import Catalog
 from catalog.engine import Engine
 from catalog.errors import InvalidArgument, LakeError
-from catalog.ingestion.crawl import CrawlResult
-from catalog.ingestion.ingest import IngestResult
-from catalog.ingestion.stream import StreamResult
 from catalog.store.roots import open_root_store
 from catalog.txn import Transaction
 from governance.audit import AuditLog
 from governance.catalog_ops import GovernedCatalog
 from governance.gate import Audit, Gate
-from governance.loads import Loads
 from governance.locations import Locations
 from governance.maintenance import Maintenance
 from governance.policy.state import PolicyState
@@ -40,12 +36,16 @@ from governance.writer import GovernedWriter
 from lake.autocompact import AutoCompactor
 from lake.config import DEFAULT_TOML, load_config
 from lake.policy import Policy
-from lake.server.client import SCHEMES as SERVER_SCHEMES
-from lake.server.client import RemoteLake
+from lake.server import SCHEMES as SERVER_SCHEMES
 
 if TYPE_CHECKING:
     from batch.api import Batch
+    from catalog.ingestion.crawl import CrawlResult
+    from catalog.ingestion.ingest import IngestResult
+    from catalog.ingestion.stream import StreamResult
+    from governance.loads import Loads
     from lake.batch_port import Handle
+    from lake.server.client import RemoteLake
 
 
 def _os_user() -> str:
@@ -181,7 +181,6 @@ class Lake:
         self.locations = Locations(self.gate.owned)
         self.catalog = GovernedCatalog(self.gate, self.locations, self.principal)
         self.queries = Queries(self.gate, self.engine)
-        self.loads = Loads(self.gate, self.catalog, self.locations)
         self.maintenance = Maintenance(self.gate)
         self.policy = Policy(self.gate, state, self.principal)
         local_policy = None if storage.is_remote(self.location) else Path(self.root) / "policy"
@@ -239,6 +238,14 @@ class Lake:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    @functools.cached_property
+    def loads(self) -> Loads:
+        """Crawl, ingest and streams (loaded on first use: their readers of CSV, JSON and
+        Parquet sources are a cost that queries and catalog commands never pay)."""
+        from governance.loads import Loads
+
+        return Loads(self.gate, self.catalog, self.locations)
 
     @functools.cached_property
     def batch(self) -> Batch:
@@ -444,6 +451,9 @@ def connect(
                 "catalog=, ray_address=, policy= and storage_options= belong to the server, "
                 "not its clients"
             )
+        # Loaded for a server URL only: Flight and protobuf are a client's cost, not a lake's.
+        from lake.server.client import RemoteLake
+
         return RemoteLake(str(root), **server)
     if server:
         raise InvalidArgument(f"unexpected arguments {sorted(server)} for a local lake")

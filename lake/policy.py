@@ -58,7 +58,10 @@ class Policy:
             if explicit and installed.version != text.version:
                 raise PolicyError(INSTALLED_ELSEWHERE)
             return
-        self._install(text, Principal.system() if installed else self.who(None))
+        # The text in force was checked when it was installed: re-checking it against the
+        # catalog at every connect would load a snapshot of each table it names.
+        if installed is None or installed.version != text.version:
+            self._install(text, Principal.system() if installed else self.who(None))
         self.folder = Path(text.source)
         self.state.watch(self.folder)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -17,19 +18,86 @@ import typer
 from rich.text import Text
 
 from catalog.errors import InvalidArgument, LakeError, TableNotFound
-from lake.cli.batch import job_app, queue_app, schedule_app
 from lake.cli.common import CatalogUrl as Catalog
 from lake.cli.common import Root, User, console, err, error_line, fail, quiet_ray, render, say
 from lake.cli.common import open_lake as _open
 from lake.cli.common import session as _session
 from lake.cli.common import table as _table
-from lake.cli.demo import run as run_demo
-from lake.cli.image import image_app
-from lake.cli.ingest import register as register_ingest
-from lake.cli.policy import policy_app
-from lake.cli.server import register as register_server
+from lake.cli.lazy import Lazy, LazyGroup
+from lake.cli.remote import connect_server, use_server
+
+
+# The command modules below are imported when one of their commands runs (or `lake --help`
+# needs more than their summary): a one-shot catalog or SQL command never pays for them.
+def _batch(app: typer.Typer) -> None:
+    from lake.cli.batch import job_app, queue_app, schedule_app
+
+    app.add_typer(job_app, name="job")
+    app.add_typer(queue_app, name="queue")
+    app.add_typer(schedule_app, name="schedule")
+
+
+def _image(app: typer.Typer) -> None:
+    from lake.cli.image import image_app
+
+    app.add_typer(image_app, name="image")
+
+
+def _policy(app: typer.Typer) -> None:
+    from lake.cli.policy import policy_app
+
+    app.add_typer(policy_app, name="policy")
+
+
+def _ingest(app: typer.Typer) -> None:
+    from lake.cli.ingest import register
+
+    register(app)
+
+
+def _server(app: typer.Typer) -> None:
+    from lake.cli.server import register
+
+    register(app)
+
+
+def _demo(app: typer.Typer) -> None:
+    from lake.cli.demo import register
+
+    register(app)
+
+
+class LakeGroup(LazyGroup):
+    lazy = {
+        "crawl": Lazy(_ingest, "Crawl a folder of Parquet, CSV and JSON files into Delta tables."),
+        "ingest": Lazy(
+            _ingest, "Load files or a query result into a table, streamed, in one atomic commit."
+        ),
+        "policy": Lazy(_policy, "Check, apply and explain policies (policy.csv, model.conf)."),
+        "job": Lazy(_batch, "Submit, watch, cancel and interrupt batch jobs."),
+        "queue": Lazy(_batch, "Job queues and compute."),
+        "schedule": Lazy(_batch, "Cron schedules that submit jobs."),
+        "image": Lazy(_image, "List and prune the unpacked job images."),
+        "serve": Lazy(
+            _server,
+            "Serve the lake over Arrow Flight SQL to authenticated clients (Ctrl-C stops it).",
+        ),
+        "login": Lazy(
+            _server,
+            "Save a token for the CLI: read one from standard input, or with --user a "
+            "password (the server answers with a session token).",
+        ),
+        "token": Lazy(_server, "Bearer tokens for the server: create, list, revoke."),
+        "user": Lazy(_server, "Users' passwords for the server."),
+        "demo": Lazy(
+            _demo,
+            "Build a small sales lake and show tables, governance, maintenance and a batch job.",
+        ),
+    }
+
 
 app = typer.Typer(
+    cls=LakeGroup,
     help="Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -46,20 +114,32 @@ db_app = typer.Typer(
 
 
 @app.callback()
-def lake_command() -> None:
+def lake_command(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="LAKE_SERVER",
+            help="Talk to this server (grpc://HOST:PORT) instead of opening a lake folder; "
+            "the token comes from $LAKE_TOKEN or `lake login`.",
+        ),
+    ] = None,
+) -> None:
     """Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs."""
     quiet_ray()  # also when the app runs inside another program (tests, notebooks)
+    if not server:
+        return
+    use_server(server)
+    try:
+        with connect_server(server) as lk:
+            # Commands acting --user default to the authenticated principal.
+            os.environ.setdefault("LAKE_USER", lk.user)
+    except LakeError as e:
+        fail(e)
 
 
 app.add_typer(table_app, name="table")
 app.add_typer(db_app, name="db")
-app.add_typer(policy_app, name="policy")
-app.add_typer(job_app, name="job")
-app.add_typer(queue_app, name="queue")
-app.add_typer(schedule_app, name="schedule")
-app.add_typer(image_app, name="image")
-register_ingest(app)
-register_server(app)
 
 
 ARROW_TYPES = {
@@ -438,20 +518,6 @@ def recover(root: Root = Path("."), catalog: Catalog = None) -> None:
     with _session(root, catalog) as lk:
         done = lk.recover()
     say(f"rolled back: {done}" if done else "nothing to recover")
-
-
-@app.command()
-def demo(
-    root: Annotated[
-        Path, typer.Option("--root", "-r", help="Where to build the demo lake.")
-    ] = Path("./demo-lake"),
-    fresh: Annotated[bool, typer.Option(help="Delete the demo lake first.")] = False,
-) -> None:
-    """Build a small sales lake and show tables, governance, maintenance and a batch job."""
-    try:
-        run_demo(root, fresh=fresh, console=console)
-    except LakeError as e:
-        fail(e)
 
 
 def main() -> None:

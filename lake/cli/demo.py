@@ -6,8 +6,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
 import pyarrow as pa
+import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
@@ -15,7 +17,9 @@ from rich.text import Text
 import lake
 from batch.demo import run_spot_demo
 from batch.runtime import unavailable as sandbox_unavailable
-from lake.cli.common import line, render
+from catalog.errors import LakeError
+from lake.cli.common import console as cli_console
+from lake.cli.common import fail, line, render
 
 ORDERS = pa.schema(
     [
@@ -312,3 +316,21 @@ def run(root: Path, fresh: bool = False, console: Console | None = None) -> None
         else:
             say(f"skipped: {sandbox_problem}")
         out.print(Panel.fit(Text("demo finished"), style="green"))
+
+
+def demo(
+    root: Annotated[
+        Path, typer.Option("--root", "-r", help="Where to build the demo lake.")
+    ] = Path("./demo-lake"),
+    fresh: Annotated[bool, typer.Option(help="Delete the demo lake first.")] = False,
+) -> None:
+    """Build a small sales lake and show tables, governance, maintenance and a batch job."""
+    try:
+        run(root, fresh=fresh, console=cli_console)
+    except LakeError as e:
+        fail(e)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `demo` to the main `lake` app."""
+    app.command("demo")(demo)

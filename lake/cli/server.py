@@ -17,7 +17,7 @@ from rich.table import Table
 
 from catalog.errors import InvalidArgument, LakeError
 from lake.cli.common import CatalogUrl, Root, console, err, fail, line, say
-from lake.cli.remote import connect_server, server_url, use_server
+from lake.cli.remote import server_url
 
 token_app = typer.Typer(
     help="Bearer tokens for the server: create, list, revoke.",
@@ -291,32 +291,8 @@ def remove_password(
     console.print(f"password of {user} removed")
 
 
-def _global(
-    server: Annotated[
-        str | None,
-        typer.Option(
-            "--server",
-            envvar="LAKE_SERVER",
-            help="Talk to this server (grpc://HOST:PORT) instead of opening a lake folder; "
-            "the token comes from $LAKE_TOKEN or `lake login`.",
-        ),
-    ] = None,
-) -> None:
-    """Lakeward: governed Delta tables, policy-rewritten SQL, sandboxed batch jobs."""
-    if not server:
-        return
-    use_server(server)
-    try:
-        with connect_server(server) as lk:
-            # Commands acting --user default to the authenticated principal.
-            os.environ.setdefault("LAKE_USER", lk.user)
-    except LakeError as e:
-        fail(e)
-
-
 def register(app: typer.Typer) -> None:
-    """Add the server commands and the --server option to the `lake` app."""
-    app.callback()(_global)
+    """Add the server commands to the `lake` app (its --server option is the app's own)."""
     app.command("serve")(serve)
     app.command("login")(login)
     app.add_typer(token_app, name="token")

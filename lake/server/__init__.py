@@ -4,3 +4,5 @@
 calling the same governed `Lake` an embedded caller uses, with the authenticated principal;
 `client` is the remote lake `lake.connect("grpc://...")` returns.
 """
+
+SCHEMES = ("grpc://", "grpc+tls://", "grpc+tcp://")  # URLs of a server, not a lake folder

@@ -26,11 +26,10 @@ import pyarrow.flight as fl
 from batch.job import Attempt, JobTimeout
 from catalog.data import to_arrow
 from catalog.errors import InvalidArgument, LakeError
-from lake.server import wire
+from lake.server import SCHEMES, wire
 from lake.server.protocol import pack, sql
 from lake.server.wire import ACTING
 
-SCHEMES = ("grpc://", "grpc+tls://", "grpc+tcp://")
 _CHUNK = 1 << 20
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import typer
+from typer._click.utils import make_default_short_help
 from typer.testing import CliRunner
 
 import lake
 from lake.cli import app
+from lake.cli.app import LakeGroup
 
 runner = CliRunner()
 LAKE = [sys.executable, "-c", "from lake.cli import main; main()"]
@@ -107,8 +109,94 @@ def _commands(t: typer.Typer, prefix: tuple[str, ...] = ()):
         yield from _commands(g.typer_instance, (*prefix, g.name))
 
 
+def _loaded(name: str) -> typer.Typer:
+    """A Typer holding what the lazy command `name` of the `lake` app loads."""
+    t = typer.Typer(rich_markup_mode=None)
+    LakeGroup.lazy[name].load(t)
+    return t
+
+
+def _all_commands():
+    """Every command of the `lake` app: its own and those it loads when they are called."""
+    yield from _commands(app)
+    for name in LakeGroup.lazy:
+        yield from _commands(_loaded(name))
+
+
+def test_help_summarises_lazy_commands_as_they_do_themselves():
+    # `lake --help` lists the lazily loaded commands from LakeGroup.lazy without importing
+    # them: each summary there must be the one the command gives once loaded.
+    for name, lazy in LakeGroup.lazy.items():
+        cmd = typer.main.get_group(_loaded(name)).commands[name]
+        assert make_default_short_help(lazy.help, 200) == cmd.get_short_help_str(200), name
+    fresh = sh("--help")  # a new process: nothing loaded yet
+    assert fresh.returncode == 0, fresh.stderr
+    section = fresh.stdout.split("Commands:\n", 1)[1].splitlines()
+    rows = {ln.split()[0]: ln.split(None, 1)[1] for ln in section if ln.strip()}
+    assert set(rows) >= set(LakeGroup.lazy), set(LakeGroup.lazy) - set(rows)
+    limit = 78 - 6 - max(map(len, rows))  # click writes 2 columns short of the terminal
+    for name in LakeGroup.lazy:
+        cmd = typer.main.get_group(_loaded(name)).commands[name]
+        assert rows[name] == cmd.get_short_help_str(limit), name
+
+
+def test_a_mistyped_command_suggests_lazy_commands_too():
+    r = run("jbo")
+    assert r.exit_code == 2 and "Did you mean 'job'?" in r.output, r.output
+    r = run("tabel")
+    assert r.exit_code == 2 and "Did you mean 'table'?" in r.output, r.output
+
+
+LOADED = """
+import sys
+from typer.testing import CliRunner
+from lake.cli import app
+r = CliRunner().invoke(app, sys.argv[1:])
+assert r.exit_code == 0, r.output
+heavy = (
+    "lake.cli.batch", "lake.cli.ingest", "lake.cli.server", "lake.cli.policy", "lake.cli.image",
+    "lake.cli.demo", "batch", "catalog.ingestion", "governance.loads", "lake.server.client",
+    "pyarrow.flight", "ray",
+)
+print(" ".join(sorted(m for m in sys.modules if m.startswith(heavy))))
+"""
+
+
+def test_catalog_and_sql_commands_load_no_other_command(tmp_path):
+    # Cold start: a one-shot catalog or SQL command imports neither the other commands nor
+    # the batch, ingestion and Flight code behind them.
+    root = str(tmp_path / "lake")
+    assert run("init", root).exit_code == 0
+    assert run("db", "create", "s", "--root", root).exit_code == 0
+    assert run("table", "create", "s.t", "-c", "id:int64", "--root", root).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKE_")}
+    for args in (
+        ["table", "list", "--root", root],
+        ["table", "describe", "s.t", "--root", root],
+        ["sql", "SELECT count(*) AS n FROM s.t", "--root", root],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", LOADED, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [], (args, done.stdout)
+    # The probe sees them when they are used.
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, "job", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert "lake.cli.batch" in done.stdout.split(), done.stderr
+
+
 def test_every_acting_command_takes_user():
-    commands = dict(_commands(app))
+    commands = dict(_all_commands())
     assert set(commands) >= ACTING, ACTING - set(commands)
     for name in ACTING:
         assert "user" in commands[name].__code__.co_varnames, name
