@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import typer
 from rich.text import Text
 
+from catalog import storage
 from catalog.errors import InvalidArgument, LakeError, TableNotFound
 from lake.cli.common import CatalogUrl as Catalog
 from lake.cli.common import Root, User, console, err, error_line, fail, quiet_ray, render, say
@@ -166,17 +168,31 @@ MAX_DECIMAL_PRECISION = 38  # Delta's decimal: precision 1-38, scale 0-precision
 
 @app.command()
 def init(
-    root: Annotated[Path, typer.Argument(help="Folder for the new lake.")] = Path("."),
+    root: Annotated[
+        str, typer.Argument(help="Folder (or s3://bucket/prefix) for the new lake.")
+    ] = ".",
     catalog: Catalog = None,
     admin: Annotated[
         str | None, typer.Option("--admin", help="User who becomes admin (default: you).")
     ] = None,
 ) -> None:
-    """Create a lake (root folder, lake.toml, metadata store) and a starter policy folder."""
+    """Create a lake (root, lake.toml, metadata store) and its starter policy: a policy folder
+    in a local root; for a root in an object store, installed in its catalog."""
     from lake.lake import write_starter_policy
 
     who = admin or getpass.getuser()
     try:
+        if storage.is_remote(root):
+            with _open(root, catalog) as lk, tempfile.TemporaryDirectory() as tmp:
+                lk.policy.apply(write_starter_policy(Path(tmp), who))
+                say(("lake ready", "green"), f" at {lk.root}")
+                say(
+                    "starter policy installed in its catalog: ",
+                    (who, "bold"),
+                    " is admin; everyone else is denied until you grant more "
+                    "(write a policy folder, then `lake policy apply DIR`)",
+                )
+            return
         folder = write_starter_policy(Path(root), who)
         with _open(root, catalog) as lk:
             say(("lake ready", "green"), f" at {lk.root}")
@@ -194,7 +210,7 @@ def init(
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     limit: Annotated[int, typer.Option(help="Rows to show in table format.")] = 50,
@@ -220,7 +236,7 @@ def sql(
 def explain(
     query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
 ) -> None:
     """Show the SQL that would run for a user's query, and what it reads."""
@@ -232,7 +248,7 @@ def explain(
 def db_create(
     name: str,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     description: Annotated[str, typer.Option(help="What the database holds.")] = "",
 ) -> None:
@@ -243,7 +259,7 @@ def db_create(
 
 
 @db_app.command("list")
-def db_list(user: User = None, root: Root = Path("."), catalog: Catalog = None) -> None:
+def db_list(user: User = None, root: Root = ".", catalog: Catalog = None) -> None:
     """List databases."""
     with _session(root, catalog) as lk:
         t = _table("database", "description", "owner", "created")
@@ -256,7 +272,7 @@ def db_list(user: User = None, root: Root = Path("."), catalog: Catalog = None) 
 def db_drop(
     name: str,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     cascade: Annotated[bool, typer.Option(help="Drop its tables too.")] = False,
 ) -> None:
@@ -314,7 +330,7 @@ def table_create(
         list[str], typer.Option("--column", "-c", help="name:type, repeatable (quote decimals)")
     ],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     partition_by: Annotated[list[str] | None, typer.Option("--partition-by", "-p")] = None,
     description: Annotated[str, typer.Option()] = "",
@@ -341,7 +357,7 @@ def table_create(
 def table_list(
     database: Annotated[str | None, typer.Argument(help="Only this database.")] = None,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
 ) -> None:
     """List tables."""
@@ -359,9 +375,7 @@ def table_list(
 
 
 @table_app.command("describe")
-def table_describe(
-    name: str, user: User = None, root: Root = Path("."), catalog: Catalog = None
-) -> None:
+def table_describe(name: str, user: User = None, root: Root = ".", catalog: Catalog = None) -> None:
     """Show a table's columns, version, size and tags."""
     with _session(root, catalog) as lk:
         d = lk.catalog.describe(name, user=user)
@@ -388,7 +402,7 @@ def table_describe(
 def table_history(
     name: str,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     limit: Annotated[int | None, typer.Option(help="Newest N versions.")] = None,
 ) -> None:
@@ -411,7 +425,7 @@ def table_history(
 def table_drop(
     name: str,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     purge: Annotated[
         bool, typer.Option(help="Also delete the table's files (also after an earlier drop).")
@@ -441,7 +455,7 @@ def table_drop(
 def table_purge(
     name: Annotated[str, typer.Argument(help="database.table of a dropped table.")],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
 ) -> None:
     """Delete the files that dropped tables called NAME left behind (needs drop on NAME)."""
@@ -457,7 +471,7 @@ def table_purge(
 def compact(
     name: str,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     target_size: Annotated[int | None, typer.Option(help="Target file size in bytes.")] = None,
     where: Annotated[
@@ -481,7 +495,7 @@ def compact(
 def vacuum(
     name: str,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: Catalog = None,
     retention_hours: Annotated[
         float | None, typer.Option(help="Keep files of versions this recent.")
@@ -500,7 +514,7 @@ def vacuum(
 
 @table_app.command("partitions")
 def table_partitions(
-    name: str, user: User = None, root: Root = Path("."), catalog: Catalog = None
+    name: str, user: User = None, root: Root = ".", catalog: Catalog = None
 ) -> None:
     """List a table's partitions with file count, rows and bytes."""
     with _session(root, catalog) as lk:
@@ -513,7 +527,7 @@ def table_partitions(
 
 
 @app.command()
-def recover(root: Root = Path("."), catalog: Catalog = None) -> None:
+def recover(root: Root = ".", catalog: Catalog = None) -> None:
     """Roll back Delta versions that crashed writers left past the committed versions (owner)."""
     with _session(root, catalog) as lk:
         done = lk.recover()

@@ -85,7 +85,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _spawn_server(root: Path, catalog: str | None) -> None:
+def _spawn_server(root: Path | str, catalog: str | None) -> None:
     # An embedded lake has no long-lived scheduler: start one in the background that exits
     # after a minute without work, so `lake job submit` without --wait still runs the job.
     args = [sys.executable, "-c", "from lake.cli.batch import serve_main; serve_main()", str(root)]
@@ -102,7 +102,7 @@ def _spawn_server(root: Path, catalog: str | None) -> None:
 
 def serve_main() -> None:
     """Entry point of the background scheduler: argv = [root, catalog?]."""
-    root = Path(sys.argv[1])
+    root = sys.argv[1]  # a folder or an object-store prefix, as given
     catalog = sys.argv[2] if len(sys.argv) > 2 else None
     lk = _open(root, catalog)
     try:
@@ -126,7 +126,7 @@ def job() -> None:
 def submit(
     command: Annotated[list[str], typer.Argument(help="The command, after --: -- python train.py")],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     queue: Annotated[str, typer.Option(help="Job queue.")] = "default",
     image: Annotated[
@@ -427,9 +427,7 @@ def show(b: Batch, job_id: str, user: Any = None) -> None:
 
 
 @job_app.command("status")
-def status(
-    job_id: JobId, user: User = None, root: Root = Path("."), catalog: CatalogUrl = None
-) -> None:
+def status(job_id: JobId, user: User = None, root: Root = ".", catalog: CatalogUrl = None) -> None:
     """State, attempts (exit code, reason), goodput, work lost and lineage of a job."""
     with session(root, catalog) as lk:
         show(batch_of(lk), job_id, user)
@@ -439,7 +437,7 @@ def status(
 def logs(
     job_id: JobId,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     attempt: Annotated[int | None, typer.Option(help="Only this attempt.")] = None,
     follow: Annotated[
@@ -493,7 +491,7 @@ def _array_logs(j: Job, row: dict[str, Any], follow: bool) -> None:
 @job_app.command("list")
 def list_jobs(
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     state: Annotated[str | None, typer.Option("--status", help="Only this state.")] = None,
@@ -548,9 +546,7 @@ def list_jobs(
 
 
 @job_app.command("cancel")
-def cancel(
-    job_id: JobId, user: User = None, root: Root = Path("."), catalog: CatalogUrl = None
-) -> None:
+def cancel(job_id: JobId, user: User = None, root: Root = ".", catalog: CatalogUrl = None) -> None:
     """Cancel a job (a running attempt gets SIGTERM, grace, SIGKILL)."""
     with session(root, catalog) as lk:
         batch_of(lk).cancel(job_id, user=user)
@@ -559,7 +555,7 @@ def cancel(
 
 @job_app.command("interrupt")
 def interrupt(
-    job_id: JobId, user: User = None, root: Root = Path("."), catalog: CatalogUrl = None
+    job_id: JobId, user: User = None, root: Root = ".", catalog: CatalogUrl = None
 ) -> None:
     """Deliver a spot interruption now: notice (SIGTERM), grace, SIGKILL, requeue.
 
@@ -572,7 +568,7 @@ def interrupt(
 
 @job_app.command("serve")
 def serve(
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     idle_exit: Annotated[
         float | None, typer.Option(help="Exit after this many seconds without work.")
@@ -592,7 +588,7 @@ def queue() -> None:
 
 
 @queue_app.command("list")
-def queue_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
+def queue_list(root: Root = ".", catalog: CatalogUrl = None) -> None:
     """Queues (priority, compute order, fair-share weights, jobs by state) and compute capacity."""
     with session(root, catalog) as lk:
         b = batch_of(lk)
@@ -647,7 +643,7 @@ def schedule_add(
     cron: Annotated[str, typer.Argument(help="Cron expression (UTC), e.g. '*/5 * * * *'.")],
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     queue: Annotated[str, typer.Option(help="Job queue.")] = "default",
 ) -> None:
@@ -660,7 +656,7 @@ def schedule_add(
 
 
 @schedule_app.command("list")
-def schedule_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
+def schedule_list(root: Root = ".", catalog: CatalogUrl = None) -> None:
     """Every schedule with its next run."""
     with session(root, catalog) as lk:
         schedules = batch_of(lk).schedules()
@@ -690,7 +686,7 @@ def schedule_list(root: Root = Path("."), catalog: CatalogUrl = None) -> None:
 def schedule_delete(
     name: Annotated[str, typer.Argument(help="Schedule name.")],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
 ) -> None:
     """Delete a schedule (its owner's, or with alter on its queue)."""

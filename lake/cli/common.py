@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 console = Console(highlight=False, markup=False, emoji=False)
 err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)  # one line
 
-Root = Annotated[Path, typer.Option("--root", "-r", envvar="LAKE_ROOT", help="Lake root folder.")]
+Root = Annotated[
+    str,
+    typer.Option(
+        "--root", "-r", envvar="LAKE_ROOT", help="Lake root: a folder or s3://bucket/prefix."
+    ),
+]
 CatalogUrl = Annotated[
     str | None,
     typer.Option(
@@ -67,7 +72,7 @@ def quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def open_lake(root: Path, catalog: str | None) -> Lake:
+def open_lake(root: Path | str, catalog: str | None) -> Lake:
     """The lake at `root` for one command (or the server of --server / $LAKE_SERVER)."""
     from lake.cli.remote import connect_server, server_url
     from lake.lake import connect
@@ -77,7 +82,7 @@ def open_lake(root: Path, catalog: str | None) -> Lake:
 
 
 @contextmanager
-def session(root: Path, catalog: str | None) -> Iterator[Any]:
+def session(root: Path | str, catalog: str | None) -> Iterator[Any]:
     """An open lake for one command; a LakeError becomes one red line and exit code 1."""
     lk = None
     try:

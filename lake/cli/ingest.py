@@ -99,7 +99,7 @@ def crawl_command(
         str, typer.Option("--database", "-d", help="Database for the tables (created if missing).")
     ],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
 ) -> None:
     """Crawl a folder of Parquet, CSV and JSON files into Delta tables.
@@ -146,7 +146,7 @@ def ingest_command(
     fmt: Annotated[
         str | None, typer.Option("--format", help="parquet, csv, tsv or json (default: by name).")
     ] = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
 ) -> None:
     """Load files or a query result into a table, streamed, in one atomic commit."""

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from catalog import storage
 from catalog.catalog import Catalog
 from catalog.errors import LakeError
 from catalog.store import load_store
@@ -28,7 +29,7 @@ policy_app = typer.Typer(
 
 Folder = Annotated[Path, typer.Argument(help="Policy folder holding policy.csv.")]
 OptRoot = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--root",
         "-r",
@@ -78,11 +79,13 @@ def check(folder: Folder, root: OptRoot = None, catalog: OptCatalog = None) -> N
     raise typer.Exit(1 if errors else 0)
 
 
-def _check_with_lake(folder: Path, root: Path, catalog: str | None) -> list[Problem]:
+def _check_with_lake(folder: Path, root: str, catalog: str | None) -> list[Problem]:
     # lake.connect creates a lake where there is none; checking must never do that. Nor does
     # it open the lake: that would enforce (and so stop at) a broken policy being fixed. The
     # catalog alone tells which tables and columns exist; this reads it as the lake's owner.
-    if not (root / "lake.toml").is_file():
+    if not storage.is_remote(root):
+        root = str(Path(root).expanduser().resolve())
+    if not storage.exists(storage.join(root, "lake.toml")):
         _usage(f"no lake at {root} (no lake.toml); pass the root of an existing lake or no --root")
     try:
         store = load_store(catalog, root)
@@ -156,7 +159,7 @@ def _usage(message: str) -> NoReturn:
 def apply(
     folder: Folder,
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: OptCatalog = None,
 ) -> None:
     """Install a policy folder for every client of the lake's catalog (needs alter on policy).
@@ -172,7 +175,7 @@ def apply(
 def explain(
     query: Annotated[str, typer.Argument(help="A read-only SQL query.")],
     user: User = None,
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: OptCatalog = None,
 ) -> None:
     """Show a user's query over their view and the policy rules that shaped it (where each rule

@@ -3,6 +3,7 @@ the CLI as a client of a server, its token from $LAKE_TOKEN or the file `lake lo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from catalog import storage
 from catalog.errors import InvalidArgument, LakeError
 from lake.cli.common import CatalogUrl, Root, console, err, fail, line, say
 from lake.cli.remote import server_url
@@ -53,7 +55,7 @@ def _credentials(root: Path, catalog: str | None):  # noqa: ANN202
 
 # the server -----------------------------------------------------------------------------------
 def serve(
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")
@@ -78,7 +80,7 @@ def serve(
 ) -> None:
     """Serve the lake over Arrow Flight SQL to authenticated clients (Ctrl-C stops it)."""
     if background:
-        _in_background(sys.argv[1:], Path(root))
+        _in_background(sys.argv[1:], root)
         return
     import logging
 
@@ -87,7 +89,8 @@ def serve(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 
     def announce(url: str) -> None:
-        typer.echo(f"serving {Path(root).resolve()} on {url}")  # plain: scripts read the URL
+        shown = root if storage.is_remote(root) else Path(root).resolve()
+        typer.echo(f"serving {shown} on {url}")  # plain: scripts read the URL
         sys.stdout.flush()
 
     try:
@@ -104,10 +107,19 @@ def serve(
         fail(e)
 
 
-def _in_background(argv: list[str], root: Path) -> None:
+def _log_file(root: str) -> Path:
+    if not storage.is_remote(root):
+        return Path(root).resolve() / "_lakeward" / "serve.log"
+    name = hashlib.sha256(root.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "lakeward" / f"serve-{name}.log"
+
+
+def _in_background(argv: list[str], root: str) -> None:
     """Run `lake serve` (these arguments, less --background) detached, its output in the lake's
-    serve.log; return once it listens, printing its PID (stdout) and its URL (stderr)."""
-    log = root.resolve() / "_lakeward" / "serve.log"
+    serve.log (for a lake in an object store, in this host's cache folder); return once it
+    listens, printing its PID (stdout) and its URL (stderr)."""
+    log = _log_file(root)
     log.parent.mkdir(parents=True, exist_ok=True)
     args = [a for a in argv if a != "--background"]
     with open(log, "wb") as out:
@@ -172,7 +184,7 @@ def login(
 @token_app.command("create")
 def token_create(
     user: Annotated[str, typer.Argument(help="The user the token authenticates.")],
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     expires_in: Annotated[
         str | None, typer.Option("--expires-in", help="Lifetime, e.g. 30d, 12h (default: none).")
@@ -200,7 +212,7 @@ def token_create(
 
 @token_app.command("list")
 def token_list(
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's.")] = None,
     sessions: Annotated[bool, typer.Option(help="Include password-login sessions.")] = False,
@@ -230,7 +242,7 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="The token's id (or the token itself).")],
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
 ) -> None:
     """Revoke a token: it is refused from the next call on."""
@@ -254,7 +266,7 @@ def token_revoke(
 @user_app.command("set-password")
 def set_password(
     user: Annotated[str, typer.Argument(help="The user.")],
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
 ) -> None:
     """Set a user's password, read from standard input (stored as an argon2id hash)."""
@@ -275,7 +287,7 @@ def set_password(
 @user_app.command("remove-password")
 def remove_password(
     user: Annotated[str, typer.Argument(help="The user.")],
-    root: Root = Path("."),
+    root: Root = ".",
     catalog: CatalogUrl = None,
 ) -> None:
     """Forget a user's password (password logins are refused from then on)."""
