@@ -323,6 +323,9 @@ def test_a_client_without_any_access_to_the_lake_files_gets_answers(served, tmp_
             "/",
             "--tmpfs",
             "/tmp",
+            "--ro-bind",  # the repository and its venv, should they lie under /tmp
+            str(REPO),
+            str(REPO),
             "--dev",
             "/dev",
             "--proc",
