@@ -596,6 +596,10 @@ class Scheduler:
             "grace_s": grace,
             "poll_s": min(self.cfg.poll_s, 0.05),
             "runtime": self.ctx.runtime,
+            # How the attempt reaches the lake's object store from any node (credentials
+            # included: a node need not hold them). They travel in the task's arguments only,
+            # never into the store, a log or the job's environment.
+            "storage_options": storage.options(str(attempt_dir)) if paths.remote else {},
         }
         try:
             fn = self._remote_fn()

@@ -94,6 +94,8 @@ def run_attempt(plan: dict[str, Any]) -> dict[str, Any]:
     """Run one attempt end to end; returns how it ended (never raises for job failures)."""
     location = str(plan["attempt_dir"])  # where the attempt's files are kept
     remote = storage.is_remote(location)
+    if remote:
+        storage.configure(None, plan.get("storage_options") or {})
     scratch = Path(tempfile.mkdtemp(prefix=f"lakeward-{plan['job_id'].replace(':', '_')}-"))
     # Where the sandbox's logs and outputs are written: the attempt's folder itself on a local
     # root, this node's scratch for an object store (uploaded from there).

@@ -267,7 +267,13 @@ class Lake:
                 catalog=self.store.url,
                 ray_address=self.ray_address,
                 policy=str(self._policy_arg) if self._policy_arg else None,
-                storage_options=self.storage_options or None,
+                # the scheduler actor may run on a node without this process's environment
+                storage_options=(
+                    storage.options(self.location)
+                    if storage.is_remote(self.location)
+                    else self.storage_options
+                )
+                or None,
             ),
         )
 

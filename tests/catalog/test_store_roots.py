@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 import lake
+from catalog import storage
 from catalog.errors import InvalidArgument
 from catalog.store.roots import choose_url, open_root_store, redact
 
-from support import pg
+from support import pg, s3
 
 
 def databases(lk) -> list[str]:
@@ -87,4 +88,6 @@ def test_postgresql_root_reopens_without_arguments_and_without_its_password(tmp_
         with pytest.raises(InvalidArgument, match="not its own SQLite catalog|not sqlite"):
             lake.connect(root, catalog=f"sqlite:///{tmp_path / 'x.db'}")
     assert redact("postgresql://lake:secret@h:5432/db") == "postgresql://lake@h:5432/db"
-    assert "secret" not in (root / "_lakeward" / "catalog.json").read_text()
+    assert "secret" not in storage.read_text(
+        storage.join(str(s3.mapped(root)), "_lakeward/catalog.json")
+    )
