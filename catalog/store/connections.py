@@ -125,6 +125,16 @@ def open_count(url: str) -> int:
         return s.users if s else 0
 
 
+def open_connections(url: str) -> int:
+    """How many database connections this process holds open for `url` (idle or in use)."""
+    with _shared_lock:
+        s = _shared.get((os.getpid(), normalize_url(url)))
+        if s is None:
+            return 0
+        pools = {id(e.pool): e.pool for e in (s.writer, s.reader)}.values()
+        return sum(p.checkedin() + p.checkedout() for p in pools)
+
+
 class Connections:
     """The shared engines of a URL, checked out per transaction; `close()` once per instance."""
 
