@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def postgres_server() -> Iterator[str | None]:
         yield os.environ["LAKE_BENCH_PG"]
         return
     with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # the server runs as the postgres user, who must reach its folder
         folder = Path(tmp) / "pg"
         script = REPO / "scripts" / "pg_cluster.sh"
         started = subprocess.run(
@@ -235,6 +237,7 @@ def s3_query(repeat: int = 15) -> list[dict]:
             # The engine's access path and footer cache, nothing of the lake's.
             raw.register_filesystem(storage.duckdb_filesystem(frozenset({root})))
             raw.execute("SET GLOBAL parquet_metadata_cache = true")
+            raw.execute("SET validate_external_file_cache = 'NO_VALIDATION'")
             q_ours = "SELECT k, count(*) AS n, sum(v) AS s FROM b.events GROUP BY k"
             q_raw = f"SELECT k, count(*) AS n, sum(v) AS s FROM read_parquet({paths!r}) GROUP BY k"
 
@@ -332,6 +335,7 @@ def s3_writers(writers: int = 4, appends: int = 100) -> list[dict]:
         procs = [
             subprocess.Popen(
                 [sys.executable, __file__, "writer", root, catalog, str(w), str(appends)],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
                 env=env,
@@ -341,10 +345,22 @@ def s3_writers(writers: int = 4, appends: int = 100) -> list[dict]:
         for p in procs:
             assert p.stdout.readline().strip() == "READY"
         start = time.perf_counter()
+        for p in procs:  # all start at once
+            p.stdin.write("GO\n")
+            p.stdin.close()
         acks = 0
         for p in procs:
-            out, _ = p.communicate(timeout=1800)
-            acks += sum(1 for line in out.splitlines() if line.startswith("ACK"))
+            # (read through the same buffered pipe as READY: communicate() would skip its buffer)
+            out = p.stdout.read()
+            p.wait(timeout=1800)
+            # (an ACK may share its line with something a library printed without a newline)
+            mine = len(re.findall(r"\bACK \d+\b", out))
+            if mine != appends:
+                print(f"  a writer acknowledged {mine} of {appends}", flush=True)
+            acks += mine
+            for line in out.splitlines():
+                if not re.fullmatch(r"ACK \d+", line):
+                    print(f"  writer printed: {line[:200]!r}", flush=True)
             assert p.returncode == 0
         wall = time.perf_counter() - start
         with lake.connect(root, catalog=catalog, storage_options=opts) as lk:
@@ -376,6 +392,7 @@ def writer(root: str, catalog: str, worker: int, appends: int) -> None:
     data = rows()
     with lake.connect(root, catalog=catalog) as lk:
         print("READY", flush=True)
+        sys.stdin.readline()
         for i in range(appends):
             batch = data.set_column(
                 0, data.schema.field(0).name, pa.array([worker * 10**6 + i] * len(data), pa.int64())

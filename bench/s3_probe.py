@@ -44,6 +44,7 @@ def connect(mode: str, endpoint: str, files: list[str]) -> duckdb.DuckDBPyConnec
         prefix = files[0].rsplit("/", 1)[0]
         con = duckdb.connect()
         con.register_filesystem(storage.duckdb_filesystem(frozenset({prefix})))
+        con.execute("SET validate_external_file_cache = 'NO_VALIDATION'")  # as the engine does
     con.execute("SET GLOBAL parquet_metadata_cache = true")
     return con
 

@@ -608,9 +608,24 @@ def open_input(location: str) -> Any:
 def duckdb_filesystem(allowed: frozenset[str]) -> Any:
     """An fsspec file system for DuckDB's `register_filesystem` that serves `s3://` reads of
     files under the `allowed` prefixes only (DuckDB's allowed_directories checks them too)."""
+    import cachetools
     import fsspec  # loaded only by lakes that read an object store
 
     prefixes = tuple(p.rstrip("/") + "/" for p in allowed if is_remote(p))
+    # A data file never changes once written (Delta names each one anew), so its size and time
+    # are asked once: DuckDB asks for them at every open, a HEAD request each.
+    stats: cachetools.LRUCache[str, Stat] = cachetools.LRUCache(maxsize=100_000)
+    stats_lock = threading.Lock()
+
+    def file_stat(location: str) -> Stat | None:
+        with stats_lock:
+            st = stats.get(location)
+        if st is None:
+            st = stat(location)
+            if st is not None:
+                with stats_lock:
+                    stats[location] = st
+        return st
 
     class _Files(fsspec.AbstractFileSystem):
         protocol = ("s3",)
@@ -629,11 +644,15 @@ def duckdb_filesystem(allowed: frozenset[str]) -> Any:
         def _open(self, path: str, mode: str = "rb", **kw: Any) -> Any:
             if "r" not in mode or "+" in mode:
                 raise PermissionError("the engine only reads")
-            return RemoteFile(self._check(path))
+            location = self._check(path)
+            st = file_stat(location)
+            if st is None:
+                raise FileNotFoundError(location)
+            return RemoteFile(location, size=st.size)
 
         def info(self, path: str, **kw: Any) -> dict[str, Any]:
             location = self._check(path)
-            st = stat(location)
+            st = file_stat(location)
             if st is not None:
                 return {"name": location, "size": st.size, "type": "file"}
             if is_dir(location):
@@ -641,7 +660,11 @@ def duckdb_filesystem(allowed: frozenset[str]) -> Any:
             raise FileNotFoundError(location)
 
         def modified(self, path: str) -> datetime:
-            return datetime.fromtimestamp(stat_required(self._check(path)).mtime)
+            location = self._check(path)
+            st = file_stat(location)
+            if st is None:
+                raise FileNotFoundError(location)
+            return datetime.fromtimestamp(st.mtime)
 
         def ls(self, path: str, detail: bool = True, **kw: Any) -> list[Any]:
             location = self._check(path)
