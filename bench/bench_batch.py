@@ -57,7 +57,7 @@ def _batch(root: Path) -> tuple[lake.Lake, Batch]:
     root.mkdir(parents=True)
     (root / "lake.toml").write_text(TOML)
     lk = lake.connect(root)
-    return lk, Batch.from_lake(lk)
+    return lk, lk.batch
 
 
 def _ray_floor(n: int) -> float:

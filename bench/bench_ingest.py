@@ -15,8 +15,6 @@ import pyarrow.csv as pacsv
 sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, p50, quiet_lake, report  # noqa: E402
 
-from catalog.ingestion.ingest import ingest  # noqa: E402
-
 ROWS = 3_000_000
 
 
@@ -65,7 +63,7 @@ def main(repeat: int = 3) -> list[dict]:
         con.execute("SET enable_progress_bar = false")
         out = Path(tmp) / "duck.parquet"
 
-        ours = lambda: ingest(lk, "b.orders", str(csv), user="bench")  # noqa: E731
+        ours = lambda: lk.ingest("b.orders", str(csv), user="bench")  # noqa: E731
         raw = lambda: con.execute(  # noqa: E731
             f"COPY (SELECT * FROM read_csv('{csv}')) TO '{out}' (FORMAT parquet)"
         )

@@ -184,8 +184,11 @@ def init(
     try:
         if storage.is_remote(root):
             with _open(root, catalog) as lk, tempfile.TemporaryDirectory() as tmp:
-                lk.policy.apply(write_starter_policy(Path(tmp), who))
                 say(("lake ready", "green"), f" at {lk.root}")
+                if lk.policy.version:  # as a folder's policy.csv is never overwritten
+                    say("its catalog already enforces a policy: left as it is")
+                    return
+                lk.policy.apply(write_starter_policy(Path(tmp), who))
                 say(
                     "starter policy installed in its catalog: ",
                     (who, "bold"),

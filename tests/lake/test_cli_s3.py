@@ -26,6 +26,8 @@ def test_init_create_write_query_on_an_s3_root(tmp_path, monkeypatch, catalog_ba
     assert out.exit_code == 0, out.output
     assert f"lake ready at {root}" in out.output and "installed in its catalog" in out.output
     assert storage.exists(f"{root}/lake.toml")
+    again = runner.invoke(app, ["init", root, "--admin", "mallory"])
+    assert again.exit_code == 0 and "already enforces a policy" in again.output, again.output
     # nothing written to the local folder (bar the SQLite catalog of a run without PostgreSQL)
     assert {p.name for p in tmp_path.iterdir()} <= {"catalog.db"}
     assert runner.invoke(app, ["db", "create", "sales", "--root", root]).exit_code == 0
