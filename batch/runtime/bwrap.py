@@ -347,6 +347,13 @@ class BwrapSandbox(Sandbox):
             return self._result
 
     def _finish(self, rc: int) -> ExitStatus:
+        # bwrap has ended, however it ended (killed itself, say): nothing of its sandbox may
+        # outlive it. SIGKILL to the namespace's pid 1 ends every process in it.
+        if self._init_fd is not None:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pidfd_send_signal(self._init_fd, signal.SIGKILL)
+        if self._cgroup is not None:
+            self._cgroup.kill()
         started = b'"exit-code"' in _drain(self._status_fd)
         if self._cgroup is not None:
             oom = self._cgroup.oom_killed()
