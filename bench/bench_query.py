@@ -20,6 +20,12 @@ ROWS = 10_000_000
 
 def build(root: Path) -> lake.Lake:
     lk = quiet_lake(root)
+    fill(lk)
+    return lk
+
+
+def fill(lk: lake.Lake, rows: int = ROWS) -> None:
+    """Table b.events of `rows` rows (id, k in 0-999, region, v), in commits of 2M rows."""
     lk.catalog.create_database("b")
     lk.catalog.create_table(
         "b.events",
@@ -29,8 +35,8 @@ def build(root: Path) -> lake.Lake:
     )
     rng = np.random.default_rng(1)
     chunk = 2_000_000
-    for start in range(0, ROWS, chunk):
-        n = min(chunk, ROWS - start)
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
         lk.write(
             "b.events",
             pa.table(
@@ -45,7 +51,6 @@ def build(root: Path) -> lake.Lake:
             ),
             user="bench",
         )
-    return lk
 
 
 def main(repeat: int = 15) -> list[dict]:

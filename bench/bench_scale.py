@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_commit import SCHEMA, rows  # noqa: E402
+from bench_query import fill  # noqa: E402
 from common import QUIET_TOML, interleaved, p50, report  # noqa: E402
 
 import lake  # noqa: E402
@@ -42,26 +43,32 @@ REPO = Path(__file__).resolve().parents[1]
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str | None]:
     """An admin URL of a PostgreSQL server: $LAKE_BENCH_PG or a throwaway cluster (None: none)."""
-    import os
+    with _server("LAKE_BENCH_PG", "pg_cluster.sh", "postgres part") as url:
+        yield url
 
-    if os.environ.get("LAKE_BENCH_PG"):
-        yield os.environ["LAKE_BENCH_PG"]
+
+@contextlib.contextmanager
+def _server(env: str, script: str, part: str) -> Iterator[str | None]:
+    """$`env`, else the URL of a throwaway server that scripts/`script` starts (None, saying
+    `part` is skipped, when it cannot)."""
+    if os.environ.get(env):
+        yield os.environ[env]
         return
     with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)  # the server runs as the postgres user, who must reach its folder
-        folder = Path(tmp) / "pg"
-        script = REPO / "scripts" / "pg_cluster.sh"
+        os.chmod(tmp, 0o755)  # PostgreSQL runs as the postgres user, who must reach its folder
+        folder = Path(tmp) / "server"
+        path = REPO / "scripts" / script
         started = subprocess.run(
-            ["bash", str(script), "start", str(folder)], capture_output=True, text=True
+            ["bash", str(path), "start", str(folder)], capture_output=True, text=True
         )
         if started.returncode != 0:
-            print(f"postgres part skipped: {started.stderr.strip()[-300:]}", flush=True)
+            print(f"{part} skipped: {started.stderr.strip()[-300:]}", flush=True)
             yield None
             return
         try:
             yield started.stdout.strip().splitlines()[-1]
         finally:
-            subprocess.run(["bash", str(script), "stop", str(folder)], check=False)
+            subprocess.run(["bash", str(path), "stop", str(folder)], check=False)
 
 
 def fresh_database(server: str) -> str:
@@ -128,23 +135,8 @@ def postgres(repeat: int = 200) -> list[dict]:
 @contextlib.contextmanager
 def s3_server() -> Iterator[str | None]:
     """The URL of an S3 API server: $LAKE_BENCH_S3 or a throwaway moto (None: none)."""
-    if os.environ.get("LAKE_BENCH_S3"):
-        yield os.environ["LAKE_BENCH_S3"]
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "s3"
-        script = REPO / "scripts" / "s3_server.sh"
-        started = subprocess.run(
-            ["bash", str(script), "start", str(folder)], capture_output=True, text=True
-        )
-        if started.returncode != 0:
-            print(f"S3 parts skipped: {started.stderr.strip()[-300:]}", flush=True)
-            yield None
-            return
-        try:
-            yield started.stdout.strip().splitlines()[-1]
-        finally:
-            subprocess.run(["bash", str(script), "stop", str(folder)], check=False)
+    with _server("LAKE_BENCH_S3", "s3_server.sh", "S3 parts") as url:
+        yield url
 
 
 BUCKET = "lakeward-bench"
@@ -175,39 +167,6 @@ def s3_prefix(url: str) -> str:
     with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=BUCKET)
     return f"s3://{BUCKET}/b-{uuid.uuid4().hex[:10]}"
-
-
-QUERY_ROWS = 10_000_000
-
-
-def fill(lk: lake.Lake) -> None:
-    """The 10M-row table of bench_query, in 5 commits of 2M rows."""
-    import numpy as np
-    import pyarrow as pa
-
-    lk.catalog.create_database("b")
-    schema = pa.schema(
-        [("id", pa.int64()), ("k", pa.int32()), ("region", pa.string()), ("v", pa.float64())]
-    )
-    lk.catalog.create_table("b.events", schema)
-    rng = np.random.default_rng(1)
-    chunk = 2_000_000
-    for start in range(0, QUERY_ROWS, chunk):
-        n = min(chunk, QUERY_ROWS - start)
-        lk.write(
-            "b.events",
-            pa.table(
-                {
-                    "id": np.arange(start, start + n, dtype=np.int64),
-                    "k": rng.integers(0, 1000, n, dtype=np.int32),
-                    "region": pa.array(
-                        np.array(["eu", "us", "apac", "latam"])[rng.integers(0, 4, n)]
-                    ),
-                    "v": rng.random(n),
-                }
-            ),
-            user="bench",
-        )
 
 
 def s3_query(repeat: int = 15) -> list[dict]:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from support.reference import LEGACY, USER, build
+from support.reference import USER, build
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,6 @@ def test_register_table_of_a_table_folder_is_refused(pair):
         assert refused(obs), obs
 
 
-@pytest.mark.skipif(LEGACY, reason="the owner's register_table check is new")
 def test_the_owner_cannot_register_a_second_entry_for_a_tables_files(pair):
     with pytest.raises(Exception, match="may not register the lake's own files"):
         pair.real.catalog.register_table("sandbox.twin", location=location(pair.real, "hr.emp"))
@@ -265,7 +264,6 @@ def test_url_tricks_are_refused(pair):
         assert "hunter2" not in repr(obs)
 
 
-@pytest.mark.skipif(LEGACY, reason="locations are new")
 def test_url_locations_drop_credentials_and_keep_what_selects_the_database():
     from governance.locations import resolve
 

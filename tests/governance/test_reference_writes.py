@@ -16,7 +16,7 @@ import pytest
 
 from lake.errors import LakeError
 
-from support.reference import EMP, LEGACY, USER, build, normal
+from support.reference import EMP, USER, build, normal
 
 HIDDEN = ["hr.secret", "vault.keys"]  # a table she may not see; one in a database she may not see
 MISSING = "hr.nothing"
@@ -345,7 +345,6 @@ def test_describe_history_and_partitions_show_only_her_view(pair):
     pair.same(lambda lk: [h["operation"] for h in lk.history("hr.emp", user=USER)][-1:])
 
 
-@pytest.mark.skipif(LEGACY, reason="the p2 error for old versions is new")
 def test_a_filter_that_does_not_fit_an_old_version_says_nothing_of_the_policy(tmp_path):
     from support.governed import governed_lake
 

@@ -37,8 +37,6 @@ from lake.errors import AccessDenied, LakeError
 from support.batch import BATCH_TOML
 
 HIDDEN_COLUMN = "zz_hidden"
-# Whether this is the tree before the one checkpoint (for checking the suite against it).
-LEGACY = not hasattr(lake.Lake, "principal")
 ACTIONS = ("insert", "update", "delete", "alter", "drop")
 
 
@@ -308,8 +306,6 @@ def user_lines(base: Path) -> list[str]:
     lakes live there: only the rule that a lake's own files are never readable protects
     them), and SQLite databases of the landing folder."""
     queue = [_csv("p", USER, "queue:default", "submit", "allow")]
-    if LEGACY:  # the tree before rule 11 knows no locations (its crawls read any path)
-        return queue
     return [
         _csv("p", USER, f"location:{base}", "select", "allow"),
         _csv("p", USER, f"location:sqlite:///{base}/landing", "select", "allow"),
