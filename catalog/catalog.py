@@ -126,6 +126,17 @@ class Catalog:
         self._infos[(db, tbl)] = info
         return info
 
+    def tables(self, names: Sequence[str]) -> dict[str, TableInfo]:
+        """The entries of those of the tables named ('database.table') that exist, read in one
+        statement (one snapshot of the store)."""
+        keys = {name: split_name(name) for name in names}
+        found = self.store.get_tables(keys.values())
+        out = {}
+        for name, key in keys.items():
+            if key in found:
+                out[name] = self._infos[key] = found[key]
+        return out
+
     def forget(self, info: TableInfo) -> None:
         """Drop a cached table entry."""
         self._infos.pop((info.database, info.name), None)
@@ -539,10 +550,16 @@ class Catalog:
             n += 1
         return n
 
-    def recover(self) -> dict[str, list[int]]:
-        """Roll back unratified Delta versions of every governed table no live writer holds."""
+    def recover(self, *, everywhere: bool = False) -> dict[str, list[int]]:
+        """Roll back unratified Delta versions of governed tables no live writer holds.
+
+        A writer writes past the catalog's version only while it holds the table's lock, and
+        releases the lock as it ratifies; so a crash leaves such versions only on tables whose
+        lock is still taken, the ones looked at by default (what opening a lake does: no cost
+        per table). `everywhere=True` looks at every governed table. Either way the next writer
+        of a table rolls back whatever is left (see `writer_table`)."""
         done = {}
-        for info in self.store.list_tables():
+        for info in self.store.list_tables() if everywhere else self.store.locked_tables():
             if info.table_type != "GOVERNED":
                 continue
             try:

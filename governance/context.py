@@ -39,6 +39,8 @@ class QueryContext:
     # fix the versions of all tables at once: id -> (version, tentative)
     pin: Callable[[list[TableInfo]], dict[int, tuple[int, bool]]] = lambda infos: {}
     pinned: dict[int, tuple[int, bool]] | None = None
+    # lookup of several (database, table) at once, in order (one store read); None: one by one
+    lookup_all: Callable[[list[tuple[str, str]]], list[TableInfo]] | None = None
     cache_key: str = ""  # policy version; "" disables the compiled-query cache
     access: Access = field(default_factory=OpenAccess)
     # information_schema view name -> rows the user may see

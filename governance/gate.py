@@ -31,6 +31,7 @@ from catalog.errors import (
     TableNotAccessible,
     TableNotFound,
 )
+from catalog.names import split_name
 from catalog.store import TableInfo
 from governance.audit import AuditLog, make_record
 from governance.locations import owned_paths
@@ -207,10 +208,21 @@ class Gate:
         try:
             info = self.catalog.table(name, cached=cached)
         except TableNotFound:
+            info = None
+        return self._known(p, name, info)
+
+    def lookup_all(self, p: Principal, names: list[str]) -> list[TableInfo]:
+        """`lookup` of several tables (in order: the first that fails raises), read from the
+        catalog in one statement."""
+        found = self.catalog.tables(names)
+        return [self._known(p, name, found.get(name)) for name in names]
+
+    def _known(self, p: Principal, name: str, info: TableInfo | None) -> TableInfo:
+        if info is None:
             if p.privileged or not self.governed:
-                raise
+                raise TableNotFound(f"table {'.'.join(split_name(name))} not found")
             # The name as the catalog writes it (lower case), exactly as for a hidden table.
-            raise hidden_table(_shown(name).lower()) from None
+            raise hidden_table(_shown(name).lower())
         if not self.may_describe(p, info):
             raise hidden_table(info.full_name)
         return info

@@ -96,8 +96,9 @@ def clear_cache() -> None:
     _checked.cache_clear()
 
 
-def _memo_lookup(ctx: QueryContext) -> Callable[[str, str], TableInfo]:
-    """ctx.lookup asked once per table however often the query names it."""
+def _memo_lookup(ctx: QueryContext) -> QueryContext:
+    """ctx whose lookups ask once per table however often the query names it (and several
+    tables in one go when ctx can)."""
     seen: dict[tuple[str, str], TableInfo] = {}
 
     def lookup(db: str, name: str) -> TableInfo:
@@ -106,13 +107,20 @@ def _memo_lookup(ctx: QueryContext) -> Callable[[str, str], TableInfo]:
             seen[key] = ctx.lookup(db, name)
         return seen[key]
 
-    return lookup
+    def lookup_all(keys: list[tuple[str, str]]) -> list[TableInfo]:
+        wanted = [k for k in dict.fromkeys(keys) if k not in seen]
+        if wanted and ctx.lookup_all is not None:
+            seen.update(zip(wanted, ctx.lookup_all(wanted), strict=True))
+        return [lookup(*k) for k in keys]
+
+    return dataclasses.replace(ctx, lookup=lookup, lookup_all=lookup_all)
 
 
 def _cache_key(sql: str, refs: tuple[Ref, ...], ctx: QueryContext) -> tuple | None:
     """What a compiled query depends on: the text, the user, the policy and each table version.
     Looks the tables up and pins their versions (kept in ctx for the passes)."""
-    infos = [ctx.lookup(db, name) for db, name, _ in refs]
+    assert ctx.lookup_all is not None  # set by _memo_lookup
+    infos = ctx.lookup_all([(db, name) for db, name, _ in refs])
     ctx.pinned = ctx.pin(list({i.id: i for i in infos}.values()))
     if any(t for _, t in ctx.pinned.values()):
         return None
@@ -140,7 +148,7 @@ def compile_query(sql: str, ctx: QueryContext, passes: list[Pass] | None = None)
     if not isinstance(sql, str):
         parse_query(sql)  # raises the error for a query that is not text
     checked = _checked(sql)
-    ctx = dataclasses.replace(ctx, lookup=_memo_lookup(ctx))
+    ctx = _memo_lookup(ctx)
     chain = passes or PASSES
     key = None
     if chain is PASSES and ctx.cache_key and checked.refs is not None:

@@ -12,6 +12,7 @@ import pyarrow as pa
 from catalog.catalog import Catalog
 from catalog.engine import Engine
 from catalog.errors import AccessDenied, InvalidArgument, LakeError, SQLError, TableNotFound
+from catalog.names import split_name
 from catalog.snapshot import Snapshot
 from catalog.store import TableInfo
 from catalog.txn import Transaction
@@ -19,7 +20,7 @@ from governance.access import Access, OpenAccess
 from governance.audit import TABLE as AUDIT_TABLE
 from governance.context import QueryContext, TableRead, TimeTravel
 from governance.explain import Explain, explain
-from governance.gate import Audit, Gate, hidden_table
+from governance.gate import Audit, Gate
 from governance.governed import PolicyAccess
 from governance.passes.metadata import rewrite_statement
 from governance.passes.parse import DIALECT
@@ -62,10 +63,10 @@ class Queries:
                 for info in infos:
                     pinned[info.id] = tx.read_version(info)
                 return pinned
-            governed = [i.id for i in infos if i.table_type == "GOVERNED"]
-            pointers = cat.store.pointers(governed) if governed else {}
             for info in infos:
-                v = pointers[info.id] if info.id in pointers else cat.current_version(info)
+                # A governed table's entry was just read (this operation's lookup), and its
+                # version is the store's pointer; any other's is its Delta log's.
+                v = info.version if info.table_type == "GOVERNED" else cat.current_version(info)
                 pinned[info.id] = (v, False)
             return pinned
 
@@ -76,16 +77,16 @@ class Queries:
             v, tentative = pinned[info.id]
             return cat.snapshot(info, v, tentative=tentative)
 
-        def lookup(db: str, name: str) -> TableInfo:
-            try:
-                return self.gate.lookup(p, f"{db}.{name}")
-            except TableNotFound:
-                raise hidden_table(f"{db}.{name}") from None
+        def governed(keys: list[tuple[str, str]]) -> list[TableInfo]:
+            # The gate raises hidden_table for the first it may not give, missing or not.
+            return self.gate.lookup_all(p, [f"{db}.{name}" for db, name in keys])
 
         policy = self.gate.engine()
+        lookup_all = governed if policy is not None and not p.privileged else _plain(cat)
         return QueryContext(
             user=p.name,
-            lookup=lookup if policy is not None and not p.privileged else _plain(cat),
+            lookup=lambda db, name: lookup_all([(db, name)])[0],
+            lookup_all=lookup_all,
             snapshot=snapshot,
             pin=pin,
             access=self.access(p),
@@ -277,11 +278,18 @@ def _engine_message(e: Exception) -> str:
     return text.removeprefix("Invalid: ").strip() or "the query failed while running"
 
 
-def _plain(cat: Catalog) -> Callable[[str, str], TableInfo]:
-    def lookup(db: str, name: str) -> TableInfo:
-        return cat.table(f"{db}.{name}")
+def _plain(cat: Catalog) -> Callable[[list[tuple[str, str]]], list[TableInfo]]:
+    """Lookups for a principal that sees every table (or a catalog without a policy)."""
 
-    return lookup
+    def lookup_all(keys: list[tuple[str, str]]) -> list[TableInfo]:
+        names = [f"{db}.{name}" for db, name in keys]
+        found = cat.tables(names)
+        for name in names:
+            if name not in found:
+                raise TableNotFound(f"table {'.'.join(split_name(name))} not found")
+        return [found[name] for name in names]
+
+    return lookup_all
 
 
 def describe_rows(gate: Gate, p: Principal, view: str) -> list[tuple]:

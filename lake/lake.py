@@ -159,11 +159,20 @@ class Lake:
         storage.configure(self.location, self.storage_options)
         if self.storage_options:
             storage.configure(None, self.storage_options)
-        self.store = open_root_store(self.root, catalog, self.config.catalog_url)
+        # DuckDB takes ~20 ms to start, mostly outside the GIL: it starts first, so a process's
+        # first query (the CLI's, a restarted server's) finds it ready rather than waiting.
+        self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
+        self.engine.prepare()
+        try:
+            self.store = open_root_store(self.root, catalog, self.config.catalog_url)
+        except BaseException:
+            self.engine.close()
+            raise
         self._closed = False
         try:
             self._open(ray_address, policy)
         except BaseException:
+            self.engine.close()
             self.store.close()
             raise
         # Background threads inside native code at interpreter exit can crash the process.
@@ -171,8 +180,6 @@ class Lake:
 
     def _open(self, ray_address: str | None, policy: str | Path | None) -> None:
         raw = Catalog(self.root, self.store, self.config.catalog)
-        self.engine = Engine(self.root, self.config.memory_limit, self.config.threads)
-        self.engine.prepare()
         self.ray_address = ray_address
         self.audit = AuditLog(raw, self.config.audit_flush_s)
         state = PolicyState(self.store, self._table_lookup)
@@ -411,7 +418,7 @@ class Lake:
 
     def recover(self) -> dict[str, list[int]]:
         """Roll back Delta versions a crashed writer left past the catalog's committed version."""
-        return self.gate.catalog.recover()
+        return self.gate.catalog.recover(everywhere=True)
 
 
 STARTER_POLICY = """\

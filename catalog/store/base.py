@@ -121,9 +121,18 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def get_table(self, database: str, name: str) -> TableInfo | None: ...
     @abc.abstractmethod
+    def get_tables(self, names: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TableInfo]:
+        """The entries of those of the (database, table) names that exist, read in one
+        snapshot of the store (one statement)."""
+
+    @abc.abstractmethod
     def get_table_by_id(self, table_id: int) -> TableInfo | None: ...
     @abc.abstractmethod
     def list_tables(self, database: str | None = None) -> list[TableInfo]: ...
+    @abc.abstractmethod
+    def locked_tables(self) -> list[TableInfo]:
+        """The tables whose lock is taken (held, or left by a writer that died)."""
+
     @abc.abstractmethod
     def drop_table(self, table_id: int) -> None: ...
     @abc.abstractmethod

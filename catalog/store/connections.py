@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -99,6 +100,50 @@ def _compiled(stmt: sa.TextClause, dialect: sa.Dialect) -> str:
     return sql
 
 
+class _Plan:
+    """A statement compiled once for SQLite's DBAPI: its text, the order and converters of its
+    parameters, and a row type with its columns' converters (SQLAlchemy's own processors)."""
+
+    def __init__(self, stmt: sa.TextClause, dialect: sa.Dialect):
+        self.stmt = stmt  # held, so its id (the key of `_plans`) is never reused
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.params = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup or ()
+        ]
+        columns = list(getattr(stmt, "selected_columns", ()))
+        self.row = namedtuple("Row", [c.name for c in columns]) if columns else tuple
+        self.columns = [
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+        ]
+
+    def bind(self, params: dict[str, Any]) -> tuple:
+        return tuple(params[n] if f is None else f(params[n]) for n, f in self.params)
+
+    def rows(self, raw: list[tuple]) -> list[Any]:
+        if not self.columns:
+            return raw
+        convert = self.columns
+        return [
+            self.row(
+                *(v if f is None or v is None else f(v) for f, v in zip(convert, r, strict=True))
+            )
+            for r in raw
+        ]
+
+
+_plans: dict[tuple[int, str], _Plan] = {}
+
+
+def _plan(stmt: sa.TextClause, dialect: sa.Dialect) -> _Plan:
+    key = (id(stmt), dialect.name)
+    plan = _plans.get(key)
+    if plan is None or plan.stmt is not stmt:
+        plan = _plans[key] = _Plan(stmt, dialect)
+    return plan
+
+
 class _Shared:
     def __init__(self, url: str):
         self.url = url
@@ -178,6 +223,59 @@ class Connections:
         PostgreSQL, a write transaction on SQLite."""
         engines = self._engines
         return self._begin(engines.writer if self.dialect == "sqlite" else engines.reader)
+
+    def fetch(self, stmt: sa.TextClause, params: dict[str, Any] | None = None) -> list[Any]:
+        """The rows of one read-only statement, atomic on its own (its own snapshot).
+
+        The hot reads of every query (policy sequence, table entries) come here: on SQLite
+        through the DBAPI directly (~8 us against ~60 us for SQLAlchemy's BEGIN, statement and
+        COMMIT), on PostgreSQL one autocommit round trip. `stmt` is a module-level `text()`
+        (its compiled form is kept by identity), typed with `.columns()` when rows are read.
+        """
+        if self.dialect != "sqlite":
+            with self._engines.reader.connect() as conn:
+                return list(conn.execute(stmt, params or {}).all())
+        engine = self._engines.reader
+        plan = _plan(stmt, engine.dialect)
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                cur.execute(plan.sql, plan.bind(params or {}))
+                return plan.rows(cur.fetchall())
+            finally:
+                cur.close()
+        finally:
+            raw.close()
+
+    def change(self, stmt: sa.TextClause, params: dict[str, Any] | None = None) -> list[Any]:
+        """One writing statement in a transaction of its own, committed before this returns;
+        the rows it returns. On SQLite through the DBAPI (BEGIN IMMEDIATE, the statement,
+        COMMIT), on PostgreSQL one autocommit round trip."""
+        if self.dialect != "sqlite":
+            with self._engines.reader.connect() as conn:
+                res = conn.execute(stmt, params or {})
+                return list(res.all()) if res.returns_rows else []
+        engine = self._engines.writer
+        plan = _plan(stmt, engine.dialect)
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    cur.execute(plan.sql, plan.bind(params or {}))
+                    out = plan.rows(cur.fetchall())
+                    cur.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        cur.execute("ROLLBACK")
+                    raise
+                return out
+            finally:
+                cur.close()
+        finally:
+            raw.close()
 
     def atomic(
         self,

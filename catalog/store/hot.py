@@ -9,6 +9,8 @@ when a lease ran out; SQLite is one file on one host, whose clock the caller pas
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
 _TS = sa.DateTime(timezone=True)
@@ -116,12 +118,25 @@ _TABLE_COLUMNS = (
     sa.column("prop_value", sa.String),
 )
 # A table and its properties in one statement: one row per property (one with NULLs if none).
-TABLE_BY_NAME = sa.text(
+_TABLE_SELECT = (
     "SELECT t.id, t.database, t.name, t.location, t.table_type, t.schema_json, t.partition_by, "
     "t.description, t.tags, t.owner, t.created_at, t.version, p.key AS prop_key, "
-    "p.value AS prop_value FROM tables t LEFT JOIN table_properties p ON p.table_id = t.id "
-    "WHERE t.database = :database AND t.name = :name"
-).columns(*_TABLE_COLUMNS)
+    "p.value AS prop_value FROM tables t LEFT JOIN table_properties p ON p.table_id = t.id"
+)
+TABLE_BY_NAME = sa.text(_TABLE_SELECT + " WHERE t.database = :database AND t.name = :name").columns(
+    *_TABLE_COLUMNS
+)
+
+
+@functools.cache
+def tables_by_names(n: int) -> sa.TextClause:
+    """TABLE_BY_NAME for `n` tables at once (parameters :d0, :n0, :d1, :n1, ...): one statement
+    however many tables a query names, all read in one snapshot."""
+    pairs = ", ".join(f"(:d{i}, :n{i})" for i in range(n))
+    return sa.text(_TABLE_SELECT + f" WHERE (t.database, t.name) IN (VALUES {pairs})").columns(
+        *_TABLE_COLUMNS
+    )
+
 
 BEGIN_TXN = sa.text(
     'INSERT INTO transactions (id, "user", state, started_at, last_active, timeout_s, '

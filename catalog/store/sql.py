@@ -76,8 +76,7 @@ class SqlStore(MetadataStore):
     # audit -------------------------------------------------------------------------------------
     def audit_append(self, record: dict[str, Any]) -> int:
         """Durably queue one audit record (committed before this returns); its sequence number."""
-        with self._db.single() as conn:
-            return int(conn.execute(hot.AUDIT_ADD, {"at": utcnow(), "record": record}).scalar_one())
+        return int(self._db.change(hot.AUDIT_ADD, {"at": utcnow(), "record": record})[0][0])
 
     def audit_pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
         q = (
@@ -110,8 +109,8 @@ class SqlStore(MetadataStore):
         )
 
     def policy_seq(self) -> int:
-        with self._read() as conn:
-            return int(conn.execute(hot.POLICY_SEQ).scalar() or 0)
+        rows = self._db.fetch(hot.POLICY_SEQ)
+        return int(rows[0][0] or 0) if rows else 0
 
     def install_policy(
         self, record: PolicyRecord, *, expect_seq: int, audit: dict[str, Any] | None = None
@@ -251,12 +250,29 @@ class SqlStore(MetadataStore):
             return self._table_info(row, self._props(conn, table_id))
 
     def get_table(self, database: str, name: str) -> TableInfo | None:
-        with self._read() as conn:
-            rows = conn.execute(hot.TABLE_BY_NAME, {"database": database, "name": name}).all()
-        if not rows:
-            return None
-        props = {r.prop_key: r.prop_value for r in rows if r.prop_key is not None}
-        return self._table_info(rows[0], props)
+        rows = self._db.fetch(hot.TABLE_BY_NAME, {"database": database, "name": name})
+        return self._table_infos(rows).get((database, name))
+
+    def get_tables(self, names: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TableInfo]:
+        pairs = list(dict.fromkeys(names))
+        if not pairs:
+            return {}
+        params = {}
+        for i, (database, name) in enumerate(pairs):
+            params[f"d{i}"], params[f"n{i}"] = database, name
+        return self._table_infos(self._db.fetch(hot.tables_by_names(len(pairs)), params))
+
+    def _table_infos(self, rows: list[Any]) -> dict[tuple[str, str], TableInfo]:
+        # TABLE_BY_NAME's rows: one per property of each table (one with NULLs if none).
+        by_id: dict[int, list[Any]] = {}
+        for r in rows:
+            by_id.setdefault(r.id, []).append(r)
+        out = {}
+        for group in by_id.values():
+            props = {r.prop_key: r.prop_value for r in group if r.prop_key is not None}
+            info = self._table_info(group[0], props)
+            out[(info.database, info.name)] = info
+        return out
 
     def get_table_by_id(self, table_id: int) -> TableInfo | None:
         with self._read() as conn:
@@ -267,6 +283,11 @@ class SqlStore(MetadataStore):
         q = sa.select(s.tables).order_by(s.tables.c.database, s.tables.c.name)
         if database is not None:
             q = q.where(s.tables.c.database == database)
+        with self._read() as conn:
+            return [self._table_info(r) for r in conn.execute(q).all()]
+
+    def locked_tables(self) -> list[TableInfo]:
+        q = sa.select(s.tables).where(s.tables.c.lock_token.is_not(None)).order_by(s.tables.c.id)
         with self._read() as conn:
             return [self._table_info(r) for r in conn.execute(q).all()]
 
@@ -295,10 +316,10 @@ class SqlStore(MetadataStore):
     # versions ----------------------------------------------------------------------------
     def pointers(self, table_ids: Iterable[int]) -> dict[int, int]:
         ids = list(table_ids)
+        if len(ids) == 1:
+            rows = self._db.fetch(hot.POINTER, {"table_id": ids[0]})
+            return {ids[0]: int(rows[0][0])} if rows else {}
         with self._read() as conn:
-            if len(ids) == 1:
-                v = conn.execute(hot.POINTER, {"table_id": ids[0]}).scalar()
-                return {} if v is None else {ids[0]: int(v)}
             rows = conn.execute(
                 sa.select(s.tables.c.id, s.tables.c.version).where(s.tables.c.id.in_(ids))
             ).all()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 import lake
 
@@ -172,3 +172,32 @@ def test_four_writer_processes_lose_nothing(tmp_path):
         # One commit per append (background compaction may add OPTIMIZE versions between them).
         ops = [h["operation"] for h in lk.history("sales.orders")]
         assert ops.count("WRITE") == 4 * per
+
+
+def test_versions_past_the_catalog_without_a_lock_go_at_the_sweep_or_the_next_write(tmp_path):
+    """A writer only writes past the catalog's version while it holds the table's lock, so
+    opening a lake looks at locked tables alone; versions left some other way (a rollback that
+    failed on I/O) are never read, and go at `recover()` or at the table's next write."""
+    root = tmp_path / "lake"
+    make_lake(root)
+    row = {"id": pa.array([1], pa.int64()), "region": ["eu"], "amount": [1.0]}
+    with lake.connect(root) as lk:
+        lk.write("sales.orders", pa.table(row), user="etl")
+        orders = lk.catalog.describe("sales.orders")["location"]
+        customers = lk.catalog.describe("sales.customers")["location"]
+    stray = pa.table({"id": pa.array([9], pa.int64()), "name": ["stray"]})
+    write_deltalake(orders, pa.table({**row, "id": pa.array([9], pa.int64())}), mode="append")
+    write_deltalake(customers, stray, mode="append")
+    with lake.connect(root) as lk:
+        assert DeltaTable(orders).version() == 2 and DeltaTable(customers).version() == 1
+        assert lk.sql("SELECT id FROM sales.orders", user="u")["id"].to_pylist() == [1]
+        assert lk.sql("SELECT count(*) AS n FROM sales.customers", user="u")["n"][0].as_py() == 0
+        lk.write(
+            "sales.customers",
+            pa.table({"id": pa.array([2], pa.int64()), "name": ["b"]}),
+            user="etl",
+        )
+        assert lk.sql("SELECT id FROM sales.customers", user="u")["id"].to_pylist() == [2]
+        assert lk.recover() == {"sales.orders": [2]}
+        assert DeltaTable(orders).version() == 1
+        assert lk.recover() == {}

@@ -123,6 +123,29 @@ def test_tables_adopt_existing_versions(store):
     assert store.get_table("d", "t") is None and store.commits(t.id) == []
 
 
+def test_tables_are_read_several_at_once_exactly_as_one_by_one(store, two_tables):
+    a, b = two_tables
+    store.update_table(b.id, properties={"x": "1", "y": "2"})
+    got = store.get_tables([("d", "b"), ("d", "missing"), ("d", "a"), ("d", "b")])
+    assert set(got) == {("d", "a"), ("d", "b")}
+    for key, info in got.items():
+        one = store.get_table(*key)
+        assert info == one
+        assert info.created_at.tzinfo is not None and info.tags == {"k": "v"}
+    assert got[("d", "b")].properties == {"compaction.min_files": "4", "x": "1", "y": "2"}
+    assert got[("d", "a")].partition_by == ("region",)
+    assert store.get_tables([]) == {} and store.get_table("d", "missing") is None
+
+
+def test_only_tables_whose_lock_is_taken_are_locked(store, two_tables):
+    a, b = two_tables
+    assert store.locked_tables() == []
+    store.try_lock(b.id, "t1", "w", 15)
+    assert [t.id for t in store.locked_tables()] == [b.id]
+    store.unlock("t1")
+    assert store.locked_tables() == []
+
+
 # ratify: the commit point --------------------------------------------------------------------
 def test_ratify_moves_every_pointer_or_none(store, two_tables):
     a, b = two_tables
@@ -195,7 +218,8 @@ def test_ratify_closes_the_transaction_once(store, two_tables):
 
 # audit queue -----------------------------------------------------------------------------------
 def test_audit_append_returns_increasing_sequence_numbers(store):
-    seqs = [store.audit_append({"i": i, "user": "alice"}) for i in range(5)]
+    seqs = [store.audit_append({"i": i, "user": "alice", "at": "é"}) for i in range(5)]
+    assert store.audit_pending(1)[0][1] == {"i": 0, "user": "alice", "at": "é"}
     assert seqs == sorted(seqs) and len(set(seqs)) == 5 and seqs[0] > 0
     assert [(s, r["i"]) for s, r in store.audit_pending(3)] == list(
         zip(seqs[:3], range(3), strict=True)
