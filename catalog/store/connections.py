@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -100,35 +99,54 @@ def _compiled(stmt: sa.TextClause, dialect: sa.Dialect) -> str:
     return sql
 
 
+class _Row(tuple):
+    """A result row: a tuple whose columns are also attributes (as SQLAlchemy's rows are)."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[self._index[name]]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class _Plan:
     """A statement compiled once for SQLite's DBAPI: its text, the order and converters of its
     parameters, and a row type with its columns' converters (SQLAlchemy's own processors)."""
 
-    def __init__(self, stmt: sa.TextClause, dialect: sa.Dialect):
+    def __init__(self, stmt: sa.Executable, dialect: sa.Dialect):
         self.stmt = stmt  # held, so its id (the key of `_plans`) is never reused
         compiled = stmt.compile(dialect=dialect)
         self.sql = str(compiled)
+        binds = compiled.binds
+        # (name, its value when the statement holds it (a literal), converter)
         self.params = [
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            (
+                name,
+                binds[name].effective_value,
+                binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+            )
             for name in compiled.positiontup or ()
         ]
         columns = list(getattr(stmt, "selected_columns", ()))
-        self.row = namedtuple("Row", [c.name for c in columns]) if columns else tuple
+        index = {c.name: i for i, c in enumerate(columns)}
+        self.row = type("Row", (_Row,), {"__slots__": (), "_index": index})
         self.columns = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
         ]
 
     def bind(self, params: dict[str, Any]) -> tuple:
-        return tuple(params[n] if f is None else f(params[n]) for n, f in self.params)
+        values = ((params.get(n, held), f) for n, held, f in self.params)
+        return tuple(v if f is None else f(v) for v, f in values)
 
     def rows(self, raw: list[tuple]) -> list[Any]:
         if not self.columns:
             return raw
-        convert = self.columns
+        convert, row = self.columns, self.row
         return [
-            self.row(
-                *(v if f is None or v is None else f(v) for f, v in zip(convert, r, strict=True))
-            )
+            row(v if f is None or v is None else f(v) for f, v in zip(convert, r, strict=True))
             for r in raw
         ]
 
@@ -136,7 +154,7 @@ class _Plan:
 _plans: dict[tuple[int, str], _Plan] = {}
 
 
-def _plan(stmt: sa.TextClause, dialect: sa.Dialect) -> _Plan:
+def _plan(stmt: sa.Executable, dialect: sa.Dialect) -> _Plan:
     key = (id(stmt), dialect.name)
     plan = _plans.get(key)
     if plan is None or plan.stmt is not stmt:
@@ -224,13 +242,14 @@ class Connections:
         engines = self._engines
         return self._begin(engines.writer if self.dialect == "sqlite" else engines.reader)
 
-    def fetch(self, stmt: sa.TextClause, params: dict[str, Any] | None = None) -> list[Any]:
+    def fetch(self, stmt: sa.Executable, params: dict[str, Any] | None = None) -> list[Any]:
         """The rows of one read-only statement, atomic on its own (its own snapshot).
 
         The hot reads of every query (policy sequence, table entries) come here: on SQLite
         through the DBAPI directly (~8 us against ~60 us for SQLAlchemy's BEGIN, statement and
-        COMMIT), on PostgreSQL one autocommit round trip. `stmt` is a module-level `text()`
-        (its compiled form is kept by identity), typed with `.columns()` when rows are read.
+        COMMIT), on PostgreSQL one autocommit round trip. `stmt` is a module-level statement
+        (its compiled form is kept by identity): a `select()`, or a `text()` typed with
+        `.columns()` when rows are read.
         """
         if self.dialect != "sqlite":
             with self._engines.reader.connect() as conn:
@@ -248,7 +267,7 @@ class Connections:
         finally:
             raw.close()
 
-    def change(self, stmt: sa.TextClause, params: dict[str, Any] | None = None) -> list[Any]:
+    def change(self, stmt: sa.Executable, params: dict[str, Any] | None = None) -> list[Any]:
         """One writing statement in a transaction of its own, committed before this returns;
         the rows it returns. On SQLite through the DBAPI (BEGIN IMMEDIATE, the statement,
         COMMIT), on PostgreSQL one autocommit round trip."""
@@ -256,7 +275,9 @@ class Connections:
             with self._engines.reader.connect() as conn:
                 res = conn.execute(stmt, params or {})
                 return list(res.all()) if res.returns_rows else []
-        engine = self._engines.writer
+        # The reader's connections: BEGIN IMMEDIATE is sent here, and a process that only
+        # reads and audits opens one SQLite connection rather than two.
+        engine = self._engines.reader
         plan = _plan(stmt, engine.dialect)
         raw = engine.raw_connection()
         try:

@@ -38,6 +38,10 @@ def _inactive(txn_id: str) -> TransactionError:
     )
 
 
+def _id(info: TableInfo) -> int:
+    return info.id
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -93,11 +97,10 @@ class SqlStore(MetadataStore):
 
     # policy ------------------------------------------------------------------------------------
     def policy(self) -> PolicyRecord | None:
-        q = sa.select(s.policies).order_by(s.policies.c.seq.desc()).limit(1)
-        with self._read() as conn:
-            row = conn.execute(q).first()
-        if row is None:
+        rows = self._db.fetch(hot.LATEST_POLICY)
+        if not rows:
             return None
+        row = rows[0]
         return PolicyRecord(
             int(row.seq),
             row.version,
@@ -160,9 +163,8 @@ class SqlStore(MetadataStore):
         )
 
     def get_database(self, name: str) -> DatabaseInfo | None:
-        with self._read() as conn:
-            row = conn.execute(sa.select(s.databases).where(s.databases.c.name == name)).first()
-        return self._db_info(row) if row else None
+        rows = self._db.fetch(hot.DATABASE_BY_NAME, {"name": name})
+        return self._db_info(rows[0]) if rows else None
 
     def list_databases(self) -> list[DatabaseInfo]:
         with self._read() as conn:
@@ -287,9 +289,7 @@ class SqlStore(MetadataStore):
             return [self._table_info(r) for r in conn.execute(q).all()]
 
     def locked_tables(self) -> list[TableInfo]:
-        q = sa.select(s.tables).where(s.tables.c.lock_token.is_not(None)).order_by(s.tables.c.id)
-        with self._read() as conn:
-            return [self._table_info(r) for r in conn.execute(q).all()]
+        return sorted(self._table_infos(self._db.fetch(hot.LOCKED_TABLES)).values(), key=_id)
 
     def drop_table(self, table_id: int) -> None:
         with self._write() as conn:
@@ -558,10 +558,7 @@ class SqlStore(MetadataStore):
             conn.execute(hot.UNLOCK, {"token": txn_id})
 
     def expired_txns(self) -> list[TxnInfo]:
-        with self._read() as conn:
-            rows = conn.execute(
-                sa.select(s.transactions).where(s.transactions.c.state == "ACTIVE")
-            ).all()
+        rows = self._db.fetch(hot.ACTIVE_TXNS)
         now = utcnow()
         infos = [self._txn(r) for r in rows]
         return [t for t in infos if now > t.last_active + timedelta(seconds=t.timeout_s)]
@@ -710,9 +707,4 @@ class SqlStore(MetadataStore):
 
     # identity ----------------------------------------------------------------------------
     def catalog_id(self) -> int:
-        with self._read() as conn:
-            return int(
-                conn.execute(
-                    sa.select(s.meta.c.value).where(s.meta.c.key == "catalog_id")
-                ).scalar_one()
-            )
+        return int(self._db.fetch(hot.CATALOG_ID)[0][0])

@@ -229,6 +229,15 @@ def test_audit_append_returns_increasing_sequence_numbers(store):
     assert store.audit_append({"i": 5}) > seqs[-1]  # never reused, even after forgetting
 
 
+def test_a_failed_write_leaves_nothing_and_the_store_usable(store):
+    with pytest.raises(TypeError):
+        store.audit_append({"not json": object()})
+    seq = store.audit_append({"i": 1})
+    assert store.audit_pending(10) == [(seq, {"i": 1})]
+    store.audit_forget(seq)
+    assert store.audit_pending(10) == []
+
+
 # transactions ------------------------------------------------------------------------------------
 def test_transactions_time_out_when_idle(store, two_tables):
     a, _ = two_tables
