@@ -20,6 +20,7 @@ from casbin.model import Model
 
 from catalog.errors import AccessDenied, PolicyError
 from governance.policy.adapter import LinesAdapter
+from governance.policy.enforcer import Enforcer
 from governance.policy.lines import PolicyLine, parse_text
 from governance.policy.resources import action_matches, effective_tags, pattern_matches
 from governance.policy.sqltext import PolicySQLError, is_true, normalize
@@ -140,7 +141,7 @@ class PolicyEngine:
         self.tables = tables
         self._lock = threading.RLock()
         self._policy = loaded
-        enforcer = casbin.Enforcer(self._model(loaded.model_text), LinesAdapter(loaded.lines))
+        enforcer = Enforcer(self._model(loaded.model_text), LinesAdapter(loaded.lines))
         with self._lock:
             self._policy = loaded
             self._enforcer = enforcer
@@ -199,7 +200,7 @@ class PolicyEngine:
                 line for s in subs for line in self._by_subject.get(s, ()) if line.ptype == "p"
             ]
             lines.sort(key=lambda x: (x.file, x.line))
-            e = casbin.Enforcer(self._model(self._policy.model_text), LinesAdapter(lines))
+            e = Enforcer(self._model(self._policy.model_text), LinesAdapter(lines))
             e.add_function("subjectMatch", lambda r, p: p.lower() in subs)
             e.add_function("actionMatch", action_matches)
             e.add_function("resourceMatch", lambda r, p: pattern_matches(p, r, self._tags_now))

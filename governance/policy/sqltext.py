@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import sqlglot
@@ -66,7 +67,14 @@ def normalize(sql: str, columns: list[str] | None = None) -> tuple[str, frozense
     """Check a policy expression and return (DuckDB SQL with quoted columns, columns it reads).
 
     `columns` (when the table exists) are the names it may use; matching is case-insensitive.
+    The answer depends on the text and the columns alone, so it is kept: a new engine for the
+    same rules (a policy change elsewhere, a reload) does not parse them again.
     """
+    return _normalize(sql, None if columns is None else tuple(columns))
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize(sql: str, columns: tuple[str, ...] | None) -> tuple[str, frozenset[str]]:
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except (ParseError, SqlglotError) as e:
