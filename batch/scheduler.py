@@ -47,7 +47,7 @@ _PAGE = 1000  # SUBMITTED jobs promoted per scan at most (a burst takes several 
 _SWEEP = 100  # PENDING jobs re-checked per scan, round robin: a safety net under the events
 _HEADS = 32  # RUNNABLE jobs of each (queue, share) a dispatch chooses from
 _PARENTS_S = 5.0  # every live array job is re-aggregated this often (others when touched)
-_PACE = 3.0  # a scan follows the last one after 3x its length at least: <= 1/4 of the time
+_PACE = 5.0  # in a burst, a scan follows the last after 5x its length: <= 1/6 of the time
 
 
 def _node_lost(error: BaseException, run: Running) -> dict[str, Any]:
@@ -175,8 +175,7 @@ class Scheduler:
         self._usage: dict[tuple[str, str], tuple[float, float]] = {}
         self.lease = Lease(self.store, LEASE, self.owner, self.cfg.lease_s, owner_dead)
         self._scan_at = 0.0
-        self._scanned_at = 0.0  # time.monotonic() when the last scan ended
-        self._scan_took = 0.0  # and how long it took
+        self._next_scan = 0.0  # time.monotonic() before which a burst's next scan waits
         self._dirty = True
         self._wake_mtime = 0.0
         self._sched_at = 0.0
@@ -225,10 +224,7 @@ class Scheduler:
             idle = self.cfg.poll_s if self.running else max(self.cfg.poll_s, 0.05)
             self._wake.wait(idle)
             self._wake.clear()
-            # Woken again at once (a burst: a submission every millisecond), the next scan waits
-            # out _PACE times the last one: the scheduler shares this process's GIL and the
-            # store's write lock with the submitters, and a burst is promoted in batches.
-            rest = self._scanned_at + _PACE * self._scan_took - time.monotonic()
+            rest = self._next_scan - time.monotonic()
             if rest > 0:
                 self._stop.wait(rest)
         with contextlib.suppress(Exception):
@@ -283,12 +279,17 @@ class Scheduler:
             self._dirty = False
             self._scan_at = now
             started = time.monotonic()
+            burst = False
             try:
-                self._scan(now)
+                burst = self._scan(now)
             finally:
-                self._scanned_at = time.monotonic()
-                self._scan_took = self._scanned_at - started
-                self.stats["scan_s"] += self._scan_took
+                ended = time.monotonic()
+                self.stats["scan_s"] += ended - started
+                # In a burst (a submission every millisecond, each waking the scheduler) the
+                # next scan waits out _PACE times this one: the scheduler shares this process's
+                # GIL and the store's write lock with the submitters, and promotes the burst
+                # in batches. A scan that found no new submissions is followed at once.
+                self._next_scan = ended + _PACE * (ended - started) if burst else 0.0
 
     def _collect(self, timeout: float) -> None:
         import ray
@@ -318,10 +319,10 @@ class Scheduler:
             d = self._defs[def_id] = Definition.from_json(self.store.definition(def_id))
         return d
 
-    def _scan(self, now: float) -> None:
+    def _scan(self, now: float) -> bool:
         """Promote, aggregate and dispatch, reading only what changed since the last scan and
         the head of each (queue, share): its cost does not grow with the number of queued or
-        finished jobs."""
+        finished jobs. True if it found new submissions."""
         self.stats["scans"] += 1
         self._controls(self.store.controlled())
         since, self._ended_at = self._ended_at - _MARGIN_S, now
@@ -347,6 +348,7 @@ class Scheduler:
         self._aggregate_arrays([p for p in parents if p["array_size"] is not None])
         if self._has_room():
             self._dispatch(self.store.runnable_heads(_HEADS), now)
+        return bool(submitted)
 
     def _has_room(self) -> bool:
         free = {name: env.cpus for name, env in self.cfg.compute.items()}

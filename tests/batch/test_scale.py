@@ -91,7 +91,7 @@ def test_scan_work_does_not_grow_with_the_queue(make_lake):
 def test_a_burst_of_submissions_is_promoted_in_batches(make_lake):
     """Every submission wakes the scheduler, but in a burst a scan first waits out _PACE times
     the last one: the scheduler, which shares the submitters' process (its GIL) and the store's
-    write lock, spends at most about a quarter of the burst scanning, and promotes the burst
+    write lock, spends at most about a sixth of the burst scanning, and promotes the burst
     many jobs a scan, not one scan per submission."""
     b = batch_of(make_lake())
     hog = b.submit(["sleep", "300"], user="etl", cpus=2)
