@@ -48,6 +48,7 @@ _SWEEP = 100  # PENDING jobs re-checked per scan, round robin: a safety net unde
 _HEADS = 32  # RUNNABLE jobs of each (queue, share) a dispatch chooses from
 _PARENTS_S = 5.0  # every live array job is re-aggregated this often (others when touched)
 _PACE = 5.0  # in a burst, a scan follows the last after 5x its length: <= 1/6 of the time
+_PACE_MAX_S = 0.25  # and never later than this (a scan that launched on a cold Ray is slow)
 
 
 def _node_lost(error: BaseException, run: Running) -> dict[str, Any]:
@@ -289,7 +290,8 @@ class Scheduler:
                 # next scan waits out _PACE times this one: the scheduler shares this process's
                 # GIL and the store's write lock with the submitters, and promotes the burst
                 # in batches. A scan that found no new submissions is followed at once.
-                self._next_scan = ended + _PACE * (ended - started) if burst else 0.0
+                pace = min(_PACE * (ended - started), _PACE_MAX_S) if burst else 0.0
+                self._next_scan = ended + pace
 
     def _collect(self, timeout: float) -> None:
         import ray
