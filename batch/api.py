@@ -138,9 +138,13 @@ class Batch:
         self.store.close()
 
     def _wake(self) -> None:
-        self.paths.touch_wake()
-        if self._scheduler is not None:
-            self._scheduler.wake()
+        sched = self._scheduler
+        if sched is None or not sched.leader:
+            # Another process schedules: the wake file is its notice (a leader that just lost
+            # the lease is covered too: the new one rescans every second anyway).
+            self.paths.touch_wake()
+        if sched is not None:
+            sched.wake()
 
     # submit ----------------------------------------------------------------------------------
     def submit(self, command: Sequence[str], *, user: Any = None, **spec: Any) -> Job:

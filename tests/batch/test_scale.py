@@ -88,6 +88,30 @@ def test_scan_work_does_not_grow_with_the_queue(make_lake):
     assert hog.wait(timeout=60) == "CANCELLED"
 
 
+def test_a_burst_of_submissions_is_promoted_in_batches(make_lake):
+    """Every submission wakes the scheduler, but in a burst a scan first waits out _PACE times
+    the last one: the scheduler, which shares the submitters' process (its GIL) and the store's
+    write lock, spends at most about a sixth of the burst scanning, and promotes the burst
+    many jobs a scan, not one scan per submission."""
+    b = batch_of(make_lake())
+    hog = b.submit(["sleep", "300"], user="etl", cpus=2)
+    wait_for(lambda: hog.status == "RUNNING", timeout=60)
+    sched = b._scheduler
+    try:
+        s0, t0 = sched.stats["scans"], sched.stats["scan_s"]
+        started = time.monotonic()
+        jobs = [b.submit(["true"], user="etl") for _ in range(2000)]
+        took = time.monotonic() - started
+        scans, scan_s = sched.stats["scans"] - s0, sched.stats["scan_s"] - t0
+        wait_for(lambda: not b.store.in_status("SUBMITTED", 1), timeout=60)
+        assert b.store.counts()[("default", "RUNNABLE")] == len(jobs)  # every one promoted
+    finally:
+        hog.cancel()
+    assert scan_s <= 0.4 * took, (scan_s, took)
+    assert scans <= len(jobs) / 5, scans
+    assert hog.wait(timeout=60) == "CANCELLED"
+
+
 def test_job_listing_pages_newest_first(make_lake):
     lk = make_lake()
     b = batch_of(lk)
