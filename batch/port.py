@@ -10,6 +10,7 @@ acts for the user who submitted it (`acting` "owner" in its row: for the owner).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -20,6 +21,10 @@ class LakePort(Protocol):
 
     def allowed(self, user: str | None, resource: str, action: str) -> bool:
         """May `user` do `action` on `resource` (e.g. `queue:default`)?"""
+        ...
+
+    def one_policy(self) -> AbstractContextManager[None]:
+        """Inside it, every decision is made under one version of the policy (read once)."""
         ...
 
     def principal_name(self, user: str | None) -> str:

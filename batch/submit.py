@@ -92,43 +92,47 @@ class Submitter:
         except TypeError:
             statement = f"submit {command!r} to queue {queue}"
         try:
-            specs.check_queue(self.cfg, queue)
-            if not self.port.allowed(user, f"queue:{queue}", "submit"):
-                raise AccessDenied(
-                    f"{who} may not submit to queue {queue!r} (needs the submit grant on "
-                    f"queue:{queue})"
+            # One submission is decided under one version of the policy.
+            with self.port.one_policy():
+                specs.check_queue(self.cfg, queue)
+                if not self.port.allowed(user, f"queue:{queue}", "submit"):
+                    raise AccessDenied(
+                        f"{who} may not submit to queue {queue!r} (needs the submit grant on "
+                        f"queue:{queue})"
+                    )
+                if network and not self.port.allowed(user, f"queue:{queue}", "alter"):
+                    # A job with network access can reach more than its sandbox; an explicit grant.
+                    raise AccessDenied(
+                        f"{who} may not submit jobs with network access to queue {queue!r} "
+                        f"(needs alter on queue:{queue})"
+                    )
+                job_id = uuid.uuid4().hex[:12]
+                definition = self._definition(
+                    command=command,
+                    image=image,
+                    cpus=cpus,
+                    memory=memory,
+                    env=env,
+                    timeout_s=timeout_s,
+                    retries=retries,
+                    retry_rules=retry_rules,
+                    checkpoint=checkpoint,
+                    workdir=workdir,
+                    network=network,
                 )
-            if network and not self.port.allowed(user, f"queue:{queue}", "alter"):
-                # A job with network access can reach more than its sandbox; an explicit grant.
-                raise AccessDenied(
-                    f"{who} may not submit jobs with network access to queue {queue!r} "
-                    f"(needs alter on queue:{queue})"
-                )
-            job_id = uuid.uuid4().hex[:12]
-            definition = self._definition(
-                command=command,
-                image=image,
-                cpus=cpus,
-                memory=memory,
-                env=env,
-                timeout_s=timeout_s,
-                retries=retries,
-                retry_rules=retry_rules,
-                checkpoint=checkpoint,
-                workdir=workdir,
-                network=network,
-            )
-            self._check_fits(queue, definition, spot)
-            size = specs.check_array_size(array_size)
-            ins = specs.check_tables("inputs", inputs)
-            outs = specs.check_tables("outputs", outputs)
-            ins = {n: self._table(user, t, "select") for n, t in ins.items()}
-            outs = {n: self._table(user, t, "insert") for n, t in outs.items()}
-            if not isinstance(spot, bool):
-                raise JobError(f"spot must be True or False, not {spot!r}")
-            if name is not None and (not isinstance(name, str) or not specs.NAME_RE.match(name)):
-                raise JobError(f"name {name!r} must be letters, digits, '_', '-' or '.'")
-            dep_rows = self._dep_rows(user, job_id, specs.check_deps(depends_on, size), size)
+                self._check_fits(queue, definition, spot)
+                size = specs.check_array_size(array_size)
+                ins = specs.check_tables("inputs", inputs)
+                outs = specs.check_tables("outputs", outputs)
+                ins = {n: self._table(user, t, "select") for n, t in ins.items()}
+                outs = {n: self._table(user, t, "insert") for n, t in outs.items()}
+                if not isinstance(spot, bool):
+                    raise JobError(f"spot must be True or False, not {spot!r}")
+                if name is not None and (
+                    not isinstance(name, str) or not specs.NAME_RE.match(name)
+                ):
+                    raise JobError(f"name {name!r} must be letters, digits, '_', '-' or '.'")
+                dep_rows = self._dep_rows(user, job_id, specs.check_deps(depends_on, size), size)
         except LakeError as e:
             decision = "denied" if isinstance(e, AccessDenied) else "error"
             self.port.audit(user, "submit", statement, decision, reason=str(e))

@@ -13,9 +13,10 @@ of every error (`scrub`).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -238,6 +239,20 @@ class Gate:
         if not p.privileged and self.governed and not self.may_describe_database(p, name):
             raise hidden_database(_shown(name).lower())
 
+    @contextlib.contextmanager
+    def one_policy(self) -> Iterator[None]:
+        """Every decision inside is made under one policy version, read once when it begins
+        (inside `run` already; nested, the outer one holds)."""
+        held = _IN_FORCE.get()
+        if held is not None and held[0] is self:
+            yield
+            return
+        token = _IN_FORCE.set((self, self.policy.engine()))
+        try:
+            yield
+        finally:
+            _IN_FORCE.reset(token)
+
     # the checkpoint ----------------------------------------------------------------------------
     def run(
         self,
@@ -255,12 +270,9 @@ class Gate:
         the lake's paths.
         """
         audit = Audit(self.audit_record(p, action, statement, "allowed"))
-        token = None
         try:
-            held = _IN_FORCE.get()
-            if held is None or held[0] is not self:
-                token = _IN_FORCE.set((self, self.policy.engine()))
-            result = fn(audit)
+            with self.one_policy():
+                result = fn(audit)
         except AccessDenied as e:
             self._refused(p, action, statement, "denied", e, table)
             raise self.scrub(e, p) from None
@@ -273,9 +285,6 @@ class Gate:
                 raise
             # Not one of ours: its text may hold anything (paths of the lake's files).
             raise self.scrub(LakeError(f"{type(e).__name__}: {e}"), p) from None
-        finally:
-            if token is not None:
-                _IN_FORCE.reset(token)
         if not audit.queued:
             self.record(
                 p,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ class BatchPort:
 
     def allowed(self, user: str | None, resource: str, action: str) -> bool:
         return self.gate.allowed(self.who(user), resource, action)
+
+    def one_policy(self) -> AbstractContextManager[None]:
+        return self.gate.one_policy()
 
     def principal_name(self, user: str | None) -> str:
         return self.who(user).name

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pyarrow as pa
@@ -444,6 +445,35 @@ def test_inputs_are_governed_snapshots_with_lineage(make_lake, tmp_path):
         "ana",
         1,
     )
+
+
+def test_a_submission_is_decided_under_one_read_of_the_policy(make_lake):
+    """Queue grant, input select, output insert: one version of the policy decides them all."""
+    lk = make_lake(policy="p, etl, *, *, allow\np, etl, queue:*, submit, allow\n")
+    b = batch_of(lk)
+    b.autostart = False
+    lk.catalog.create_database("sales")
+    for t in ("orders", "totals"):
+        lk.catalog.create_table(f"sales.{t}", pa.schema([("id", pa.int64())]))
+    store = lk.gate.catalog.store
+    plain, me, reads = store.policy_seq, threading.get_ident(), []
+
+    def counted():
+        if threading.get_ident() == me:
+            reads.append(1)
+        return plain()
+
+    store.policy_seq = counted
+    try:
+        b.submit(
+            ["true"],
+            user="etl",
+            inputs={"orders": "sales.orders"},
+            outputs={"totals": "sales.totals"},
+        )
+    finally:
+        store.policy_seq = plain
+    assert len(reads) == 1
 
 
 def test_states_visible_from_another_process(make_lake):
