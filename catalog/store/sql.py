@@ -38,10 +38,6 @@ def _inactive(txn_id: str) -> TransactionError:
     )
 
 
-def _id(info: TableInfo) -> int:
-    return info.id
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -289,7 +285,8 @@ class SqlStore(MetadataStore):
             return [self._table_info(r) for r in conn.execute(q).all()]
 
     def locked_tables(self) -> list[TableInfo]:
-        return sorted(self._table_infos(self._db.fetch(hot.LOCKED_TABLES)).values(), key=_id)
+        infos = self._table_infos(self._db.fetch(hot.LOCKED_TABLES)).values()
+        return sorted(infos, key=lambda info: info.id)
 
     def drop_table(self, table_id: int) -> None:
         with self._write() as conn:
