@@ -617,14 +617,14 @@ def duckdb_filesystem(allowed: frozenset[str]) -> Any:
     stats: cachetools.LRUCache[str, Stat] = cachetools.LRUCache(maxsize=100_000)
     stats_lock = threading.Lock()
 
-    def file_stat(location: str) -> Stat | None:
+    def file_stat(location: str) -> Stat:
+        # FileNotFoundError if missing (never remembered: a missing file may yet be restored)
         with stats_lock:
             st = stats.get(location)
         if st is None:
-            st = stat(location)
-            if st is not None:
-                with stats_lock:
-                    stats[location] = st
+            st = stat_required(location)
+            with stats_lock:
+                stats[location] = st
         return st
 
     class _Files(fsspec.AbstractFileSystem):
@@ -645,26 +645,18 @@ def duckdb_filesystem(allowed: frozenset[str]) -> Any:
             if "r" not in mode or "+" in mode:
                 raise PermissionError("the engine only reads")
             location = self._check(path)
-            st = file_stat(location)
-            if st is None:
-                raise FileNotFoundError(location)
-            return RemoteFile(location, size=st.size)
+            return RemoteFile(location, size=file_stat(location).size)
 
         def info(self, path: str, **kw: Any) -> dict[str, Any]:
             location = self._check(path)
-            st = file_stat(location)
-            if st is not None:
-                return {"name": location, "size": st.size, "type": "file"}
+            with contextlib.suppress(FileNotFoundError):
+                return {"name": location, "size": file_stat(location).size, "type": "file"}
             if is_dir(location):
                 return {"name": location, "size": 0, "type": "directory"}
             raise FileNotFoundError(location)
 
         def modified(self, path: str) -> datetime:
-            location = self._check(path)
-            st = file_stat(location)
-            if st is None:
-                raise FileNotFoundError(location)
-            return datetime.fromtimestamp(st.mtime)
+            return datetime.fromtimestamp(file_stat(self._check(path)).mtime)
 
         def ls(self, path: str, detail: bool = True, **kw: Any) -> list[Any]:
             location = self._check(path)

@@ -88,16 +88,6 @@ _SESSION_OPTIONS = (
     "-c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 )
 
-_compiled_sql: dict[tuple[int, str], str] = {}
-
-
-def _compiled(stmt: sa.TextClause, dialect: sa.Dialect) -> str:
-    key = (id(stmt), dialect.name)
-    sql = _compiled_sql.get(key)
-    if sql is None:
-        sql = _compiled_sql[key] = str(stmt.compile(dialect=dialect))
-    return sql
-
 
 class _Row(tuple):
     """A result row: a tuple whose columns are also attributes (as SQLAlchemy's rows are)."""
@@ -113,8 +103,8 @@ class _Row(tuple):
 
 
 class _Plan:
-    """A statement compiled once for SQLite's DBAPI: its text, the order and converters of its
-    parameters, and a row type with its columns' converters (SQLAlchemy's own processors)."""
+    """A statement compiled once for a dialect's DBAPI: its text, the order and converters of
+    its parameters, and a row type with its columns' converters (SQLAlchemy's own processors)."""
 
     def __init__(self, stmt: sa.Executable, dialect: sa.Dialect):
         self.stmt = stmt  # held, so its id (the key of `_plans`) is never reused
@@ -251,46 +241,38 @@ class Connections:
         (its compiled form is kept by identity): a `select()`, or a `text()` typed with
         `.columns()` when rows are read.
         """
-        if self.dialect != "sqlite":
-            with self._engines.reader.connect() as conn:
-                return list(conn.execute(stmt, params or {}).all())
-        engine = self._engines.reader
-        plan = _plan(stmt, engine.dialect)
-        raw = engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            try:
-                cur.execute(plan.sql, plan.bind(params or {}))
-                return plan.rows(cur.fetchall())
-            finally:
-                cur.close()
-        finally:
-            raw.close()
+        return self._one(stmt, params or {}, write=False)
 
     def change(self, stmt: sa.Executable, params: dict[str, Any] | None = None) -> list[Any]:
         """One writing statement in a transaction of its own, committed before this returns;
         the rows it returns. On SQLite through the DBAPI (BEGIN IMMEDIATE, the statement,
         COMMIT), on PostgreSQL one autocommit round trip."""
+        return self._one(stmt, params or {}, write=True)
+
+    def _one(self, stmt: sa.Executable, params: dict[str, Any], *, write: bool) -> list[Any]:
         if self.dialect != "sqlite":
-            with self._engines.reader.connect() as conn:
-                res = conn.execute(stmt, params or {})
+            with self._engines.reader.connect() as conn:  # autocommit
+                res = conn.execute(stmt, params)
                 return list(res.all()) if res.returns_rows else []
-        # The reader's connections: BEGIN IMMEDIATE is sent here, and a process that only
-        # reads and audits opens one SQLite connection rather than two.
+        # The reader's pooled connections run in autocommit (BEGIN is ours to send), writes
+        # too: a process that only reads and audits opens one SQLite connection, not two.
         engine = self._engines.reader
         plan = _plan(stmt, engine.dialect)
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
             try:
-                cur.execute("BEGIN IMMEDIATE")
+                if write:
+                    cur.execute("BEGIN IMMEDIATE")
                 try:
-                    cur.execute(plan.sql, plan.bind(params or {}))
+                    cur.execute(plan.sql, plan.bind(params))
                     out = plan.rows(cur.fetchall())
-                    cur.execute("COMMIT")
+                    if write:
+                        cur.execute("COMMIT")
                 except BaseException:
-                    with contextlib.suppress(Exception):
-                        cur.execute("ROLLBACK")
+                    if write:
+                        with contextlib.suppress(Exception):
+                            cur.execute("ROLLBACK")
                     raise
                 return out
             finally:
@@ -328,7 +310,7 @@ class Connections:
             cur = psycopg.ClientCursor(raw)
             sql = [
                 cur.mogrify(
-                    _compiled(stmt, conn.dialect),
+                    _plan(stmt, conn.dialect).sql,
                     {k: Json(v) if isinstance(v, dict | list) else v for k, v in p.items()},
                 )
                 for stmt, p in steps
